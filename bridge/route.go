@@ -1,0 +1,192 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+// RouteConfig is one entry of `routes:` in the configuration file.
+type RouteConfig struct {
+	Name          string         `yaml:"name"`
+	Source        string         `yaml:"source"`         // "" = every source
+	Discussions   []string       `yaml:"discussions"`    // ids or "*"; default "*"
+	Events        []string       `yaml:"events"`         // canonical types or globs; default message.*
+	SkipAuthors   []string       `yaml:"skip_authors"`   // usernames; the source's own user is always skipped
+	IncludeSystem bool           `yaml:"include_system"` // also route System messages ("Participant Joined"...)
+	To            []TargetConfig `yaml:"to"`
+}
+
+// TargetConfig is one entry of a route's `to:`: a sink name, or a mapping with per-route
+// options for that sink.
+type TargetConfig struct {
+	Sink    string `yaml:"sink"`
+	Channel string `yaml:"channel"`
+}
+
+type targetFields TargetConfig
+
+// UnmarshalYAML accepts the shorthand `- audit` as well as `- {sink: audit, channel: C1}`.
+func (t *TargetConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		t.Sink = n.Value
+		return nil
+	}
+	var f targetFields
+	if ps := config.Decode(n, &f, ""); len(ps) > 0 {
+		return ps.Err()
+	}
+	*t = TargetConfig(f)
+	return nil
+}
+
+// Defaults fills the defaults of a route.
+func (r *RouteConfig) Defaults() {
+	if len(r.Discussions) == 0 {
+		r.Discussions = []string{"*"}
+	}
+	if len(r.Events) == 0 {
+		r.Events = slices.Clone(DefaultRouteEvents)
+	}
+}
+
+// Validate checks the route against the names of the configured sources and sinks. It
+// returns every problem, each naming its key.
+func (r *RouteConfig) Validate(sources, sinks map[string]bool) error {
+	var errs []error
+	if r.Name == "" {
+		errs = append(errs, config.Fieldf("name", "a route needs a name"))
+	}
+	if r.Source != "" && !sources[r.Source] {
+		errs = append(errs, config.Fieldf("source", "unknown source %q (configured: %s)", r.Source, names(sources)))
+	}
+	for i, d := range r.Discussions {
+		if strings.TrimSpace(d) == "" {
+			errs = append(errs, config.Fieldf(fmt.Sprintf("discussions[%d]", i), "empty discussion id"))
+		}
+	}
+	for i, e := range r.Events {
+		if !knownEventPattern(e) {
+			errs = append(errs, config.Fieldf(fmt.Sprintf("events[%d]", i), "%q matches no event type (known: %s)", e, strings.Join(EventTypes, ", ")))
+		}
+	}
+	if len(r.To) == 0 {
+		errs = append(errs, config.Fieldf("to", "a route needs at least one target"))
+	}
+	for i, t := range r.To {
+		if !sinks[t.Sink] {
+			errs = append(errs, config.Fieldf(fmt.Sprintf("to[%d]", i), "unknown sink %q (configured: %s)", t.Sink, names(sinks)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func knownEventPattern(p string) bool {
+	if _, err := path.Match(p, ""); err != nil {
+		return false
+	}
+	for _, t := range EventTypes {
+		if ok, _ := path.Match(p, t); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func names(m map[string]bool) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// Router decides which targets an event goes to. It is a pure function of the event and the
+// routes; it holds no state that changes.
+type Router struct {
+	routes []route
+	self   map[string]string
+}
+
+type route struct {
+	cfg         RouteConfig
+	allDisc     bool
+	discussions map[string]bool
+	skip        map[string]bool
+	targets     []Target
+}
+
+// NewRouter builds a router. self maps a source name to the username the source acts as:
+// events authored by it are never routed, so that kdbridge never echoes itself.
+func NewRouter(routes []RouteConfig, self map[string]string) *Router {
+	r := &Router{self: self}
+	for _, rc := range routes {
+		rc.Defaults()
+		rt := route{cfg: rc, discussions: map[string]bool{}, skip: map[string]bool{}}
+		for _, d := range rc.Discussions {
+			if d == "*" {
+				rt.allDisc = true
+			}
+			rt.discussions[d] = true
+		}
+		for _, a := range rc.SkipAuthors {
+			rt.skip[a] = true
+		}
+		for _, t := range rc.To {
+			rt.targets = append(rt.targets, Target{Route: rc.Name, Sink: t.Sink, Channel: t.Channel})
+		}
+		r.routes = append(r.routes, rt)
+	}
+	return r
+}
+
+// Targets returns the targets of every route that selects e, in route order.
+func (r *Router) Targets(e Event) []Target {
+	var out []Target
+	for i := range r.routes {
+		if rt := &r.routes[i]; rt.selects(e, r.self[e.Source]) {
+			out = append(out, rt.targets...)
+		}
+	}
+	return out
+}
+
+func (rt *route) selects(e Event, self string) bool {
+	if rt.cfg.Source != "" && rt.cfg.Source != e.Source {
+		return false
+	}
+	if !rt.allDisc && !rt.discussions[e.Discussion.ID] {
+		return false
+	}
+	if !matchAny(rt.cfg.Events, e.Type) {
+		return false
+	}
+	if m := e.Message; m != nil {
+		if m.Kind == KindSystem && !rt.cfg.IncludeSystem {
+			return false
+		}
+		if u := m.Author.Username; u != "" && (u == self || rt.skip[u]) {
+			return false
+		}
+	}
+	return true
+}
+
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,117 @@
+package bridge
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+const routesYAML = `
+- name: incidents
+  source: acme
+  discussions: ["d1", "d2"]
+  to:
+    - sink: slack
+      channel: C999
+    - audit
+- name: everything
+  events: ["*"]
+  skip_authors: [bot]
+  to: [archive]
+- name: system-too
+  source: other
+  include_system: true
+  events: ["message.created"]
+  to: [sys]
+`
+
+func loadRoutes(t *testing.T) []RouteConfig {
+	t.Helper()
+	doc, ps := config.Parse([]byte(routesYAML))
+	if len(ps) > 0 {
+		t.Fatal(ps.Err())
+	}
+	var rs []RouteConfig
+	if ps := config.Decode(doc, &rs, "routes"); len(ps) > 0 {
+		t.Fatal(ps.Err())
+	}
+	return rs
+}
+
+func TestRouterTargets(t *testing.T) {
+	r := NewRouter(loadRoutes(t), map[string]string{"acme": "integration", "other": "integration"})
+	msg := func(src, disc, typ, author, kind string) Event {
+		return Event{Source: src, Type: typ, Discussion: Discussion{ID: disc},
+			Message: &Message{Kind: kind, Author: User{Username: author}}}
+	}
+	tests := []struct {
+		name string
+		e    Event
+		want []string // route/sink/channel
+	}{
+		{"selected by both", msg("acme", "d1", MessageCreated, "alice", KindUser),
+			[]string{"incidents/slack/C999", "incidents/audit/", "everything/archive/"}},
+		{"other discussion", msg("acme", "d3", MessageCreated, "alice", KindUser), []string{"everything/archive/"}},
+		{"own user always skipped", msg("acme", "d1", MessageCreated, "integration", KindUser), nil},
+		{"skip_authors", msg("acme", "d3", MessageUpdated, "bot", KindUser), nil},
+		{"system skipped by default", msg("acme", "d1", MessageCreated, "alice", KindSystem), nil},
+		{"system included", msg("other", "dx", MessageCreated, "alice", KindSystem), []string{"system-too/sys/"}},
+		{"event filter", msg("other", "dx", MessageDeleted, "alice", KindUser), []string{"everything/archive/"}},
+		{"glob *", Event{Source: "acme", Type: ParticipantCreated, Discussion: Discussion{ID: "d1"}}, []string{"everything/archive/"}},
+		{"default events exclude participants", Event{Source: "acme", Type: ParticipantCreated, Discussion: Discussion{ID: "d9"}}, []string{"everything/archive/"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, tg := range r.Targets(tt.e) {
+				got = append(got, tg.Route+"/"+tg.Sink+"/"+tg.Channel)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("targets = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRouteValidate(t *testing.T) {
+	rs := loadRoutes(t)
+	sources := map[string]bool{"acme": true}
+	sinks := map[string]bool{"slack": true, "audit": true, "archive": true}
+	for i := range rs {
+		rs[i].Defaults()
+	}
+	if err := rs[0].Validate(sources, sinks); err != nil {
+		t.Errorf("valid route: %v", err)
+	}
+	err := rs[2].Validate(sources, sinks)
+	if err == nil {
+		t.Fatal("route with unknown source and sink validated")
+	}
+	for _, want := range []string{`source: unknown source "other"`, `to[0]: unknown sink "sys"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	bad := RouteConfig{Name: "x", Events: []string{"message.create", "[", "participant.*"}, To: []TargetConfig{{Sink: "audit"}}}
+	err = bad.Validate(sources, sinks)
+	if err == nil || !strings.Contains(err.Error(), `events[0]: "message.create" matches no event type`) || !strings.Contains(err.Error(), `events[1]`) || strings.Contains(err.Error(), "events[2]") {
+		t.Errorf("event validation: %v", err)
+	}
+}
+
+func TestTargetShorthandAndStrictness(t *testing.T) {
+	doc, _ := config.Parse([]byte("- {sink: a, chanel: x}\n"))
+	var ts []TargetConfig
+	ps := config.Decode(doc, &ts, "to")
+	if len(ps) == 0 || !strings.Contains(ps.Err().Error(), "chanel") {
+		t.Fatalf("unknown key in target not reported: %v", ps.Err())
+	}
+	var one []TargetConfig
+	if err := yaml.Unmarshal([]byte("[a, {sink: b, channel: C1}]"), &one); err != nil || one[0].Sink != "a" || one[1].Channel != "C1" {
+		t.Fatalf("targets = %+v, %v", one, err)
+	}
+}

@@ -1,0 +1,77 @@
+package bridge
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the durable memory of the bridge: events are written before they are routed,
+// deliveries are marked per target, dead letters and source checkpoints live here. The
+// embedded implementation is bridge/store (bbolt); the interface lets a shared backend take
+// over when several replicas run.
+type Store interface {
+	// Append stores each record's event and one pending delivery per target, in one durable
+	// commit. An event whose ID is already known (within the retention window) is skipped:
+	// Append returns only the records it stored. Order of the slice is the delivery order.
+	Append(ctx context.Context, recs []Record) ([]Record, error)
+	// Queues lists every (target, discussion) with pending deliveries, for resuming on start.
+	Queues(ctx context.Context) ([]Queue, error)
+	// Head returns the oldest pending delivery of a queue; ok is false when it is empty.
+	Head(ctx context.Context, q Queue) (p Pending, ok bool, err error)
+	// Done removes a delivered pending delivery.
+	Done(ctx context.Context, p Pending) error
+	// Attempted records a failed attempt (count, last error, next try) of a pending delivery.
+	Attempted(ctx context.Context, p Pending) error
+	// DeadLetter moves a pending delivery to the dead letters with the reason.
+	DeadLetter(ctx context.Context, p Pending, reason string) error
+	// DeadLetters lists dead letters that match f, oldest first.
+	DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
+	// Replay moves matching dead letters back to the end of their queues and returns them.
+	Replay(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
+	// Drop deletes matching dead letters and returns how many.
+	Drop(ctx context.Context, f DeadLetterFilter) (int, error)
+	// Get and Put a small value in a named namespace (source checkpoints, the Slack ts map).
+	Get(ctx context.Context, namespace, key string) ([]byte, bool, error)
+	Put(ctx context.Context, namespace, key string, value []byte) error
+	// Prune forgets delivered events and dedupe entries older than before.
+	Prune(ctx context.Context, before time.Time) (int, error)
+	Close() error
+}
+
+// Record is an event with the targets the router chose for it.
+type Record struct {
+	Event   Event
+	Targets []Target
+}
+
+// Queue names one ordered delivery queue: a target and a discussion.
+type Queue struct {
+	Target     Target
+	Discussion string
+}
+
+// Pending is one delivery waiting in a queue.
+type Pending struct {
+	Seq       uint64 // store order; increases with Append order
+	Queue     Queue
+	Event     Event
+	Attempts  int       // failed attempts so far
+	FirstTry  time.Time // zero until the first attempt
+	LastError string
+	NextTry   time.Time // zero: now
+}
+
+// DeadLetter is a delivery that will not be retried until an operator replays it.
+type DeadLetter struct {
+	ID       string // stable, usable on the command line
+	Pending  Pending
+	Reason   string
+	FailedAt time.Time
+}
+
+// DeadLetterFilter selects dead letters; zero fields match everything.
+type DeadLetterFilter struct {
+	IDs   []string
+	Sink  string
+	Since time.Time
+}

@@ -1,0 +1,159 @@
+package kinetictest
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// faults holds the fault-injection switches. Counters are consumed one request at a time,
+// so "the next n" is exact under concurrency.
+type faults struct {
+	refuseIdentifies atomic.Int64
+	withholdAcks     atomic.Bool
+
+	mu          sync.Mutex
+	restFails   int
+	restStatus  int
+	tokenFails  int
+	tokenStatus int
+	forbidden   map[[2]string]bool // {username, discussion id}
+
+	stallMu sync.Mutex
+	// stall is non-nil while connections are stalled; it is closed when the stall ends.
+	stall atomic.Pointer[chan struct{}]
+}
+
+// takeOne consumes one unit of n if any is left.
+func takeOne(n *atomic.Int64) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+func (f *faults) takeRESTFailure() (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.restFails <= 0 {
+		return 0, false
+	}
+	f.restFails--
+	return f.restStatus, true
+}
+
+func (f *faults) takeTokenFailure() (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tokenFails <= 0 {
+		return 0, false
+	}
+	f.tokenFails--
+	return f.tokenStatus, true
+}
+
+func (f *faults) isForbidden(username, discussionID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.forbidden[[2]string{username, discussionID}]
+}
+
+// DropConnections closes every open websocket abruptly: no close frame, as when a proxy or
+// the network drops the connection.
+func (s *Server) DropConnections() {
+	for _, c := range s.hub.snapshot() {
+		c.kill()
+	}
+}
+
+// RefuseIdentifies makes the next n identify actions fail with ack-error "Unauthorized",
+// whatever their token.
+func (s *Server) RefuseIdentifies(n int) { s.faults.refuseIdentifies.Store(int64(n)) }
+
+// WithholdAcks, while on, makes the server drop identify, subscribe and unsubscribe actions
+// without answering or acting on them, as if they were lost; heartbeats are unaffected.
+func (s *Server) WithholdAcks(on bool) { s.faults.withholdAcks.Store(on) }
+
+// SendRaw queues frame, unchanged, as a text frame on every open connection (identified or
+// not): garbage, oversized frames, unknown events.
+func (s *Server) SendRaw(frame []byte) {
+	for _, c := range s.hub.snapshot() {
+		c.enqueue(append([]byte(nil), frame...))
+	}
+}
+
+// Forbid bars a user from a discussion: subscribe answers ack-error "Unauthorized" and REST
+// calls on the discussion answer 403. Existing subscriptions are left alone (combine with
+// Unsubscribe to evict).
+func (s *Server) Forbid(username, discussionID string) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	if s.faults.forbidden == nil {
+		s.faults.forbidden = make(map[[2]string]bool)
+	}
+	s.faults.forbidden[[2]string{username, discussionID}] = true
+}
+
+// Allow lifts a Forbid.
+func (s *Server) Allow(username, discussionID string) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	delete(s.faults.forbidden, [2]string{username, discussionID})
+}
+
+// FailREST makes the next n Discussions REST calls answer status with a JSON error body
+// before any other processing (authentication included). The token endpoint is not a
+// Discussions REST call: see FailTokens.
+func (s *Server) FailREST(n int, status int) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.restFails, s.faults.restStatus = n, status
+}
+
+// FailTokens makes the next n token requests answer status with a JSON error body.
+func (s *Server) FailTokens(n int, status int) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.tokenFails, s.faults.tokenStatus = n, status
+}
+
+// Stall, while on, makes every websocket half-open: the server stops reading frames from
+// and writing frames (and pings) to open connections without closing them, and new
+// connections complete their upgrade and then stall too. Frames for stalled connections
+// keep queueing; a full queue still closes the connection (see conn.enqueue). Turning the
+// stall off resumes every connection where it stopped.
+func (s *Server) Stall(on bool) {
+	f := &s.faults
+	f.stallMu.Lock()
+	defer f.stallMu.Unlock()
+	cur := f.stall.Load()
+	switch {
+	case on && cur == nil:
+		ch := make(chan struct{})
+		f.stall.Store(&ch)
+	case !on && cur != nil:
+		f.stall.Store(nil)
+		close(*cur)
+	}
+}
+
+func (s *Server) stalled() bool { return s.faults.stall.Load() != nil }
+
+// waitUnstalled blocks while the server is stalled; it reports false if done closes first.
+func (s *Server) waitUnstalled(done <-chan struct{}) bool {
+	for {
+		ch := s.faults.stall.Load()
+		if ch == nil {
+			return true
+		}
+		select {
+		case <-*ch:
+		case <-done:
+			return false
+		}
+	}
+}

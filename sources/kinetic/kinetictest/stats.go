@@ -1,0 +1,53 @@
+package kinetictest
+
+import "sync/atomic"
+
+// Stats are the server's counters. Counts of actions count frames received, whatever
+// the answer; Connections and Subscriptions are current values.
+type Stats struct {
+	TokenRequests    int64 // token endpoint calls
+	Identifies       int64 // identify actions received
+	Subscribes       int64 // subscribe actions received
+	Unsubscribes     int64 // unsubscribe actions received
+	AcksOK           int64 // ack-ok frames queued
+	AcksError        int64 // ack-error frames queued
+	Connections      int64 // websockets open now
+	ConnectionsTotal int64 // websockets ever accepted
+	Subscriptions    int64 // active (connection, discussion) subscriptions now
+	Messages         int64 // messages created (user and system)
+	RESTRequests     int64 // Discussions REST calls
+	BadFrames        int64 // client frames that were not a JSON object or not text
+	SlowConsumers    int64 // connections closed because their send buffer was full
+	Frames           int64 // frames queued to connections (acks, events, raw)
+}
+
+type counters struct {
+	tokenRequests, identifies, subscribes, unsubscribes atomic.Int64
+	acksOK, acksError                                   atomic.Int64
+	connectionsTotal, subscriptions, messages           atomic.Int64
+	restRequests, badFrames, slowConsumers, frames      atomic.Int64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	s.hub.mu.Lock()
+	open := int64(len(s.hub.conns))
+	s.hub.mu.Unlock()
+	return Stats{
+		TokenRequests:    c.tokenRequests.Load(),
+		Identifies:       c.identifies.Load(),
+		Subscribes:       c.subscribes.Load(),
+		Unsubscribes:     c.unsubscribes.Load(),
+		AcksOK:           c.acksOK.Load(),
+		AcksError:        c.acksError.Load(),
+		Connections:      open,
+		ConnectionsTotal: c.connectionsTotal.Load(),
+		Subscriptions:    c.subscriptions.Load(),
+		Messages:         c.messages.Load(),
+		RESTRequests:     c.restRequests.Load(),
+		BadFrames:        c.badFrames.Load(),
+		SlowConsumers:    c.slowConsumers.Load(),
+		Frames:           c.frames.Load(),
+	}
+}

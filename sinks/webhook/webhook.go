@@ -1,0 +1,226 @@
+// Package webhook is the sink that POSTs events to an HTTP endpoint as Standard Webhooks
+// (https://www.standardwebhooks.com): the envelope of DESIGN §4 (or a body rendered from a
+// template), signed with HMAC-SHA256 under every configured secret, with the event id as the
+// receiver's idempotency key. Status codes are mapped to the bridge's failure kinds, so the
+// dispatcher retries, waits or dead-letters as the receiver asked.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// Options are what the process, not the configuration file, gives a sink.
+type Options struct {
+	Logger    *slog.Logger // default: discard
+	UserAgent string       // default "kdbridge"; the daemon passes "kdbridge/<version>"
+	// Client, if set, is copied and used for its transport (tests: a TLS test server's
+	// client). The copy always has the configured timeout and never follows redirects.
+	Client *http.Client
+}
+
+// Sink delivers events to one webhook endpoint. It is safe for concurrent use.
+type Sink struct {
+	name    string
+	c       *compiled
+	client  *http.Client
+	limiter *rate.Limiter // nil: unlimited
+	log     *slog.Logger
+	ua      string
+	hidden  []string    // never shown in errors: secrets, URL parts, header values
+	gone    atomic.Bool // the endpoint answered 410 and nothing since succeeded
+}
+
+var _ bridge.Sink = (*Sink)(nil)
+
+// New builds a sink from a configuration. It returns the same errors Validate does (joined
+// config.FieldErrors) and makes no network calls.
+func New(name string, cfg Config, opts Options) (*Sink, error) {
+	c, err := cfg.compile()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{name: name, c: c, ua: opts.UserAgent}
+	if s.ua == "" {
+		s.ua = "kdbridge"
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s.log = logger.With("sink", name)
+	if c.cfg.Rate > 0 {
+		// A burst of one keeps the rate a ceiling over any window, also when a backlog
+		// drains after an outage.
+		s.limiter = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
+	}
+	s.client = newClient(opts.Client, c.cfg.Timeout.D(), c.cfg.MaxInFlight)
+
+	hidden := append([]string(nil), c.endpoint.hidden...)
+	for _, sec := range c.cfg.Secret {
+		hidden = append(hidden, sec.Reveal(), strings.TrimPrefix(sec.Reveal(), secretPrefix))
+	}
+	// A static header value is often a credential (Authorization, X-Api-Key); an echoing
+	// receiver must not be able to put it into our logs.
+	for _, h := range c.headers {
+		if h.tmpl == nil {
+			hidden = append(hidden, h.value)
+		}
+	}
+	s.hidden = sortHidden(hidden)
+	return s, nil
+}
+
+// newClient builds the sink's own client, so that keep-alive connections to the endpoint are
+// pooled per sink and sized for its concurrency.
+func newClient(base *http.Client, timeout time.Duration, maxInFlight int) *http.Client {
+	var c http.Client
+	if base != nil {
+		c = *base
+	} else if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t := dt.Clone()
+		t.MaxIdleConnsPerHost = maxInFlight
+		c.Transport = t
+	} else {
+		c.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxInFlight,
+			ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
+	}
+	c.Timeout = timeout
+	// Standard Webhooks: a redirect is a failure; following it could also carry a signed
+	// body to a host the operator never configured.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// Name returns the sink's name from the configuration.
+func (s *Sink) Name() string { return s.name }
+
+// MaxInFlight is how many deliveries the dispatcher may run at once on this sink.
+func (s *Sink) MaxInFlight() int { return s.c.cfg.MaxInFlight }
+
+// Close releases idle keep-alive connections.
+func (s *Sink) Close() error {
+	s.client.CloseIdleConnections()
+	return nil
+}
+
+// Deliver POSTs one event. The webhook-timestamp and signature are made for this attempt;
+// the webhook-id is the event id, the same on every attempt. Failures are classified:
+// redirects, 408, other 5xx and transport errors are retryable; 429/502/503/504 wait for
+// Retry-After when given; 410 and other 4xx are permanent, and so is a template that cannot
+// render the event.
+func (s *Sink) Deliver(ctx context.Context, d bridge.Delivery) error {
+	if err := s.deliver(ctx, d.Event); err != nil {
+		return &redactedError{err: err, hidden: s.hidden}
+	}
+	return nil
+}
+
+func (s *Sink) deliver(ctx context.Context, e bridge.Event) error {
+	ep := s.c.endpoint.display
+	if e.ID == "" || strings.Contains(e.ID, ".") {
+		// Standard Webhooks: the id is part of the signed content, delimited by '.'.
+		return bridge.Permanent(fmt.Errorf("webhook %s: event id %q cannot be a webhook-id (empty, or contains '.')", ep, e.ID))
+	}
+	body, headers, err := s.render(e)
+	if err != nil {
+		// The same event renders the same way every time: retrying cannot help.
+		return bridge.Permanent(fmt.Errorf("webhook %s: %s: %w", ep, e.Type, err))
+	}
+	if s.limiter != nil {
+		if err := s.limiter.Wait(ctx); err != nil {
+			return fmt.Errorf("webhook %s: waiting for the rate limit: %w", ep, err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.c.endpoint.url, bytes.NewReader(body))
+	if err != nil {
+		return bridge.Permanent(fmt.Errorf("webhook %s: %w", ep, err))
+	}
+	req.Header.Set("User-Agent", s.ua)
+	for _, h := range headers {
+		req.Header.Set(h[0], h[1])
+	}
+	req.Header.Set("Content-Type", s.c.cfg.ContentType)
+	ts := time.Now().Unix()
+	req.Header.Set("Webhook-Id", e.ID)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
+	if len(s.c.keys) > 0 {
+		req.Header.Set("Webhook-Signature", signature(s.c.keys, e.ID, ts, body))
+	}
+
+	resp, err := s.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = ep // the client quotes the full URL, query string included
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			return fmt.Errorf("webhook %s: timed out after %s: %w", ep, s.c.cfg.Timeout, err)
+		}
+		return fmt.Errorf("webhook: %w", err)
+	}
+	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	return s.classify(resp, respBody)
+}
+
+// render produces the body and the configured headers for e.
+func (s *Sink) render(e bridge.Event) ([]byte, [][2]string, error) {
+	var env bridge.Envelope
+	if s.c.body != nil || s.hasHeaderTemplates() {
+		env = bridge.NewEnvelope(e)
+	}
+	var body []byte
+	var err error
+	if s.c.body != nil {
+		if body, err = execute(s.c.body, env); err != nil {
+			return nil, nil, fmt.Errorf("body_template: %w", err)
+		}
+		if s.c.jsonBody && !json.Valid(body) {
+			return nil, nil, errors.New("body_template produced a body that is not JSON (insert values with the json function)")
+		}
+	} else if body, err = bridge.MarshalEnvelope(e); err != nil {
+		return nil, nil, fmt.Errorf("encoding the envelope: %w", err)
+	}
+	headers := make([][2]string, 0, len(s.c.headers))
+	for _, h := range s.c.headers {
+		v := h.value
+		if h.tmpl != nil {
+			out, err := execute(h.tmpl, env)
+			if err != nil {
+				return nil, nil, fmt.Errorf("headers.%s: %w", h.name, err)
+			}
+			if v = string(out); !validHeaderValue(v) {
+				return nil, nil, fmt.Errorf("headers.%s: the template rendered control characters", h.name)
+			}
+		}
+		headers = append(headers, [2]string{h.name, v})
+	}
+	return body, headers, nil
+}
+
+func (s *Sink) hasHeaderTemplates() bool {
+	for _, h := range s.c.headers {
+		if h.tmpl != nil {
+			return true
+		}
+	}
+	return false
+}

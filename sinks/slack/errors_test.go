@@ -1,0 +1,203 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	slackgo "github.com/slack-go/slack"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+func deliverErr(s *Sink, e bridge.Event) error {
+	return s.Deliver(context.Background(), bridge.Delivery{Event: e, Target: bridge.Target{Sink: s.Name()}, Attempt: 1})
+}
+
+func TestRateLimited(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	s := newSink(t, cfg, newMemKV())
+
+	f.fail("chat.postMessage", fault{status: 429, retryAfter: "7", code: "ratelimited"})
+	before := time.Now()
+	err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
+	after := time.Now()
+	d, ok := bridge.RetryAfterOf(err)
+	var rl *slackgo.RateLimitedError
+	if !ok || d != 7*time.Second || !errors.As(err, &rl) || bridge.IsPermanent(err) {
+		t.Fatalf("429: %v (retry after %v, %v)", err, d, ok)
+	}
+	// The channel's limiter is paused for as long, so other discussions wait too.
+	// The pause ends between before+7s and after+7s.
+	lim := s.limiters.channel("C0000OPS1")
+	if wait, r := lim.reserve(before); r != nil || wait < 7*time.Second {
+		t.Errorf("channel limiter after a 429: wait %v, reservation %v", wait, r)
+	}
+	if wait, r := lim.reserve(after); r != nil || wait <= 0 || wait > 7*time.Second {
+		t.Errorf("channel limiter after a 429: wait %v, reservation %v", wait, r)
+	}
+	if wait, r := s.limiters.channel("C0000DEV2").reserve(before); wait != 0 || r == nil {
+		t.Errorf("another channel is paused too: %v", wait)
+	}
+
+	// A 429 without a usable Retry-After still asks for a pause.
+	f.fail("chat.update", fault{status: 429})
+	s2 := newSink(t, cfg, newMemKV())
+	deliver(t, s2, event(bridge.MessageCreated, "d1", "m1", "", "x"), "C0000DEV2")
+	err = s2.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageUpdated, "d1", "m1", "", "y"), Target: bridge.Target{Channel: "C0000DEV2"}})
+	if d, ok := bridge.RetryAfterOf(err); !ok || d != defaultRetryAfter {
+		t.Errorf("429 without Retry-After: %v", err)
+	}
+	// slack-go itself did not retry: one call per attempt.
+	if n := len(f.callsOf("chat.postMessage")); n != 2 {
+		t.Errorf("%d chat.postMessage calls, want 2 (no retries inside slack-go)", n)
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	s := newSink(t, cfg, newMemKV())
+	for _, code := range []string{
+		"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked",
+		"missing_scope", "is_archived", "msg_too_long", "no_text", "message_not_found",
+		"cant_update_message", "cant_delete_message", "compliance_exports_prevent_deletion", "restricted_action",
+	} {
+		f.fail("chat.postMessage", fault{code: code})
+		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m-"+code, "", "x"))
+		var se slackgo.SlackErrorResponse
+		if !bridge.IsPermanent(err) || !errors.As(err, &se) || se.Err != code {
+			t.Errorf("%s: %v", code, err)
+		}
+		if !strings.Contains(fmt.Sprint(err), "chat.postMessage C0000OPS1: "+code) {
+			t.Errorf("%s: error text %q", code, err)
+		}
+	}
+	for _, status := range []int{400, 401, 403, 404} {
+		f.fail("chat.postMessage", fault{status: status, body: "nope"})
+		if err := deliverErr(s, event(bridge.MessageCreated, "d1", "m", "", "x")); !bridge.IsPermanent(err) {
+			t.Errorf("HTTP %d: %v", status, err)
+		}
+	}
+}
+
+func TestRetryableErrors(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	cfg.Timeout = config.Duration(200 * time.Millisecond)
+	var logs bytes.Buffer
+	s, err := New("ops-slack", cfg, Options{KV: newMemKV(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tt := range []struct {
+		name string
+		f    fault
+	}{
+		{"500", fault{status: 500, body: "<html>oops</html>"}},
+		{"503", fault{status: 503}},
+		{"not JSON", fault{body: "<html>proxy</html>"}},
+		{"unknown code", fault{code: "fatal_error"}},
+		{"unknown code again", fault{code: "fatal_error"}},
+		{"timeout", fault{hang: true}},
+	} {
+		f.fail("chat.postMessage", tt.f)
+		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
+		if _, after := bridge.RetryAfterOf(err); err == nil || bridge.IsPermanent(err) || after {
+			t.Errorf("%s: %v, want a plain retryable error", tt.name, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "fatal_error"); n != 1 {
+		t.Errorf("unknown code logged %d times, want once:\n%s", n, logs.String())
+	}
+	// Nothing was recorded, so the next attempt posts.
+	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "x"), "")
+
+	// The caller giving up is not a Slack failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Deliver(ctx, bridge.Delivery{Event: event(bridge.MessageCreated, "d1", "m2", "", "x")}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+func TestNetworkErrorIsRetryable(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	f.srv.Close() // nothing listens there any more
+	s := newSink(t, cfg, newMemKV())
+	err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
+	if err == nil || bridge.IsPermanent(err) {
+		t.Errorf("network error: %v", err)
+	}
+}
+
+// TestTokenNeverLeaks provokes every kind of failure, with a server that quotes the token
+// back, and checks errors and logs at debug level.
+func TestTokenNeverLeaks(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	cfg.MentionUsers = MentionEmail
+	cfg.Timeout = config.Duration(200 * time.Millisecond)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := New("ops-slack", cfg, Options{KV: newMemKV(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var errs []error
+	try := func(e bridge.Event, ch string) {
+		errs = append(errs, s.Deliver(context.Background(), bridge.Delivery{Event: e, Target: bridge.Target{Channel: ch}}))
+	}
+	f.fail("chat.postMessage",
+		fault{code: "invalid_auth " + testToken},
+		fault{code: "weird_" + testToken},
+		fault{status: 500, body: testToken},
+		fault{status: 429, retryAfter: testToken},
+		fault{hang: true},
+	)
+	f.fail("users.lookupByEmail", fault{code: "missing_scope_" + testToken})
+	f.fail("conversations.list", fault{code: "internal_error_" + testToken})
+	ev := event(bridge.MessageCreated, "d1", "m1", "", "x")
+	ev.Message.Content = append(ev.Message.Content, bridge.Token{Type: "user",
+		Value: []byte(`{"displayName":"Bob","email":"bob@example.com"}`)})
+	for range 5 {
+		try(ev, "")
+	}
+	try(ev, "#not-an-id")
+	bad := newSink(t, Config{Token: "xoxb-WRONG-token-value", APIURL: f.url(), Channel: "C0000OPS1"}, newMemKV())
+	errs = append(errs, bad.Deliver(context.Background(), bridge.Delivery{Event: ev}))
+
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("attempt %d succeeded", i)
+			continue
+		}
+		if strings.Contains(err.Error(), testToken) || strings.Contains(fmt.Sprintf("%+v %#v", err, err), testToken) {
+			t.Errorf("token in error %d: %v", i, err)
+		}
+	}
+	for _, want := range []string{"weird_<secret>", "missing_scope_<secret>"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("expected %q in the logs:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), testToken) {
+		t.Errorf("token in logs:\n%s", logs.String())
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg, cfg), testToken) {
+		t.Error("token in the printed configuration")
+	}
+}

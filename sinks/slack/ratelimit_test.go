@@ -1,0 +1,97 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// TestLimiterPaces checks the decisions of the channel limiter at chosen instants: no clock,
+// no sleeping.
+func TestLimiterPaces(t *testing.T) {
+	l := newLimiters(2, 3).channel("C1") // 2 messages per second, bursts of 3
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var got []time.Duration
+	for range 6 {
+		d, r := l.reserve(t0)
+		if r == nil {
+			t.Fatal("no reservation while not paused")
+		}
+		got = append(got, d)
+	}
+	want := []time.Duration{0, 0, 0, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delays at t0 = %v, want %v", got, want)
+		}
+	}
+	// Two seconds later the queue above has drained (1.5s) and one token has come back.
+	if d, _ := l.reserve(t0.Add(2 * time.Second)); d != 0 {
+		t.Errorf("after draining: wait %v", d)
+	}
+	if d, _ := l.reserve(t0.Add(2 * time.Second)); d != 500*time.Millisecond {
+		t.Errorf("next: wait %v, want 500ms", d)
+	}
+
+	// A pause (after a 429) holds every caller until it ends, without taking tokens.
+	l.pause(t0.Add(10 * time.Second))
+	l.pause(t0.Add(5 * time.Second)) // a shorter pause does not shorten it
+	if d, r := l.reserve(t0.Add(4 * time.Second)); r != nil || d != 6*time.Second {
+		t.Errorf("paused: wait %v, reservation %v", d, r)
+	}
+	if d, r := l.reserve(t0.Add(10 * time.Second)); r == nil || d != 0 {
+		t.Errorf("after the pause: wait %v", d)
+	}
+}
+
+func TestLimiterWaitHonoursContext(t *testing.T) {
+	l := newLimiters(1, 1).channel("C1")
+	l.pause(time.Now().Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait past the deadline: %v", err)
+	}
+	// Unpaused with tokens left: no wait at all.
+	if err := newLimiters(1, 1).channel("C2").wait(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSinkUsesTheChannelLimiter shows that posts take tokens from their channel's bucket: with
+// a burst of two and a very slow rate, two posts go at once and a third would wait far longer
+// than its context allows, so it fails before calling Slack.
+func TestSinkUsesTheChannelLimiter(t *testing.T) {
+	f := newFakeSlack(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	cfg.Rate, cfg.Burst = 0.001, 2
+	s := newSink(t, cfg, newMemKV())
+	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "one"), "")
+	deliver(t, s, event(bridge.MessageCreated, "d2", "m2", "", "two"), "")
+	if d, r := s.limiters.channel("C0000OPS1").reserve(time.Now()); r == nil || d < 900*time.Second {
+		t.Errorf("after two posts: wait %v, want about 1000s", d)
+	} else {
+		r.Cancel()
+	}
+	// Another channel has its own bucket.
+	deliver(t, s, event(bridge.MessageCreated, "d3", "m3", "", "three"), "C0000DEV2")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.Deliver(ctx, bridge.Delivery{Event: event(bridge.MessageCreated, "d4", "m4", "", "four")})
+	if !errors.Is(err, context.DeadlineExceeded) || bridge.IsPermanent(err) {
+		t.Errorf("third post: %v", err)
+	}
+	if n := len(f.callsOf("chat.postMessage")); n != 3 {
+		t.Errorf("%d posts, want 3", n)
+	}
+}

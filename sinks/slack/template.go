@@ -1,0 +1,160 @@
+package slack
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"text/template"
+	"unicode/utf8"
+)
+
+// textData is what a message template sees. Every string in it is escaped for Slack already,
+// so a template can insert any of them anywhere without letting a discussion write a control
+// sequence; that is why it is a separate type rather than the bridge.Event.
+type textData struct {
+	ID, Type, Source string
+	Edited           bool // a message.updated event
+	Text             string
+	Discussion       textDiscussion
+	Author           textUser
+	Message          textMessage
+}
+
+type textDiscussion struct{ ID, Title, URL string }
+
+type textUser struct{ Name, Username, DisplayName, Email string }
+
+type textMessage struct {
+	ID, ParentID, Kind, Text string
+	Attachments              []string // rendered lines: 📎 <url|name (size)>
+	Author                   textUser
+}
+
+// textFuncs are what a message template may call beyond text/template's builtins.
+var textFuncs = template.FuncMap{
+	// link URL LABEL: "<url|label>" for an http(s) URL, else the label. Both are fields.
+	"link": func(u, label string) string { return link(unescapeURL(u), label) },
+	// truncate N TEXT: at most N characters, not cutting an entity, ending in "…" when cut.
+	"truncate": func(n int, s string) string {
+		if utf8.RuneCountInString(s) <= n {
+			return s
+		}
+		if n <= 0 {
+			return ""
+		}
+		return cutRunes(s, n-1) + "…"
+	},
+	// default DEF VALUE: VALUE, or DEF when VALUE is empty.
+	"default": func(def, v any) any {
+		if v == nil {
+			return def
+		}
+		if rv := reflect.ValueOf(v); rv.IsZero() || (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.Len() == 0 {
+			return def
+		}
+		return v
+	},
+}
+
+// unescapeURL undoes the one entity httpURL writes into a URL field, so that link can parse
+// and re-encode it.
+func unescapeURL(s string) string { return strings.ReplaceAll(s, "&amp;", "&") }
+
+// openerBeforeField finds a field written right after a literal "<" (optionally "<!", "<@",
+// "<#"): whatever the field holds would then be read as a control sequence.
+var openerBeforeField = regexp.MustCompile(`<[!@#]?\s*\{\{`)
+
+func parseTextTemplate(src string) (*template.Template, error) {
+	t, err := template.New("template").Funcs(textFuncs).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, templateError(err)
+	}
+	if loc := openerBeforeField.FindStringIndex(src); loc != nil {
+		line := 1 + strings.Count(src[:loc[0]], "\n")
+		return nil, fmt.Errorf("template line %d: a field right after \"<\" could become a Slack control sequence "+
+			"such as <!channel>; build links with {{link .Discussion.URL .Discussion.Title}}", line)
+	}
+	return t, nil
+}
+
+func executeText(t *template.Template, d textData) (string, error) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return "", templateError(err)
+	}
+	// A template may join two fields into a broadcast word ("…@" + "here…").
+	return defuse(b.String()), nil
+}
+
+// iconFuncs hash an email the way Gravatar wants (trimmed, lowercased).
+var iconFuncs = template.FuncMap{
+	"md5": func(s string) string {
+		sum := md5.Sum([]byte(strings.ToLower(strings.TrimSpace(s))))
+		return hex.EncodeToString(sum[:])
+	},
+	"sha256": func(s string) string {
+		sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(s))))
+		return hex.EncodeToString(sum[:])
+	},
+	"lower": strings.ToLower,
+}
+
+func parseIconTemplate(src string) (*template.Template, error) {
+	t, err := template.New("icon_url").Funcs(iconFuncs).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, templateError(err)
+	}
+	return t, nil
+}
+
+// executeIcon renders the icon URL for an author (raw values: the result is a URL parameter,
+// not message text).
+func executeIcon(t *template.Template, u textUser) (string, error) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, u); err != nil {
+		return "", templateError(err)
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+// templatePos matches the position text/template puts in front of its errors:
+// "template: NAME:LINE: msg" or "template: NAME:LINE:COL: executing "NAME" at <...>: msg".
+var templatePos = regexp.MustCompile(`^template: [^:]*:(\d+):(?:(\d+):)? (?:executing "[^"]*" )?`)
+
+// templateError restates a text/template error as "template line 3: ...", which reads well
+// after the key path that config.Locate puts in front of it.
+func templateError(err error) error {
+	msg := err.Error()
+	m := templatePos.FindStringSubmatchIndex(msg)
+	if m == nil {
+		return errors.New(strings.TrimPrefix(msg, "template: "))
+	}
+	pos := "template line " + msg[m[2]:m[3]]
+	if m[4] >= 0 {
+		pos += ", column " + msg[m[4]:m[5]]
+	}
+	return errors.New(pos + ": " + msg[m[1]:])
+}
+
+// sampleUser and sampleTemplateData are what Validate runs templates against.
+func sampleUser() textUser {
+	return textUser{Name: "Sample User", Username: "sample.user", DisplayName: "Sample User", Email: "Sample@Example.com"}
+}
+
+func sampleTemplateData() textData {
+	u := sampleUser()
+	return textData{
+		ID: "evt_sample", Type: "message.created", Source: "sample",
+		Text:       "Hello &lt;world&gt;\n📎 <https://example.com/a.txt|a.txt (1 B)>",
+		Discussion: textDiscussion{ID: "d-sample", Title: "Incident 42", URL: "https://example.com/#/discussions/d-sample"},
+		Author:     u,
+		Message: textMessage{ID: "m-sample", ParentID: "m-parent", Kind: "user", Text: "Hello &lt;world&gt;",
+			Attachments: []string{"📎 <https://example.com/a.txt|a.txt (1 B)>"}, Author: u},
+	}
+}

@@ -1,0 +1,494 @@
+package kinetic
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// maxCatchUpPages bounds one catch-up: 1000 pages of page_size messages.
+const maxCatchUpPages = 1000
+
+// maxBatch is the most events handed to the emitter in one call.
+const maxBatch = 256
+
+// rememberIDs is how many recent event ids and message versions a discussion remembers to
+// drop live events that a catch-up already handed over.
+const rememberIDs = 4096
+
+// worker hands over the events of one discussion, in order: live events as they come, and
+// on every subscribe ack a catch-up from the REST API. Both go through one FIFO queue, so a
+// live event that arrives during a catch-up waits until the catch-up has emitted everything
+// older. One goroutine per discussion, for the whole of Run.
+type worker struct {
+	s    *Source
+	id   string
+	emit bridge.Emitter
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	queue []item
+	wake  chan struct{} // 1-buffered: something was queued
+
+	// Owned by the run goroutine.
+	cp       Checkpoint
+	haveCP   bool
+	title    string
+	recent   *ring // ids of events handed over
+	versions *ring // message id → versionId handed over
+}
+
+// item is a queued live event, or (ev nil) a catch-up to run.
+type item struct {
+	ev *decoded
+}
+
+func (s *Source) newWorker(id string, emit bridge.Emitter) *worker {
+	return &worker{
+		s:        s,
+		id:       id,
+		emit:     emit,
+		log:      s.log.With("discussion", id),
+		wake:     make(chan struct{}, 1),
+		recent:   newRing(rememberIDs),
+		versions: newRing(rememberIDs),
+	}
+}
+
+// live queues a live event. It never blocks. When the queue is full the live events in it
+// are dropped and replaced by a catch-up: the messages among them come back from the REST
+// API; other events (participants, invitations…) are lost and counted in Status.Dropped.
+func (w *worker) live(d decoded) {
+	w.mu.Lock()
+	if len(w.queue) >= w.s.t.queueCap {
+		kept := w.queue[:0]
+		dropped := 0
+		for _, it := range w.queue {
+			if it.ev == nil {
+				kept = append(kept, it)
+			} else {
+				dropped++
+			}
+		}
+		w.queue = kept
+		w.queueCatchUpLocked()
+		w.mu.Unlock()
+		w.s.st.mu.Lock()
+		w.s.st.dropped += uint64(dropped)
+		w.s.st.mu.Unlock()
+		w.s.bad.warn("overflow:"+w.id, "kinetic: event queue full, dropping live events and catching up instead",
+			"discussion", w.id, "dropped", dropped)
+		w.signal()
+		return
+	}
+	w.queue = append(w.queue, item{ev: &d})
+	w.mu.Unlock()
+	w.signal()
+}
+
+// catchUp queues a catch-up (after a subscribe ack).
+func (w *worker) catchUp() {
+	w.mu.Lock()
+	w.queueCatchUpLocked()
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *worker) queueCatchUpLocked() {
+	// Two catch-ups in a row are one: the second would find nothing new.
+	if n := len(w.queue); n > 0 && w.queue[n-1].ev == nil {
+		return
+	}
+	w.queue = append(w.queue, item{})
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next waits for work: a catch-up, or a run of consecutive live events (at most maxBatch),
+// which go to the emitter together. ok is false when ctx is done.
+func (w *worker) next(ctx context.Context) (catchUp bool, evs []decoded, ok bool) {
+	for {
+		w.mu.Lock()
+		if len(w.queue) > 0 {
+			if w.queue[0].ev == nil {
+				w.queue[0] = item{}
+				w.queue = w.queue[1:]
+				w.mu.Unlock()
+				return true, nil, true
+			}
+			n := 0
+			for n < len(w.queue) && n < maxBatch && w.queue[n].ev != nil {
+				evs = append(evs, *w.queue[n].ev)
+				w.queue[n] = item{}
+				n++
+			}
+			w.queue = w.queue[n:]
+			w.mu.Unlock()
+			return false, evs, true
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false, nil, false
+		case <-w.wake:
+		}
+	}
+}
+
+// queued counts the live events waiting.
+func (w *worker) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, it := range w.queue {
+		if it.ev != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// pendingCatchUp reports whether another catch-up is queued.
+func (w *worker) pendingCatchUp() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.ContainsFunc(w.queue, func(it item) bool { return it.ev == nil })
+}
+
+func (w *worker) run(ctx context.Context) {
+	if !w.loadCheckpoint(ctx) {
+		return
+	}
+	for {
+		catchUp, evs, ok := w.next(ctx)
+		switch {
+		case !ok:
+			return
+		case catchUp:
+			w.catchUpWithRetry(ctx)
+		default:
+			w.deliver(ctx, evs)
+		}
+	}
+}
+
+func (w *worker) loadCheckpoint(ctx context.Context) bool {
+	logged := false
+	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
+	for {
+		cp, ok, err := w.s.cps.Checkpoint(ctx, w.s.name, w.id)
+		if err == nil {
+			w.cp, w.haveCP = cp, ok
+			w.publishCheckpoint()
+			return true
+		}
+		if !logged {
+			w.log.Error("kinetic: cannot read the checkpoint", "error", err)
+			logged = true
+		}
+		if !sleep(ctx, b.NextBackOff()) {
+			return false
+		}
+	}
+}
+
+// deliver hands over live events, leaving out those handed over already.
+func (w *worker) deliver(ctx context.Context, ds []decoded) {
+	evs := make([]bridge.Event, 0, len(ds))
+	batch := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		if d.title != "" {
+			w.title = d.title
+		}
+		ev := d.event
+		if w.recent.has(ev.ID) || batch[ev.ID] {
+			continue
+		}
+		batch[ev.ID] = true
+		ev.Discussion.Title = w.title
+		evs = append(evs, ev)
+	}
+	w.emitAll(ctx, evs)
+}
+
+// emitAll emits evs (in one call) until the emitter accepts them or ctx ends (false). Events
+// that were not accepted are never skipped: everything behind them in this discussion
+// waits. Once accepted, the checkpoint moves to the newest message created among them.
+func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
+	if len(evs) == 0 {
+		return true
+	}
+	failed := false
+	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
+	for {
+		err := w.emit.Emit(ctx, evs...)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !failed {
+			w.log.Warn("kinetic: events not accepted, retrying", "event_id", evs[0].ID, "events", len(evs), "error", err)
+			failed = true
+		}
+		if !sleep(ctx, b.NextBackOff()) {
+			return false
+		}
+	}
+	if failed {
+		w.log.Info("kinetic: events accepted after retries", "event_id", evs[0].ID, "events", len(evs))
+	}
+	cp, moved := w.cp, false
+	for _, ev := range evs {
+		w.recent.add(ev.ID, "")
+		m := ev.Message
+		if m == nil || ev.Type == bridge.MessageDeleted {
+			continue
+		}
+		w.versions.add(m.ID, m.VersionID)
+		if ev.Type == bridge.MessageCreated && cp.advancedBy(m.CreatedAt) {
+			cp, moved = Checkpoint{MessageID: m.ID, CreatedAt: m.CreatedAt}, true
+		}
+	}
+	w.s.st.mu.Lock()
+	w.s.st.emitted += uint64(len(evs))
+	w.s.st.mu.Unlock()
+	if moved {
+		w.setCheckpoint(ctx, cp)
+	}
+	return true
+}
+
+// setCheckpoint records the newest message handed over. A failure to store it costs only
+// redeliveries (with the same event ids) after a restart, so it is logged, not retried.
+func (w *worker) setCheckpoint(ctx context.Context, cp Checkpoint) {
+	w.cp, w.haveCP = cp, true
+	w.publishCheckpoint()
+	if err := w.s.cps.SetCheckpoint(ctx, w.s.name, w.id, cp); err != nil && ctx.Err() == nil {
+		w.s.bad.warn("checkpoint:"+w.id, "kinetic: cannot store the checkpoint", "discussion", w.id, "error", err)
+	}
+}
+
+func (w *worker) publishCheckpoint() {
+	cp, title := w.cp, w.title
+	w.s.st.update(w.id, func(d *DiscussionStatus) {
+		d.Checkpoint, d.CheckedAt = cp.MessageID, cp.CreatedAt
+		if title != "" {
+			d.Title = title
+		}
+	})
+}
+
+func (w *worker) catchUpWithRetry(ctx context.Context) {
+	logged := false
+	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
+	for {
+		n, err := w.catchUpOnce(ctx)
+		if err == nil {
+			if n > 0 || logged {
+				w.log.Info("kinetic: caught up", "events", n)
+			} else {
+				w.log.Debug("kinetic: caught up", "events", 0)
+			}
+			if !w.pendingCatchUp() {
+				w.s.st.update(w.id, func(d *DiscussionStatus) { d.CaughtUp = true })
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		w.s.st.setError(err)
+		if !logged {
+			w.log.Warn("kinetic: catch-up failed, retrying", "error", err)
+			logged = true
+		}
+		if !sleep(ctx, b.NextBackOff()) {
+			return
+		}
+	}
+}
+
+// catchUpOnce pages the discussion's messages newest first back to the checkpoint and
+// emits what is new, oldest first: message.created for messages newer than the checkpoint,
+// message.updated for older ones (on the pages read) edited since. Without a checkpoint it
+// replays backfill's worth of history (none by default) and sets the checkpoint to the
+// newest message. It returns the number of events emitted.
+func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
+	s := w.s
+	if title, err := s.rest.discussionTitle(ctx, w.id); err == nil && title != "" {
+		w.title = title
+		w.publishCheckpoint()
+	} else if err != nil && ctx.Err() == nil {
+		w.log.Debug("kinetic: cannot fetch the discussion title", "error", err)
+	}
+
+	cp, have := w.cp, w.haveCP
+	backfill := s.cfg.Backfill.D()
+	started := time.Now()
+	var cutoff time.Time
+	if !have && backfill > 0 {
+		cutoff = started.Add(-backfill)
+	}
+	type pending struct {
+		ev bridge.Event
+		at time.Time
+	}
+	var fresh, edits []pending // fresh newest first
+	var newest *bridge.Message
+	pageToken := ""
+	for range maxCatchUpPages {
+		page, err := s.rest.messages(ctx, w.id, s.cfg.PageSize, pageToken)
+		if err != nil {
+			return 0, err
+		}
+		reached := false
+		for _, raw := range page.Messages {
+			m, err := s.dec.message(w.id, raw)
+			if err != nil {
+				s.bad.badInput(badREST, err, "discussion", w.id)
+				continue
+			}
+			if newest == nil {
+				newest = &m
+			}
+			switch {
+			case have:
+				if !reached && (m.ID == cp.MessageID || (!m.CreatedAt.IsZero() && m.CreatedAt.Before(cp.CreatedAt))) {
+					reached = true
+				}
+				if !reached {
+					created := s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started)
+					if !w.recent.has(created.ID) {
+						fresh = append(fresh, pending{created, m.CreatedAt})
+						continue
+					}
+				}
+				// Handed over already; an edit since is an update.
+				if w.editedSince(m, cp) {
+					edits = append(edits, pending{s.dec.messageEvent(w.id, bridge.MessageUpdated, m, raw, started), m.UpdatedAt})
+				}
+			case backfill > 0 && !m.CreatedAt.Before(cutoff):
+				fresh = append(fresh, pending{s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started), m.CreatedAt})
+			default:
+				reached = true // no checkpoint: history before now (or before the backfill) is not replayed
+			}
+		}
+		if reached || page.NextPageToken == nil || *page.NextPageToken == "" {
+			break
+		}
+		pageToken = *page.NextPageToken
+	}
+
+	// Oldest first: the new messages in list order, and the edits of older messages (by
+	// edit time) merged in where they happened.
+	slices.Reverse(fresh)
+	slices.SortStableFunc(edits, func(a, b pending) int { return a.at.Compare(b.at) })
+	all := make([]pending, 0, len(fresh)+len(edits))
+	for len(fresh) > 0 || len(edits) > 0 {
+		if len(edits) > 0 && (len(fresh) == 0 || edits[0].at.Before(fresh[0].at)) {
+			all, edits = append(all, edits[0]), edits[1:]
+		} else {
+			all, fresh = append(all, fresh[0]), fresh[1:]
+		}
+	}
+	n := 0
+	batch := make([]bridge.Event, 0, min(len(all), maxBatch))
+	for i, p := range all {
+		if !w.recent.has(p.ev.ID) {
+			p.ev.Discussion.Title = w.title
+			batch = append(batch, p.ev)
+		}
+		if len(batch) == maxBatch || (i == len(all)-1 && len(batch) > 0) {
+			if !w.emitAll(ctx, batch) {
+				return n, ctx.Err()
+			}
+			n += len(batch)
+			batch = batch[:0]
+		}
+	}
+	if !w.haveCP {
+		switch {
+		case newest != nil:
+			w.setCheckpoint(ctx, Checkpoint{MessageID: newest.ID, CreatedAt: newest.CreatedAt})
+		default:
+			// An empty discussion: remember when it was seen empty, so that what is posted
+			// while this process is down is caught up after a restart. The margin covers
+			// clock skew to the server; it can only cause redeliveries.
+			w.setCheckpoint(ctx, Checkpoint{CreatedAt: started.Add(-time.Minute)})
+		}
+	}
+	return n, nil
+}
+
+// editedSince reports whether m, a message at or before the checkpoint, has a version that
+// was not handed over: one different from the version emitted for it, or — when this
+// process never emitted it — one edited after the checkpoint.
+func (w *worker) editedSince(m bridge.Message, cp Checkpoint) bool {
+	if v, ok := w.versions.get(m.ID); ok {
+		return m.VersionID != "" && v != m.VersionID
+	}
+	return m.UpdatedAt.After(m.CreatedAt) && m.UpdatedAt.After(cp.CreatedAt)
+}
+
+// backoff returns an exponential backoff with jitter.
+func (s *Source) backoff(first, maxInterval time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     first,
+		RandomizationFactor: 0.3,
+		Multiplier:          2,
+		MaxInterval:         maxInterval,
+	}
+	b.Reset()
+	return b
+}
+
+// sleep waits d or until ctx is done (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ring is a bounded map that forgets its oldest keys.
+type ring struct {
+	m    map[string]string
+	keys []string
+	next int
+}
+
+func newRing(n int) *ring { return &ring{m: make(map[string]string, n), keys: make([]string, n)} }
+
+func (r *ring) has(k string) bool { _, ok := r.m[k]; return ok }
+
+func (r *ring) get(k string) (string, bool) { v, ok := r.m[k]; return v, ok }
+
+func (r *ring) add(k, v string) {
+	if _, ok := r.m[k]; ok {
+		r.m[k] = v
+		return
+	}
+	if old := r.keys[r.next]; old != "" {
+		delete(r.m, old)
+	}
+	r.keys[r.next] = k
+	r.m[k] = v
+	r.next = (r.next + 1) % len(r.keys)
+}

@@ -1,0 +1,110 @@
+// Package kinetic is the Kinetic Platform Discussions source: it authenticates with the
+// space's OAuth token endpoint, subscribes to discussions on the Topic Hub websocket, decodes
+// the live events into bridge events and catches up from the Discussions REST API whatever
+// it missed while it was not connected.
+package kinetic
+
+import (
+	"errors"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+// Defaults of the optional settings.
+const (
+	DefaultHeartbeat  = 30 * time.Second // the official client's TOPIC_HUB_HEARTBEAT_INTERVAL
+	DefaultReadLimit  = 1 << 20
+	DefaultAckTimeout = 10 * time.Second
+	DefaultPageSize   = 100
+)
+
+// Config is the YAML configuration of one Kinetic source (the keys of a `sources:` entry
+// besides name and type).
+type Config struct {
+	URL              string          `yaml:"url"`                // space URL: https://acme.kinops.io or https://host/kinetic/acme
+	ClientID         string          `yaml:"client_id"`          // OAuth client id (usually a service user's username)
+	ClientSecret     config.Secret   `yaml:"client_secret"`      // OAuth client secret
+	ClientSecretFile string          `yaml:"client_secret_file"` // file holding client_secret
+	Discussions      []string        `yaml:"discussions"`        // discussion ids to subscribe to
+	Heartbeat        config.Duration `yaml:"heartbeat"`          // Topic Hub heartbeat period; default 30s
+	ReadLimit        int64           `yaml:"read_limit"`         // largest accepted websocket frame in bytes; default 1 MiB
+	AckTimeout       config.Duration `yaml:"ack_timeout"`        // wait for ack-ok/ack-error; default 10s
+	Backfill         config.Duration `yaml:"backfill"`           // first run without checkpoint: replay this much history; default none
+	PageSize         int             `yaml:"page_size"`          // REST catch-up page size; default 100
+}
+
+// Defaults fills the settings left empty. Call it before Validate.
+func (c *Config) Defaults() {
+	c.URL = strings.TrimRight(strings.TrimSpace(c.URL), "/")
+	if c.Heartbeat == 0 {
+		c.Heartbeat = config.Duration(DefaultHeartbeat)
+	}
+	if c.ReadLimit == 0 {
+		c.ReadLimit = DefaultReadLimit
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = config.Duration(DefaultAckTimeout)
+	}
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+}
+
+// idPattern is deliberately wider than a UUID: ids go into URL paths and topic names, so they
+// must be path-safe, but nothing in the protocol promises the UUID form.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+
+// Validate reports every problem of the configuration, joined, as config.FieldError values.
+// It does no network I/O.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) { errs = append(errs, config.Fieldf(field, format, args...)) }
+
+	if c.URL == "" {
+		add("url", "is required (the space URL, such as https://acme.kinops.io)")
+	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("url", "%q is not an absolute http(s) URL", c.URL)
+	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		add("url", "must be the plain space URL, without user info, query or fragment")
+	}
+	if strings.TrimSpace(c.ClientID) == "" {
+		add("client_id", "is required")
+	}
+	if !c.ClientSecret.IsSet() && c.ClientSecretFile == "" {
+		add("client_secret", "is required (or client_secret_file)")
+	}
+	if len(c.Discussions) == 0 {
+		add("discussions", "at least one discussion id is required")
+	}
+	seen := map[string]bool{}
+	for i, id := range c.Discussions {
+		field := config.Path("discussions", i)
+		switch {
+		case !idPattern.MatchString(id):
+			add(field, "%q does not look like a discussion id (such as 9fa2b330-fa5e-11e8-88ef-7bbe80231820)", id)
+		case seen[id]:
+			add(field, "discussion %s is listed twice", id)
+		}
+		seen[id] = true
+	}
+	if hb := c.Heartbeat.D(); hb < 100*time.Millisecond || hb > 10*time.Minute {
+		add("heartbeat", "%s is out of range (100ms to 10m)", hb)
+	}
+	if at := c.AckTimeout.D(); at < 100*time.Millisecond || at > 5*time.Minute {
+		add("ack_timeout", "%s is out of range (100ms to 5m)", at)
+	}
+	if c.ReadLimit < 1024 || c.ReadLimit > 1<<30 {
+		add("read_limit", "%d bytes is out of range (1024 to 1 GiB)", c.ReadLimit)
+	}
+	if c.Backfill.D() < 0 {
+		add("backfill", "must not be negative")
+	}
+	if c.PageSize < 1 || c.PageSize > 1000 {
+		add("page_size", "%d is out of range (1 to 1000)", c.PageSize)
+	}
+	return errors.Join(errs...)
+}

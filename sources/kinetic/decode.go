@@ -1,0 +1,610 @@
+package kinetic
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// Kinds of bad input, the keys of Status.BadInput and of the rate-limited log lines.
+const (
+	badMalformed    = "malformed_json"     // not a JSON object
+	badMissingField = "missing_field"      // a frame or payload lacks what identifies it
+	badUnknownEvent = "unknown_event"      // an event name this source does not know
+	badPayload      = "bad_payload"        // a payload of the wrong shape
+	badDiscussion   = "unknown_discussion" // an event for a discussion not subscribed to
+	badOversized    = "oversized_frame"    // a frame above read_limit (the connection is dropped)
+	badREST         = "bad_rest_message"   // a message from the REST API that does not decode
+)
+
+// badInputError is a frame or payload that cannot be used. It is counted and logged, never
+// fatal.
+type badInputError struct {
+	kind string
+	msg  string
+}
+
+func (e *badInputError) Error() string { return e.kind + ": " + e.msg }
+
+func bad(kind, format string, args ...any) error {
+	return &badInputError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// badKind returns the kind of a bad-input error, or "" for any other error.
+func badKind(err error) string {
+	var b *badInputError
+	if errors.As(err, &b) {
+		return b.kind
+	}
+	return ""
+}
+
+// Topic Hub event names (server → client).
+const (
+	evAckOK        = "ack-ok"
+	evAckError     = "ack-error"
+	evPresence     = "presence"
+	evUnsubscribed = "unsubscribed"
+)
+
+// topicEvents maps the per-topic events of protocol §3.6 to canonical event types;
+// "unsubscribed", the fourteenth, is handled by the connection.
+var topicEvents = map[string]string{
+	"message:created":     bridge.MessageCreated,
+	"message:updated":     bridge.MessageUpdated,
+	"message:deleted":     bridge.MessageDeleted,
+	"participant:created": bridge.ParticipantCreated,
+	"participant:updated": bridge.ParticipantUpdated,
+	"participant:deleted": bridge.ParticipantDeleted,
+	"invitation:created":  bridge.InvitationCreated,
+	"invitation:updated":  bridge.InvitationUpdated,
+	"invitation:deleted":  bridge.InvitationDeleted,
+	"relatedItem:created": bridge.RelatedItemCreated,
+	"relatedItem:deleted": bridge.RelatedItemDeleted,
+	"discussion:updated":  bridge.DiscussionUpdated,
+	"discussion:deleted":  bridge.DiscussionDeleted,
+}
+
+const topicPrefix = "discussions/discussion/"
+
+// discussionTopic is the Topic Hub topic of a discussion.
+func discussionTopic(id string) string { return topicPrefix + id }
+
+// topicDiscussion returns the discussion id of a discussion topic.
+func topicDiscussion(topic string) (string, bool) {
+	id, ok := strings.CutPrefix(topic, topicPrefix)
+	return id, ok && id != ""
+}
+
+// frame is one Topic Hub envelope from the server.
+type frame struct {
+	Topic   string
+	Event   string
+	Ref     string
+	Payload json.RawMessage // nil when absent or null; JSON-encoded strings already unwrapped
+}
+
+// decodeFrame parses a server frame. It checks the envelope only; payloads are checked by
+// whoever consumes them.
+func decodeFrame(data []byte) (frame, error) {
+	var w struct {
+		Topic   json.RawMessage `json:"topic"`
+		Event   json.RawMessage `json:"event"`
+		Ref     json.RawMessage `json:"ref"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return frame{}, bad(badMalformed, "%v", err)
+	}
+	var f frame
+	var ok bool
+	if f.Event, ok = scalarString(w.Event); !ok || f.Event == "" {
+		return frame{}, bad(badMissingField, "frame without event")
+	}
+	if f.Topic, ok = scalarString(w.Topic); !ok {
+		return frame{}, bad(badMissingField, "frame %s: topic is not a string", f.Event)
+	}
+	if f.Ref, ok = scalarString(w.Ref); !ok {
+		return frame{}, bad(badMissingField, "frame %s: ref is not a string", f.Event)
+	}
+	f.Payload = unwrapPayload(w.Payload)
+	return f, nil
+}
+
+// scalarString reads a string (or, leniently, a number) field; absent and null are "".
+func scalarString(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	var s lenientString
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return string(s), true
+}
+
+// unwrapPayload returns the payload as a JSON value. Servers before 2018 sent object payloads
+// as JSON-encoded strings (protocol §3.1); those are decoded once more. A string that does
+// not hold an object or array ("Unauthorized") stays a string.
+func unwrapPayload(raw json.RawMessage) json.RawMessage {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	if raw[0] != '"' {
+		return raw
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return raw
+	}
+	inner := bytes.TrimSpace([]byte(s))
+	if len(inner) > 0 && (inner[0] == '{' || inner[0] == '[') && json.Valid(inner) {
+		return inner
+	}
+	return raw
+}
+
+// lenientString accepts a JSON string, number or bool, so that an id sent as a number is
+// still an id.
+type lenientString string
+
+func (s *lenientString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		*s = ""
+	case b[0] == '"':
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = lenientString(v)
+	case b[0] == '{' || b[0] == '[':
+		return errors.New("not a scalar")
+	default:
+		*s = lenientString(b)
+	}
+	return nil
+}
+
+// wireUser is a user reference: {"username","displayName","email","unknown"}; a bare string
+// is taken as a username.
+type wireUser struct {
+	Username    lenientString `json:"username"`
+	DisplayName lenientString `json:"displayName"`
+	Email       lenientString `json:"email"`
+	Unknown     bool          `json:"unknown"`
+}
+
+func (u *wireUser) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var name string
+		if err := json.Unmarshal(b, &name); err != nil {
+			return err
+		}
+		*u = wireUser{Username: lenientString(name)}
+		return nil
+	}
+	type plain wireUser
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*u = wireUser(p)
+	return nil
+}
+
+func (u wireUser) user() bridge.User {
+	return bridge.User{Username: string(u.Username), DisplayName: string(u.DisplayName), Email: string(u.Email)}
+}
+
+// decodeUser decodes a user reference leniently; anything else gives the zero User.
+func decodeUser(raw json.RawMessage) bridge.User {
+	var u wireUser
+	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil {
+		return bridge.User{}
+	}
+	return u.user()
+}
+
+// parseTime reads a timestamp leniently: RFC 3339 with or without fractional seconds, with or
+// without a zone (UTC then), a space instead of the T, or a number of epoch milliseconds
+// (seconds when small). Anything else is the zero time.
+func parseTime(raw json.RawMessage) time.Time {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}
+	}
+	if raw[0] != '"' {
+		n, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || n <= 0 || n > 1e15 {
+			return time.Time{}
+		}
+		if n < 1e11 { // seconds: 1e11 s is the year 5138, 1e11 ms is 1973
+			return time.UnixMilli(int64(n * 1000)).UTC()
+		}
+		return time.UnixMilli(int64(n)).UTC()
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return time.Time{}
+	}
+	return parseTimeString(s)
+}
+
+var timeLayouts = []string{
+	time.RFC3339Nano, // also accepts no fraction
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999",
+}
+
+func parseTimeString(s string) time.Time {
+	s = strings.TrimSpace(s)
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// decodeTokens reads content tokens leniently: an array of {"type","name","value"} objects,
+// or that array JSON-encoded in a string. Elements that are not tokens are skipped.
+func decodeTokens(raw json.RawMessage) []bridge.Token {
+	raw = unwrapPayload(raw)
+	if len(raw) > 0 && raw[0] == '{' {
+		raw = append(append(json.RawMessage{'['}, raw...), ']') // one token without its array
+	}
+	var elems []json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &elems) != nil {
+		return nil
+	}
+	tokens := make([]bridge.Token, 0, len(elems))
+	for _, e := range elems {
+		var w struct {
+			Type  lenientString   `json:"type"`
+			Name  lenientString   `json:"name"`
+			Value json.RawMessage `json:"value"`
+		}
+		if json.Unmarshal(e, &w) != nil || w.Type == "" {
+			continue
+		}
+		t := bridge.Token{Type: string(w.Type), Name: string(w.Name)}
+		if v := bytes.TrimSpace(w.Value); len(v) > 0 && string(v) != "null" {
+			t.Value = append(json.RawMessage(nil), v...)
+		}
+		tokens = append(tokens, t)
+	}
+	return tokens
+}
+
+// wireAttachment is the value of an attachment token.
+type wireAttachment struct {
+	DocumentID  lenientString `json:"documentId"`
+	ThumbnailID lenientString `json:"thumbnailId"`
+	Filename    lenientString `json:"filename"`
+	ContentType lenientString `json:"contentType"`
+	Size        lenientString `json:"size"`
+}
+
+func decodeAttachment(raw json.RawMessage) (wireAttachmentInfo, bool) {
+	var w wireAttachment
+	if json.Unmarshal(raw, &w) != nil || (w.Filename == "" && w.DocumentID == "") {
+		return wireAttachmentInfo{}, false
+	}
+	size, _ := strconv.ParseFloat(string(w.Size), 64)
+	if size < 0 || size > 1<<62 {
+		size = 0
+	}
+	name := string(w.Filename)
+	if name == "" {
+		name = string(w.DocumentID)
+	}
+	return wireAttachmentInfo{
+		DocumentID:  string(w.DocumentID),
+		Filename:    name,
+		ContentType: string(w.ContentType),
+		Size:        int64(size),
+	}, true
+}
+
+type wireAttachmentInfo struct {
+	DocumentID, Filename, ContentType string
+	Size                              int64
+}
+
+// wireMessage is a Message (protocol §5.3). Sub-objects stay raw so that one field of the
+// wrong type costs that field, not the message.
+type wireMessage struct {
+	ID        lenientString   `json:"id"`
+	VersionID lenientString   `json:"versionId"`
+	Type      lenientString   `json:"type"`
+	Action    lenientString   `json:"action"`
+	Content   json.RawMessage `json:"content"`
+	CreatedBy json.RawMessage `json:"createdBy"`
+	CreatedAt json.RawMessage `json:"createdAt"`
+	UpdatedAt json.RawMessage `json:"updatedAt"`
+	Parent    json.RawMessage `json:"parent"`
+	ParentID  json.RawMessage `json:"parentId"`
+}
+
+// decoder turns Kinetic payloads into bridge events for one source.
+type decoder struct {
+	source string
+	space  string // the space URL, without a trailing slash
+}
+
+// discussionURL is where a person opens the discussion. Best guess: the kinops bundle routes
+// discussions as #/discussions/<id>; nothing in the protocol names a canonical link.
+func (d decoder) discussionURL(id string) string {
+	return d.space + "/#/discussions/" + url.PathEscape(id)
+}
+
+// fileURL is the download URL of an attachment (protocol §4.1): the filename with spaces
+// replaced by underscores, URL-escaped, as the browser client builds it.
+func (d decoder) fileURL(discussion, message, document, filename string) string {
+	return d.space + "/app/discussions/api/v1/discussions/" + url.PathEscape(discussion) +
+		"/messages/" + url.PathEscape(message) + "/files/" + url.PathEscape(document) + "/" +
+		url.PathEscape(strings.ReplaceAll(filename, " ", "_"))
+}
+
+// message decodes a Message payload.
+func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message, error) {
+	var w wireMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return bridge.Message{}, bad(badPayload, "message: %v", err)
+	}
+	if w.ID == "" {
+		return bridge.Message{}, bad(badMissingField, "message without id")
+	}
+	m := bridge.Message{
+		ID:        string(w.ID),
+		VersionID: string(w.VersionID),
+		Action:    string(w.Action),
+		Content:   decodeTokens(w.Content),
+		Author:    decodeUser(w.CreatedBy),
+		CreatedAt: parseTime(w.CreatedAt),
+		UpdatedAt: parseTime(w.UpdatedAt),
+		Kind:      bridge.KindUser,
+	}
+	if strings.EqualFold(string(w.Type), "System") || (w.Type == "" && w.Action != "") {
+		m.Kind = bridge.KindSystem
+	}
+	if m.Content == nil {
+		m.Content = []bridge.Token{}
+	}
+	m.ParentID, _ = scalarString(w.ParentID)
+	if m.ParentID == "" && len(w.Parent) > 0 {
+		var p struct {
+			ID lenientString `json:"id"`
+		}
+		if json.Unmarshal(w.Parent, &p) == nil {
+			m.ParentID = string(p.ID)
+		} else if s, ok := scalarString(w.Parent); ok {
+			m.ParentID = s
+		}
+	}
+	if m.Kind == bridge.KindSystem {
+		if s, ok := renderSystem(m.Action, m.Content); ok {
+			m.Text = s
+		}
+	}
+	if m.Text == "" {
+		m.Text = renderContent(m.Content)
+	}
+	for _, t := range m.Content {
+		if t.Type != "attachment" {
+			continue
+		}
+		a, ok := decodeAttachment(t.Value)
+		if !ok {
+			continue
+		}
+		att := bridge.Attachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size}
+		if a.DocumentID != "" {
+			att.URL = d.fileURL(discussion, m.ID, a.DocumentID, a.Filename)
+		}
+		m.Attachments = append(m.Attachments, att)
+	}
+	return m, nil
+}
+
+// decoded is a decoded per-topic event.
+type decoded struct {
+	event bridge.Event
+	title string // discussion events: the title in the payload
+}
+
+// event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
+// received at received. The event's Discussion carries the id and URL; the source adds the
+// title it knows.
+func (d decoder) event(discussion, name string, payload json.RawMessage, received time.Time) (decoded, error) {
+	typ, ok := topicEvents[name]
+	if !ok {
+		return decoded{}, bad(badUnknownEvent, "event %q", name)
+	}
+	payload = unwrapPayload(payload)
+	if len(payload) == 0 || payload[0] != '{' {
+		return decoded{}, bad(badPayload, "%s: payload is not an object", name)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		return decoded{}, bad(badPayload, "%s: %v", name, err)
+	}
+	ev := bridge.Event{
+		Type:       typ,
+		Source:     d.source,
+		Discussion: bridge.Discussion{ID: discussion, URL: d.discussionURL(discussion)},
+		Raw:        append(json.RawMessage(nil), payload...),
+	}
+	out := decoded{}
+	var object, version string
+	switch typ {
+	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
+		m, err := d.message(discussion, payload)
+		if err != nil {
+			return decoded{}, err
+		}
+		out.event = d.messageEvent(discussion, typ, m, payload, received)
+		return out, nil
+	case bridge.ParticipantCreated, bridge.ParticipantUpdated, bridge.ParticipantDeleted:
+		object = decodeUser(fields["user"]).Username
+		if object == "" {
+			object, _ = scalarString(fields["username"])
+		}
+	case bridge.InvitationCreated, bridge.InvitationUpdated, bridge.InvitationDeleted:
+		object = decodeUser(fields["user"]).Username
+		if object == "" {
+			object, _ = scalarString(fields["email"])
+		}
+	case bridge.RelatedItemCreated, bridge.RelatedItemDeleted:
+		t, _ := scalarString(fields["type"])
+		k, _ := scalarString(fields["key"])
+		if t != "" && k != "" {
+			object = t + "/" + k
+		}
+	case bridge.DiscussionUpdated, bridge.DiscussionDeleted:
+		object, _ = scalarString(fields["id"])
+		if object == "" {
+			object = discussion
+		}
+		out.title, _ = scalarString(fields["title"])
+		version, _ = scalarString(fields["versionId"])
+		if version == "" {
+			version, _ = scalarString(fields["updatedAt"])
+		}
+	}
+	if object == "" {
+		return decoded{}, bad(badMissingField, "%s: payload does not identify its object", name)
+	}
+	if version == "" {
+		version = payloadHash(payload)
+	}
+	ev.Time = firstTime(parseTime(fields["updatedAt"]), parseTime(fields["createdAt"]), received)
+	ev.ID = bridge.EventID(d.source, discussion, object, version, typ)
+	out.event = ev
+	return out, nil
+}
+
+// messageEvent makes the event of type typ for message m, whose payload is raw.
+func (d decoder) messageEvent(discussion, typ string, m bridge.Message, raw json.RawMessage, received time.Time) bridge.Event {
+	return bridge.Event{
+		ID:         bridge.EventID(d.source, discussion, m.ID, messageVersion(typ, m, raw), typ),
+		Type:       typ,
+		Source:     d.source,
+		Time:       firstTime(m.UpdatedAt, m.CreatedAt, received),
+		Discussion: bridge.Discussion{ID: discussion, URL: d.discussionURL(discussion)},
+		Message:    &m,
+		Raw:        append(json.RawMessage(nil), raw...),
+	}
+}
+
+// messageVersion is the version part of a message event's id. A message is created once, so
+// message.created is keyed by the message alone: the live event and a catch-up of an edited
+// message then carry the same id. Edits are keyed by versionId; a delete by its versionId or,
+// lacking one, by its payload.
+func messageVersion(typ string, m bridge.Message, payload json.RawMessage) string {
+	switch {
+	case typ == bridge.MessageCreated:
+		return ""
+	case m.VersionID != "":
+		return m.VersionID
+	case typ == bridge.MessageUpdated && !m.UpdatedAt.IsZero():
+		return m.UpdatedAt.Format(time.RFC3339Nano)
+	default:
+		return payloadHash(payload)
+	}
+}
+
+// payloadHash is a short hash of the canonical form of a JSON payload (object keys sorted,
+// insignificant space removed), for events whose objects carry no version.
+func payloadHash(payload json.RawMessage) string {
+	var v any
+	canonical := []byte(payload)
+	if json.Unmarshal(payload, &v) == nil {
+		if b, err := json.Marshal(v); err == nil {
+			canonical = b
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	return "h" + hex.EncodeToString(sum[:8])
+}
+
+func firstTime(ts ...time.Time) time.Time {
+	for _, t := range ts {
+		if !t.IsZero() {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+// Kinds of server frames, as classify sorts them.
+const (
+	frameAck          = "ack"          // ack-ok / ack-error
+	framePresence     = "presence"     // who is looking; of no interest to a mirror
+	frameUnsubscribed = "unsubscribed" // the server ended a subscription
+	frameEvent        = "event"        // one of the 13 per-topic events
+)
+
+// hubFrame is a classified server frame.
+type hubFrame struct {
+	kind       string
+	discussion string  // unsubscribed and event frames
+	decoded    decoded // event frames
+}
+
+// classify sorts a decoded frame and, for per-topic events, decodes the payload.
+func (d decoder) classify(f frame, received time.Time) (hubFrame, error) {
+	switch f.Event {
+	case evAckOK, evAckError:
+		return hubFrame{kind: frameAck}, nil
+	case evPresence:
+		return hubFrame{kind: framePresence}, nil
+	case evUnsubscribed:
+		// The discussion is named by payload.topic; the frame's own topic is "topichub".
+		var topic string
+		if len(f.Payload) > 0 && f.Payload[0] == '{' {
+			var p struct {
+				Topic lenientString `json:"topic"`
+			}
+			if json.Unmarshal(f.Payload, &p) == nil {
+				topic = string(p.Topic)
+			}
+		}
+		id, ok := topicDiscussion(topic)
+		if !ok {
+			id, ok = topicDiscussion(f.Topic)
+		}
+		if !ok {
+			return hubFrame{}, bad(badMissingField, "unsubscribed without a discussion topic")
+		}
+		return hubFrame{kind: frameUnsubscribed, discussion: id}, nil
+	}
+	if _, known := topicEvents[f.Event]; !known {
+		return hubFrame{}, bad(badUnknownEvent, "event %q (topic %q)", truncate(f.Event, 100), truncate(f.Topic, 100))
+	}
+	id, ok := topicDiscussion(f.Topic)
+	if !ok {
+		return hubFrame{}, bad(badMissingField, "%s without a discussion topic", f.Event)
+	}
+	ev, err := d.event(id, f.Event, f.Payload, received)
+	if err != nil {
+		return hubFrame{}, err
+	}
+	return hubFrame{kind: frameEvent, discussion: id, decoded: ev}, nil
+}

@@ -1,0 +1,552 @@
+package kinetic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+// Options are the dependencies of a Source; every field is optional.
+type Options struct {
+	Logger      *slog.Logger // default slog.Default()
+	HTTPClient  *http.Client // for the token endpoint and the REST API; default: 30 s timeout
+	Checkpoints Checkpoints  // where catch-up checkpoints live; default: in memory
+}
+
+// Source is a Kinetic Discussions source: it mirrors the configured discussions as bridge
+// events, live from the Topic Hub and caught up from the REST API after every (re)subscribe.
+type Source struct {
+	name   string
+	cfg    Config
+	log    *slog.Logger
+	cps    Checkpoints
+	dec    decoder
+	tokens *tokenSource
+	rest   *restClient
+	dial   dialConfig
+	t      timing
+	st     *status
+	bad    *rateLog
+	refs   atomic.Uint64
+	run    atomic.Bool
+	idle   func() // closes the idle connections of a transport the source owns
+
+	workers atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+}
+
+var _ bridge.Source = (*Source)(nil)
+
+// timing holds the source's schedules; tests shorten them.
+type timing struct {
+	reconnectFirst, reconnectMax time.Duration // between connection attempts
+	healthy                      time.Duration // a connection up this long resets the reconnect backoff
+	tokenFirst, tokenMax         time.Duration // after the token endpoint refused the credentials
+	resubscribe                  time.Duration // retry of refused and server-ended subscriptions
+	emitFirst, emitMax           time.Duration // retry of an event the emitter did not accept
+	catchUpFirst, catchUpMax     time.Duration // retry of a failed catch-up
+	rest                         retryPolicy   // retry of one REST call
+	badLogEvery                  time.Duration // at most one bad-input line per kind this often
+	queueCap                     int           // live events buffered per discussion
+}
+
+func defaultTiming() timing {
+	return timing{
+		reconnectFirst: 300 * time.Millisecond, // with ±50 % jitter the first retry is ≤ 0.45 s
+		reconnectMax:   30 * time.Second,
+		healthy:        time.Minute,
+		tokenFirst:     10 * time.Second,
+		tokenMax:       5 * time.Minute,
+		resubscribe:    5 * time.Minute,
+		emitFirst:      100 * time.Millisecond,
+		emitMax:        30 * time.Second,
+		catchUpFirst:   time.Second,
+		catchUpMax:     2 * time.Minute,
+		rest:           retryPolicy{initial: 500 * time.Millisecond, max: 10 * time.Second, tries: 5},
+		badLogEvery:    10 * time.Second,
+		queueCap:       10000,
+	}
+}
+
+// New checks cfg and builds a Source named name. It does no network I/O.
+func New(name string, cfg Config, opts Options) (*Source, error) {
+	if name == "" {
+		return nil, errors.New("kinetic: a source needs a name")
+	}
+	cfg.Discussions = append([]string(nil), cfg.Discussions...)
+	cfg.Defaults()
+	if !cfg.ClientSecret.IsSet() && cfg.ClientSecretFile != "" {
+		// config.Decode reads _file twins; a Config built in code may not have been decoded.
+		data, err := os.ReadFile(cfg.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("kinetic: source %s: client_secret_file: %w", name, err)
+		}
+		cfg.ClientSecret = config.Secret(strings.TrimRight(string(data), "\r\n"))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kinetic: source %s: %w", name, err)
+	}
+	u, _ := url.Parse(cfg.URL) // Validate checked it
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/app/topics/socket"
+	u.RawPath = ""
+
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ownTransport := false
+	if opts.HTTPClient == nil {
+		// A transport of our own, so that Run can close its idle connections on return.
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		ownTransport = true
+	}
+	if opts.Checkpoints == nil {
+		opts.Checkpoints = &MemoryCheckpoints{}
+	}
+	s := &Source{
+		name: name,
+		cfg:  cfg,
+		log:  opts.Logger.With("source", name),
+		cps:  opts.Checkpoints,
+		dec:  decoder{source: name, space: cfg.URL},
+		st:   newStatus(cfg.Discussions),
+	}
+	if ownTransport {
+		s.idle = opts.HTTPClient.CloseIdleConnections
+	}
+	s.tokens = newTokenSource(cfg.URL, cfg.ClientID, cfg.ClientSecret, opts.HTTPClient)
+	s.rest = &restClient{base: cfg.URL + "/app/discussions/api/v1", client: opts.HTTPClient, tokens: s.tokens}
+	s.dial = dialConfig{
+		url:        u.String(),
+		heartbeat:  cfg.Heartbeat.D(),
+		ackTimeout: cfg.AckTimeout.D(),
+		readLimit:  cfg.ReadLimit,
+		httpClient: opts.HTTPClient,
+		refs:       &s.refs,
+	}
+	s.bad = newRateLog(s.log, 0, s.st)
+	s.setTiming(defaultTiming())
+	return s, nil
+}
+
+// setTiming sets the schedules (tests shorten them); only before Run.
+func (s *Source) setTiming(t timing) {
+	s.t = t
+	s.rest.retry = t.rest
+	s.bad.every = t.badLogEvery
+}
+
+// Name implements bridge.Source.
+func (s *Source) Name() string { return s.name }
+
+// Status returns a snapshot of the source's health.
+func (s *Source) Status() Status {
+	st := s.st.snapshot()
+	st.Username = s.tokens.Username()
+	if ws := s.workers.Load(); ws != nil {
+		for i := range st.Discussions {
+			if w := (*ws)[st.Discussions[i].ID]; w != nil {
+				st.Discussions[i].Queued = w.queued()
+			}
+		}
+	}
+	return st
+}
+
+// Run implements bridge.Source: it connects, subscribes, catches up and emits until ctx is
+// done, reconnecting after every failure — bad credentials included, which are logged and
+// retried slowly, since an operator may fix them without a restart. It returns nil when
+// ctx is done, and an error only when called while already running.
+func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
+	if !s.run.CompareAndSwap(false, true) {
+		return fmt.Errorf("kinetic: source %s is already running", s.name)
+	}
+	defer s.run.Store(false)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		if s.idle != nil {
+			s.idle()
+		}
+	}()
+	workers := make(map[string]*worker, len(s.cfg.Discussions))
+	for _, id := range s.cfg.Discussions {
+		w := s.newWorker(id, emit)
+		workers[id] = w
+		wg.Go(func() { w.run(ctx) })
+	}
+	s.workers.Store(&workers)
+	defer s.workers.Store(nil)
+
+	reconnect := &backoff.ExponentialBackOff{
+		InitialInterval:     s.t.reconnectFirst,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         s.t.reconnectMax,
+	}
+	refused := &backoff.ExponentialBackOff{
+		InitialInterval:     s.t.tokenFirst,
+		RandomizationFactor: 0.2,
+		Multiplier:          2,
+		MaxInterval:         s.t.tokenMax,
+	}
+	reconnect.Reset()
+	refused.Reset()
+	var lastProblem string
+	var lastLogged time.Time
+	for {
+		identifiedAt, err := s.session(ctx, workers)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("kinetic: connection ended")
+		}
+		s.st.setError(err)
+		if errors.Is(err, websocket.ErrReadLimit) {
+			s.bad.badInput(badOversized, fmt.Errorf("a frame exceeded read_limit (%d bytes); reconnecting", s.cfg.ReadLimit))
+		}
+		var delay time.Duration
+		if tokenRefused(err) {
+			delay = refused.NextBackOff()
+		} else {
+			refused.Reset()
+			if !identifiedAt.IsZero() && time.Since(identifiedAt) >= s.t.healthy {
+				reconnect.Reset()
+			}
+			delay = min(reconnect.NextBackOff(), s.t.reconnectMax) // jitter must not pass the cap
+		}
+		// One line per change of state: a drop after being connected, or a new kind of
+		// failure; the same failure again is only debug, but for a reminder every 10
+		// minutes that keeps a lasting problem visible.
+		problem := problemKey(err)
+		news := problem != lastProblem || time.Since(lastLogged) >= 10*time.Minute
+		retryIn := delay.Round(time.Millisecond)
+		switch {
+		case !identifiedAt.IsZero():
+			s.log.Warn("kinetic: disconnected", "error", err, "retry_in", retryIn)
+			problem = ""
+		case news && tokenRefused(err):
+			s.log.Error(err.Error(), "retry_in", retryIn)
+		case news:
+			s.log.Warn("kinetic: cannot connect", "error", err, "retry_in", retryIn)
+		default:
+			s.log.Debug("kinetic: cannot connect", "error", err, "retry_in", retryIn)
+		}
+		if news || problem == "" {
+			lastLogged = time.Now()
+		}
+		lastProblem = problem
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// problemKey classifies an error for deciding whether it is news.
+func problemKey(err error) string {
+	var te *tokenError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("token %d %t", te.Status, te.Refused)
+	}
+	return err.Error()
+}
+
+// identifyError is an identify answered with ack-error even with a fresh token.
+type identifyError struct{ payload string }
+
+func (e *identifyError) Error() string {
+	return "kinetic: identify refused: " + e.payload
+}
+
+const tagIdentify = "identify"
+
+// session runs one connection: identify, subscribe, dispatch frames until the connection
+// or ctx ends. identifiedAt is zero if it never got identified.
+func (s *Source) session(ctx context.Context, workers map[string]*worker) (identifiedAt time.Time, err error) {
+	// A token first: with refused credentials there is no point in connecting.
+	if _, err := s.tokens.Token(ctx); err != nil {
+		return time.Time{}, err
+	}
+	c, err := dial(ctx, s.dial)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ss := &session{s: s, c: c, workers: workers, due: map[string]time.Time{}}
+	defer func() {
+		c.close()
+		// Frames read before the end are still in order: hand them over, not lose them.
+		for drained := false; !drained; {
+			select {
+			case in := <-c.in:
+				ss.handle(in)
+			default:
+				drained = true
+			}
+		}
+		s.st.mu.Lock()
+		s.st.identified = false
+		for _, d := range s.st.discussions {
+			d.State = StateIdle
+		}
+		s.st.mu.Unlock()
+	}()
+
+	if err := ss.identify(ctx); err != nil {
+		return time.Time{}, err
+	}
+	identifiedAt = time.Now()
+	s.st.mu.Lock()
+	s.st.identified = true
+	s.st.connects++
+	s.st.lastErr = ""
+	s.st.mu.Unlock()
+	s.log.Info("kinetic: connected", "url", s.dial.url, "user", s.tokens.Username())
+
+	for _, id := range s.cfg.Discussions {
+		if err := ss.subscribe(id); err != nil {
+			return identifiedAt, err
+		}
+	}
+	ss.initial = len(s.cfg.Discussions)
+	return identifiedAt, ss.loop(ctx)
+}
+
+// session is the state of one connection, owned by the goroutine running Source.session.
+type session struct {
+	s       *Source
+	c       *conn
+	workers map[string]*worker
+	initial int // subscribes of the first round still awaiting their ack
+	okCount int // acks of the first round that were ack-ok
+	due     map[string]time.Time
+	timer   *time.Timer
+}
+
+// identify sends identify and waits for its ack. An ack-error gets one more try with a
+// fresh token: the cached one may have been revoked or expired early.
+func (ss *session) identify(ctx context.Context) error {
+	s := ss.s
+	for attempt := 0; ; attempt++ {
+		tok, err := s.tokens.Token(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ss.c.request(actIdentify, map[string]string{"token": tok.AccessToken}, tagIdentify); err != nil {
+			return err
+		}
+		f, err := ss.await(ctx, tagIdentify)
+		if err != nil {
+			return err
+		}
+		if f.Event == evAckOK {
+			return nil
+		}
+		s.tokens.Invalidate(tok.AccessToken)
+		if attempt > 0 {
+			return &identifyError{payload: payloadText(f.Payload)}
+		}
+		s.log.Info("kinetic: identify refused, retrying with a fresh token", "answer", payloadText(f.Payload))
+	}
+}
+
+// await handles frames until the ack tagged tag arrives.
+func (ss *session) await(ctx context.Context, tag string) (frame, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return frame{}, ctx.Err()
+		case <-ss.c.done:
+			// The ack may have come just before the server closed: it decides what next
+			// (an ack-error must invalidate the token).
+			for {
+				select {
+				case in := <-ss.c.in:
+					if in.tag == tag {
+						return in.f, nil
+					}
+					ss.handle(in)
+				default:
+					return frame{}, ss.c.reason()
+				}
+			}
+		case in := <-ss.c.in:
+			if in.tag == tag {
+				return in.f, nil
+			}
+			ss.handle(in)
+		}
+	}
+}
+
+func (ss *session) subscribe(id string) error {
+	ss.s.st.update(id, func(d *DiscussionStatus) { d.State = StateSubscribing })
+	return ss.c.request(actSubscribe, map[string]string{"topic": discussionTopic(id)}, "subscribe:"+id)
+}
+
+func (ss *session) loop(ctx context.Context) error {
+	ss.timer = time.NewTimer(time.Hour)
+	ss.timer.Stop()
+	defer ss.timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ss.c.done:
+			return ss.c.reason()
+		case in := <-ss.c.in:
+			ss.handle(in)
+		case <-ss.timer.C:
+			now := time.Now()
+			for id, at := range ss.due {
+				if !at.After(now) {
+					delete(ss.due, id)
+					if err := ss.subscribe(id); err != nil {
+						return err
+					}
+				}
+			}
+			ss.armTimer()
+		}
+	}
+}
+
+// retryLater schedules a subscribe of id on the slow schedule.
+func (ss *session) retryLater(id string) {
+	ss.due[id] = time.Now().Add(ss.s.t.resubscribe)
+	ss.armTimer()
+}
+
+func (ss *session) armTimer() {
+	if ss.timer == nil {
+		return
+	}
+	var next time.Time
+	for _, at := range ss.due {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	ss.timer.Stop()
+	if !next.IsZero() {
+		ss.timer.Reset(max(time.Until(next), 0))
+	}
+}
+
+// handle dispatches one inbound frame. Nothing here blocks: events go to their
+// discussion's queue.
+func (ss *session) handle(in inbound) {
+	s := ss.s
+	if in.err != nil {
+		s.bad.badInput(badKind(in.err), in.err, "frame", truncate(string(in.raw), 200))
+		return
+	}
+	f := in.f
+	if id, ok := strings.CutPrefix(in.tag, "subscribe:"); ok {
+		ss.subscribed(id, f)
+		return
+	}
+	hf, err := s.dec.classify(f, time.Now())
+	if err != nil {
+		s.bad.badInput(badKind(err), err, "topic", truncate(f.Topic, 100))
+		return
+	}
+	switch hf.kind {
+	case frameAck, framePresence:
+		// Acks without a pending request are heartbeat acks or came after their timeout
+		// ended a connection; presence says who else is looking.
+		return
+	case frameUnsubscribed:
+		ss.unsubscribed(hf.discussion)
+		return
+	}
+	w := ss.workers[hf.discussion]
+	if w == nil {
+		s.bad.badInput(badDiscussion, bad(badDiscussion, "%s for discussion %s", f.Event, hf.discussion), "discussion", hf.discussion)
+		return
+	}
+	w.live(hf.decoded)
+}
+
+// subscribed handles the ack of a subscribe.
+func (ss *session) subscribed(id string, f frame) {
+	s := ss.s
+	first := ss.initial > 0
+	if first {
+		ss.initial--
+	}
+	if f.Event == evAckOK {
+		s.st.update(id, func(d *DiscussionStatus) { d.State, d.Error, d.CaughtUp = StateSubscribed, "", false })
+		// Queued here, on the reader's order, so that every live event of the discussion
+		// that follows the ack is handled after the catch-up.
+		ss.workers[id].catchUp()
+		if first {
+			ss.okCount++
+		} else {
+			s.log.Info("kinetic: subscribed", "discussion", id)
+		}
+	} else {
+		answer := payloadText(f.Payload)
+		again := false
+		s.st.update(id, func(d *DiscussionStatus) {
+			again = d.Error == answer
+			d.State, d.Error = StateRefused, answer
+		})
+		level := slog.LevelWarn
+		if again { // the same refusal as last time is no news
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "kinetic: subscribe refused", "discussion", id, "answer", answer, "retry_in", s.t.resubscribe)
+		ss.retryLater(id)
+	}
+	if first && ss.initial == 0 {
+		s.log.Info("kinetic: subscribed", "subscribed", ss.okCount, "of", len(s.cfg.Discussions))
+	}
+}
+
+// unsubscribed handles a server-initiated end of a subscription.
+func (ss *session) unsubscribed(id string) {
+	s := ss.s
+	if ss.workers[id] == nil {
+		s.bad.badInput(badDiscussion, bad(badDiscussion, "unsubscribed from discussion %s", id), "discussion", id)
+		return
+	}
+	s.st.update(id, func(d *DiscussionStatus) { d.State = StateUnsubscribed })
+	s.log.Warn("kinetic: unsubscribed by the server", "discussion", id, "retry_in", s.t.resubscribe)
+	ss.retryLater(id)
+}
+
+// payloadText renders an ack-error payload for a log line: a string as is, anything else
+// as compact JSON.
+func payloadText(p json.RawMessage) string {
+	if s, ok := jsonString(p); ok {
+		return truncate(s, 200)
+	}
+	return truncate(compactJSON(p), 200)
+}

@@ -1,0 +1,196 @@
+package kinetic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+// maxTokenBody bounds the token endpoint's answer; a real one is well under 2 KiB.
+const maxTokenBody = 1 << 20
+
+// tokenSource gets access tokens from the space's OAuth token endpoint with the
+// client_credentials grant (protocol §2.2) and caches each until shortly before it expires.
+//
+// It is written here rather than taken from golang.org/x/oauth2/clientcredentials for two
+// reasons: that package URL-escapes the id and secret inside HTTP Basic auth (RFC 6749
+// §2.3.1), which Kinetic's clients never do and which breaks secrets that are user passwords
+// with special characters; and a reuse source cannot be told that the server rejected its
+// token (a 401, an identify ack-error), which must force one fresh token.
+type tokenSource struct {
+	endpoint string
+	clientID string
+	secret   config.Secret
+	client   *http.Client
+
+	lock chan struct{} // a mutex that a waiting caller can abandon when its ctx ends
+	tok  *oauth2.Token // guarded by lock
+	mu   sync.Mutex    // guards username
+	user string
+}
+
+func newTokenSource(space, clientID string, secret config.Secret, client *http.Client) *tokenSource {
+	return &tokenSource{
+		endpoint: space + "/app/oauth/token?grant_type=client_credentials&response_type=token",
+		clientID: clientID,
+		secret:   secret,
+		client:   client,
+		lock:     make(chan struct{}, 1),
+	}
+}
+
+// tokenError is a failed token request. Refused is true when the endpoint rejected the
+// credentials (401 or 403): retrying soon cannot help, only a configuration change can.
+type tokenError struct {
+	Status  int    // HTTP status; 0 when there was no answer
+	Refused bool   // the credentials were rejected
+	Detail  string // why, without the secret
+}
+
+func (e *tokenError) Error() string {
+	if e.Refused {
+		return fmt.Sprintf("kinetic: token request refused: %d %s (%s); check client_id/client_secret", e.Status, http.StatusText(e.Status), e.Detail)
+	}
+	if e.Status != 0 {
+		return fmt.Sprintf("kinetic: token request failed: %d %s (%s)", e.Status, http.StatusText(e.Status), e.Detail)
+	}
+	return "kinetic: token request failed: " + e.Detail
+}
+
+// tokenRefused reports whether err says the credentials were rejected.
+func tokenRefused(err error) bool {
+	var te *tokenError
+	return errors.As(err, &te) && te.Refused
+}
+
+// Token returns a valid token, from the cache or from the endpoint.
+func (ts *tokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
+	select {
+	case ts.lock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-ts.lock }()
+	// Not oauth2.Token.Valid: it keeps a fixed 10 s margin of its own, more than a short
+	// lifetime; the expiry already has the early margin taken off.
+	if ts.tok != nil && time.Now().Before(ts.tok.Expiry) {
+		return ts.tok, nil
+	}
+	tok, err := ts.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ts.tok = tok
+	return tok, nil
+}
+
+// Invalidate drops the cached token if it is still access, so that the next Token call gets
+// a fresh one. Comparing first keeps concurrent 401s from fetching one token each.
+func (ts *tokenSource) Invalidate(access string) {
+	ts.lock <- struct{}{}
+	defer func() { <-ts.lock }()
+	if ts.tok != nil && ts.tok.AccessToken == access {
+		ts.tok = nil
+	}
+}
+
+// Username is the user the last token was issued to ("" before the first token).
+func (ts *tokenSource) Username() string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.user
+}
+
+// earlyExpiry is how long before its expiry a token is replaced: a minute for real lifetimes
+// (12 h), a fifth of the lifetime for short ones, so that a short-lived token is still reused.
+func earlyExpiry(lifetime time.Duration) time.Duration {
+	return min(time.Minute, lifetime/5)
+}
+
+func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.endpoint, nil)
+	if err != nil {
+		return nil, &tokenError{Detail: err.Error()}
+	}
+	// The grant is in the query string and the body is empty, as Kinetic's own handlers send
+	// it; the credentials go in Basic auth unescaped.
+	req.SetBasicAuth(ts.clientID, ts.secret.Reveal())
+	req.Header.Set("Accept", "application/json")
+	resp, err := ts.client.Do(req)
+	if err != nil {
+		return nil, &tokenError{Detail: ts.redact(err.Error())}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody))
+	if err != nil {
+		return nil, &tokenError{Status: resp.StatusCode, Detail: "reading the answer: " + ts.redact(err.Error())}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &tokenError{
+			Status:  resp.StatusCode,
+			Refused: resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden,
+			Detail:  ts.redact(errorDetail(body, ts.endpoint)),
+		}
+	}
+	var r struct {
+		AccessToken string      `json:"access_token"`
+		TokenType   string      `json:"token_type"`
+		ExpiresIn   json.Number `json:"expires_in"`
+		Username    string      `json:"username"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.AccessToken == "" {
+		return nil, &tokenError{Status: resp.StatusCode, Detail: "the answer has no access_token"}
+	}
+	lifetime := 10 * time.Minute // no expires_in: assume little, a 401 renews it anyway
+	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 {
+		lifetime = time.Duration(secs * float64(time.Second))
+	}
+	tok := &oauth2.Token{
+		AccessToken: r.AccessToken,
+		TokenType:   "Bearer",
+		Expiry:      time.Now().Add(lifetime - earlyExpiry(lifetime)),
+	}
+	tok = tok.WithExtra(map[string]any{"username": r.Username})
+	ts.mu.Lock()
+	ts.user = r.Username
+	ts.mu.Unlock()
+	return tok, nil
+}
+
+// redact removes the secret from text that may quote a request.
+func (ts *tokenSource) redact(s string) string {
+	return config.Redact(s, ts.secret.Reveal())
+}
+
+// errorDetail summarises an error answer: Kinetic's {"error","errorKey"} or {"message"}, or
+// the start of the body.
+func errorDetail(body []byte, url string) string {
+	var e struct {
+		Error    string `json:"error"`
+		Message  string `json:"message"`
+		ErrorKey string `json:"errorKey"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		switch {
+		case e.Error != "":
+			return "from " + url + ": " + e.Error
+		case e.Message != "":
+			return "from " + url + ": " + e.Message
+		}
+	}
+	s := truncate(strings.TrimSpace(string(body)), 200)
+	if s == "" {
+		return "from " + url
+	}
+	return "from " + url + ": " + s
+}

@@ -2,6 +2,8 @@ package kinetictest
 
 import (
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -219,6 +221,22 @@ func (c *conn) readLoop() {
 	}
 	renew()
 	c.ws.SetPongHandler(func(string) error { renew(); return nil })
+	// A half-open peer answers nothing, pings included; gorilla's default handler would
+	// keep sending pongs from inside ReadMessage while stalled.
+	c.ws.SetPingHandler(func(msg string) error {
+		if c.s.stalled() {
+			return nil
+		}
+		err := c.ws.WriteControl(websocket.PongMessage, []byte(msg), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
 	for {
 		if !c.s.waitUnstalled(c.done) {
 			return

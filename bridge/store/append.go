@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Append stores each new record's event and one pending delivery per target, all in one
+// durable commit, and returns the records it stored, in order. A record whose event ID is
+// already known (until Prune forgets it) is skipped, also when the ID repeats within recs.
+// A target repeated within a record is kept once: delivering the same event twice to the
+// same target has no use. Concurrent calls share commits.
+func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Record, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	// Encode before queueing, so that the shared commit does not wait for it.
+	bodies := make([][]byte, len(recs))
+	for i, r := range recs {
+		if r.Event.ID == "" {
+			return nil, errors.New("store: append: event without an id")
+		}
+		b, err := json.Marshal(r.Event)
+		if err != nil {
+			return nil, fmt.Errorf("store: append: encode event %s: %w", r.Event.ID, err)
+		}
+		bodies[i] = b
+	}
+	now := stamp(s.now())
+	var stored []bridge.Record
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		stored = stored[:0]
+		for i, r := range recs {
+			rec, ok, err := appendOne(tx, r, bodies[i], now)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", r.Event.ID, err)
+			}
+			if ok {
+				stored = append(stored, rec)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: append: %w", err)
+	}
+	return stored, nil
+}
+
+// appendOne writes one record in tx unless its event ID is known.
+func appendOne(tx *bolt.Tx, r bridge.Record, body, now []byte) (bridge.Record, bool, error) {
+	ids, events := tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
+	// These keys only grow at the end (of the bucket, or of a queue's range), so pages
+	// that split are not written to again: fill them instead of leaving them half empty.
+	// (FillPercent is per transaction; ids get random keys and keep the default.)
+	events.FillPercent = 0.9
+	tx.Bucket(bucketStored).FillPercent = 0.9
+	id := []byte(r.Event.ID)
+	if ids.Get(id) != nil {
+		return r, false, nil
+	}
+	seq, err := events.NextSequence()
+	if err != nil {
+		return r, false, err
+	}
+	k := seqKey(seq)
+	if err := ids.Put(id, concat(k, now)); err != nil {
+		return r, false, err
+	}
+	if err := tx.Bucket(bucketStored).Put(k, concat(now, id)); err != nil {
+		return r, false, err
+	}
+	r.Targets = uniqueTargets(r.Targets)
+	if len(r.Targets) == 0 {
+		return r, true, nil // remembered for dedupe; nobody needs the body
+	}
+	if err := events.Put(k, encodeEvent(uint32(len(r.Targets)), body)); err != nil {
+		return r, false, err
+	}
+	pending := tx.Bucket(bucketPending)
+	pending.FillPercent = 0.9
+	for i, t := range r.Targets {
+		d := delivery{Target: t, Discussion: r.Event.Discussion.ID, Index: uint32(i)}
+		v, err := encodePending(seq, d)
+		if err != nil {
+			return r, false, err
+		}
+		if err := pending.Put(pendingKey(d.queue(), seq), v); err != nil {
+			return r, false, err
+		}
+	}
+	return r, true, nil
+}
+
+// uniqueTargets drops repeated targets (same Key), keeping the first of each. Records have
+// a handful of targets, so a linear search beats a map.
+func uniqueTargets(ts []bridge.Target) []bridge.Target {
+	out := make([]bridge.Target, 0, len(ts))
+	for _, t := range ts {
+		if !slices.ContainsFunc(out, func(o bridge.Target) bool { return o.Key() == t.Key() }) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// concat returns a new slice holding a then b.
+func concat(a, b []byte) []byte { return append(append(make([]byte, 0, len(a)+len(b)), a...), b...) }

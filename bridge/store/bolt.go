@@ -1,0 +1,206 @@
+// Package store is the embedded durable store of kdbridge: a bbolt file in the state
+// directory that holds every event before it is routed, one pending delivery per target in
+// per-(target, discussion) FIFO queues, the dead letters, and small named values (source
+// checkpoints, the Kinetic-id → Slack-ts map).
+//
+// The store is built so that its memory does not grow with the backlog: queues live only in
+// the file, and Head finds the oldest delivery of a queue with one cursor seek, so a sink that
+// is down for a day costs disk, not heap.
+//
+// Writes from all goroutines go through one committer that merges whatever is waiting into
+// one transaction and one fsync (commit.go); Done does not even wait for that (done.go).
+//
+// Layout (all sequence numbers are big-endian uint64, so byte order is append order):
+//
+//	meta     "schema" → format version
+//	events   seq → refs(uint32) ‖ event JSON; refs counts pending deliveries and dead
+//	         letters that still need the body. The bucket's sequence numbers events and
+//	         replayed deliveries alike: a delivery's seq is its event's, or its replay's.
+//	ids      event ID → seq ‖ stored-at: the dedupe index, kept until Prune
+//	stored   seq → stored-at ‖ event ID: the dedupe index in age order, so Prune reads only
+//	         the old end
+//	pending  queue ‖ seq → event seq ‖ attempt JSON, where queue is the length-prefixed
+//	         Target.Key() and discussion ID (user strings may hold any byte, and length
+//	         prefixes keep one queue's prefix from being the start of another's)
+//	dead     event seq ‖ target index → dead-letter JSON
+//	kv       namespace → (key → value)
+//
+// Disk space: bbolt reuses the pages that deletes free, so at a steady rate of traffic the
+// file stops growing once it is large enough for the peak backlog; it never shrinks by
+// itself, and no compaction is needed. An operator who wants the space back after a large
+// outage can stop the daemon and compact offline with the bbolt tool
+// (go install go.etcd.io/bbolt/cmd/bbolt@v1.5.0):
+//
+//	bbolt compact -o kdbridge.db.new kdbridge.db && mv kdbridge.db.new kdbridge.db
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the name of the database file inside the state directory.
+const FileName = "kdbridge.db"
+
+// schemaVersion is bumped when the layout above changes incompatibly.
+const schemaVersion = "1"
+
+// lockTimeout bounds the wait for the file lock: a second process gets an error quickly
+// instead of hanging behind the daemon that holds the directory.
+const lockTimeout = time.Second
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("store is closed")
+
+// ErrInUse is returned by Open when another process holds the state directory.
+var ErrInUse = errors.New("state directory is in use by another kdbridge process")
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketEvents  = []byte("events")
+	bucketIDs     = []byte("ids")
+	bucketStored  = []byte("stored")
+	bucketPending = []byte("pending")
+	bucketDead    = []byte("dead")
+	bucketKV      = []byte("kv")
+)
+
+var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV}
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// Logger receives the store's few log lines; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for stored-at and failed-at times; nil means time.Now.
+	Now func() time.Time
+	// Retention is how long event IDs are remembered for dedupe. It is informational: the
+	// caller decides when to prune and passes the cut-off to Prune.
+	Retention time.Duration
+}
+
+// Bolt is the bbolt-backed bridge.Store. It is safe for concurrent use; writes from all
+// goroutines are merged into group commits (see commit.go), and Done does not wait for its
+// commit (see Done).
+type Bolt struct {
+	db   *bolt.DB
+	log  *slog.Logger
+	now  func() time.Time
+	opts Options
+
+	writes    chan *write   // to the committer (commit.go)
+	kick      chan struct{} // tells the committer that Done calls are queued
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	// Done calls accepted but not yet committed (done.go).
+	doneMu   sync.RWMutex
+	doneRoom *sync.Cond // on doneMu: signalled when doneQ is taken or the store closes
+	doneSet  map[string]struct{}
+	doneQ    []string
+	closed   bool
+}
+
+var _ bridge.Store = (*Bolt)(nil)
+
+// Open opens or creates the store in dir: the directory with mode 0700 and dir/kdbridge.db
+// with mode 0600. The file is locked for the life of the store; when another process holds
+// it, Open fails after about a second rather than waiting.
+func Open(dir string, opts Options) (*Bolt, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create state directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: lockTimeout,
+		// A drained backlog leaves many free pages. The map freelist stays fast with them,
+		// and not writing the freelist saves sorting and writing all of it on every commit;
+		// bbolt rebuilds it from the tree on open instead (as etcd does). Both are crash
+		// safe. NoSync stays off: every commit is fsynced.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Bolt{
+		db:      db,
+		log:     opts.Logger,
+		now:     opts.Now,
+		opts:    opts,
+		writes:  make(chan *write),
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		doneSet: map[string]struct{}{},
+	}
+	s.doneRoom = sync.NewCond(&s.doneMu)
+	s.wg.Add(1)
+	go s.commitLoop()
+	s.log.Debug("store opened", "path", path, "retention", opts.Retention)
+	return s, nil
+}
+
+func initSchema(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get([]byte("schema")); {
+	case v == nil:
+		return meta.Put([]byte("schema"), []byte(schemaVersion))
+	case string(v) != schemaVersion:
+		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)
+	}
+	return nil
+}
+
+// Path is the database file, for log lines and operator messages.
+func (s *Bolt) Path() string { return s.db.Path() }
+
+// Close commits the writes and Done calls already accepted, then closes the file. Calls made
+// afterwards return ErrClosed or a bbolt "database not open" error.
+func (s *Bolt) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeDones()
+		close(s.quit)
+		s.wg.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// view runs a read-only transaction after checking ctx.
+func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}

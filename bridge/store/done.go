@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxQueuedDones bounds the Done calls held in memory between two commits. Beyond it Done
+// waits for the committer, which is then the bottleneck anyway.
+const maxQueuedDones = 8192
+
+// Done removes a delivered pending delivery and releases its event; the event body goes as
+// soon as no delivery or dead letter needs it (its ID stays, for dedupe, until Prune). Done
+// of a delivery that is no longer pending is a no-op.
+//
+// Done is the hottest write: every delivery ends with one, from every worker of every sink.
+// So it does not wait for its commit. It returns as soon as the removal is queued for the
+// next group commit, which usually starts at once and takes one fsync for all the Done
+// calls (and writes) that queued meanwhile. From the moment Done returns, Head and Queues
+// no longer see the delivery. The price: a crash (kill -9, power loss) before that commit
+// loses the Done, so the delivery is made again after restart, with the same event ID and
+// so the same webhook-id — a redelivery, which the at-least-once contract allows. Nothing
+// can be lost this way; only delivered twice.
+func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: done: %w", err)
+	}
+	key := string(pendingKey(p.Queue, p.Seq))
+	s.doneMu.Lock()
+	for len(s.doneQ) >= maxQueuedDones && !s.closed {
+		s.doneRoom.Wait()
+	}
+	if s.closed {
+		s.doneMu.Unlock()
+		return fmt.Errorf("store: done: %w", ErrClosed)
+	}
+	if _, dup := s.doneSet[key]; !dup {
+		s.doneSet[key] = struct{}{}
+		s.doneQ = append(s.doneQ, key)
+	}
+	s.doneMu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default: // the committer has been told already
+	}
+	return nil
+}
+
+// takeDones hands the queued Done calls to the committer. Their keys stay in doneSet, hiding
+// the deliveries from Head, until forgetDones after the commit.
+func (s *Bolt) takeDones() []string {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	q := s.doneQ
+	s.doneQ = nil
+	s.doneRoom.Broadcast()
+	return q
+}
+
+// forgetDones drops keys from doneSet once their commit is over. Readers hold doneMu
+// (shared) for the whole of their read transaction, so none of them can have a snapshot
+// older than the commit and miss the key in doneSet as well.
+func (s *Bolt) forgetDones(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	for _, k := range keys {
+		delete(s.doneSet, k)
+	}
+}
+
+// doneQueued reports whether a pending key has an uncommitted Done. Callers hold doneMu.
+func (s *Bolt) doneQueued(k []byte) bool {
+	_, ok := s.doneSet[string(k)]
+	return ok
+}
+
+// closeDones makes later Done calls fail and wakes those waiting for room; the committer
+// records the ones already queued before it stops.
+func (s *Bolt) closeDones() {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	s.closed = true
+	s.doneRoom.Broadcast()
+}
+
+// applyDones removes delivered pending entries in tx.
+func applyDones(tx *bolt.Tx, keys []string) error {
+	pending, events := tx.Bucket(bucketPending), tx.Bucket(bucketEvents)
+	for _, k := range keys {
+		key := []byte(k)
+		v := pending.Get(key)
+		if v == nil {
+			continue // dead-lettered or done meanwhile
+		}
+		eventSeq, _, err := splitEventSeq(v)
+		if err != nil {
+			return err
+		}
+		if err := pending.Delete(key); err != nil {
+			return err
+		}
+		if err := release(events, eventSeq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logLostDones reports Done calls that could not be committed. Their deliveries become
+// visible again and are made once more: the at-least-once fallback.
+func (s *Bolt) logLostDones(n int, err error) {
+	s.log.Error("store: could not record deliveries as done; they will be delivered again", "deliveries", n, "err", err)
+}

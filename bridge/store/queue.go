@@ -1,0 +1,114 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Queues lists every (target, discussion) that has pending deliveries. It reads one entry
+// per queue and seeks past the rest, so it costs the number of queues, not of deliveries.
+// Deliveries whose Done is not committed yet do not count.
+func (s *Bolt) Queues(ctx context.Context) ([]bridge.Queue, error) {
+	var qs []bridge.Queue
+	s.doneMu.RLock()
+	defer s.doneMu.RUnlock()
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, v := c.First(); k != nil; {
+			prefix, _, err := splitPendingKey(k)
+			if err != nil {
+				return err
+			}
+			for k != nil && bytes.HasPrefix(k, prefix) && s.doneQueued(k) {
+				k, v = c.Next()
+			}
+			if k != nil && bytes.HasPrefix(k, prefix) {
+				_, d, err := decodePending(v)
+				if err != nil {
+					return err
+				}
+				qs = append(qs, d.queue())
+			}
+			k, v = c.Seek(pastPrefix(prefix))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: queues: %w", err)
+	}
+	return qs, nil
+}
+
+// Head returns the oldest pending delivery of q with its attempt history. It costs one
+// cursor seek whatever the length of the queue.
+func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
+	var p bridge.Pending
+	var ok bool
+	prefix := queuePrefix(q)
+	// Held across the read transaction: see forgetDones.
+	s.doneMu.RLock()
+	defer s.doneMu.RUnlock()
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		k, v := c.Seek(prefix)
+		for k != nil && bytes.HasPrefix(k, prefix) && s.doneQueued(k) {
+			k, v = c.Next() // delivered; its removal is in the next commit
+		}
+		if k == nil || !bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+		_, seq, err := splitPendingKey(k)
+		if err != nil {
+			return err
+		}
+		eventSeq, d, err := decodePending(v)
+		if err != nil {
+			return err
+		}
+		e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+		if err != nil {
+			return err
+		}
+		p = bridge.Pending{
+			Seq: seq, Queue: q, Event: e,
+			Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return bridge.Pending{}, false, fmt.Errorf("store: head: %w", err)
+	}
+	return p, ok, nil
+}
+
+// Attempted records p's attempt history (Attempts, FirstTry, LastError, NextTry) in its
+// pending entry, for Head and for the next start. It is a no-op when p is no longer pending.
+func (s *Bolt) Attempted(ctx context.Context, p bridge.Pending) error {
+	key := pendingKey(p.Queue, p.Seq)
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		v := pending.Get(key)
+		if v == nil {
+			return nil
+		}
+		eventSeq, d, err := decodePending(v)
+		if err != nil {
+			return err
+		}
+		d.Attempts, d.FirstTry, d.LastError, d.NextTry = p.Attempts, p.FirstTry, p.LastError, p.NextTry
+		nv, err := encodePending(eventSeq, d)
+		if err != nil {
+			return err
+		}
+		return pending.Put(key, nv)
+	})
+	if err != nil {
+		return fmt.Errorf("store: attempted: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+)
+
+// delivery is what the store keeps about one delivery of an event to one target, in its
+// queue and, once dead, in the dead letters. The target is kept whole (the key holds only
+// Target.Key()) so that Queues can rebuild it.
+type delivery struct {
+	Target     bridge.Target `json:"target"`
+	Discussion string        `json:"discussion"`
+	Index      uint32        `json:"index"` // of the target in its record; names the dead letter
+	Attempts   int           `json:"attempts,omitempty"`
+	FirstTry   time.Time     `json:"first_try,omitzero"`
+	LastError  string        `json:"last_error,omitempty"`
+	NextTry    time.Time     `json:"next_try,omitzero"`
+}
+
+func (d delivery) queue() bridge.Queue {
+	return bridge.Queue{Target: d.Target, Discussion: d.Discussion}
+}
+
+// encodePending makes a pending value: the event's seq in a fixed header, so Done can
+// release the event without decoding JSON, then the delivery.
+func encodePending(eventSeq uint64, d delivery) ([]byte, error) {
+	js, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return append(seqKey(eventSeq), js...), nil
+}
+
+func decodePending(v []byte) (eventSeq uint64, d delivery, err error) {
+	eventSeq, js, err := splitEventSeq(v)
+	if err != nil {
+		return 0, d, err
+	}
+	if err := json.Unmarshal(js, &d); err != nil {
+		return 0, d, fmt.Errorf("decode pending delivery: %w", err)
+	}
+	return eventSeq, d, nil
+}
+
+// splitEventSeq reads only the header of a pending value.
+func splitEventSeq(v []byte) (eventSeq uint64, rest []byte, err error) {
+	if len(v) < 8 {
+		return 0, nil, fmt.Errorf("malformed pending value %x", v)
+	}
+	return binary.BigEndian.Uint64(v), v[8:], nil
+}
+
+// dead is a dead letter as stored.
+type dead struct {
+	delivery
+	Seq      uint64    `json:"seq"` // the pending seq it had when it died
+	Reason   string    `json:"reason"`
+	FailedAt time.Time `json:"failed_at"`
+}
+
+// encodeEvent makes an events value: the count of references (pending deliveries and dead
+// letters) in front of the event JSON.
+func encodeEvent(refs uint32, body []byte) []byte {
+	v := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(v, refs)
+	return append(v, body...)
+}
+
+// loadEvent decodes the body of the event with seq.
+func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
+	var e bridge.Event
+	v := events.Get(seqKey(eventSeq))
+	if len(v) < 4 {
+		return e, fmt.Errorf("event %d is missing", eventSeq)
+	}
+	if err := json.Unmarshal(v[4:], &e); err != nil {
+		return e, fmt.Errorf("decode event %d: %w", eventSeq, err)
+	}
+	return e, nil
+}
+
+// release drops one reference to an event and deletes its body when nothing needs it any
+// more. The ids entry stays, so the event is still deduplicated until Prune.
+func release(events *bolt.Bucket, eventSeq uint64) error {
+	k := seqKey(eventSeq)
+	v := events.Get(k)
+	if len(v) < 4 {
+		return nil // already gone: nothing left to release
+	}
+	refs := binary.BigEndian.Uint32(v)
+	if refs <= 1 {
+		return events.Delete(k)
+	}
+	// bbolt values are read-only views into the map: write a copy.
+	return events.Put(k, encodeEvent(refs-1, v[4:]))
+}
+
+// stamp encodes a time for the dedupe index.
+func stamp(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())) }
+
+func unstamp(b []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(b))) }

@@ -1,0 +1,375 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// SinkSpec is a sink with the delivery settings the dispatcher applies to it.
+type SinkSpec struct {
+	Sink        Sink
+	MaxInFlight int // deliveries at once across discussions; default 4
+	Retry       RetryConfig
+}
+
+// DispatcherOptions tune a Dispatcher.
+type DispatcherOptions struct {
+	Logger *slog.Logger
+	Grace  time.Duration    // how long in-flight deliveries may finish after Run's context ends; default 10s
+	Now    func() time.Time // default time.Now
+	// Observer, if set, hears about each delivery outcome (metrics, tests).
+	Observer func(Outcome)
+}
+
+// Outcome is the result of one delivery attempt.
+type Outcome struct {
+	Delivery Delivery
+	Err      error // nil on success
+	Dead     bool  // the delivery was dead-lettered
+	Wait     time.Duration
+}
+
+// Dispatcher is the delivery half of the bridge. Emit routes events and stores them durably
+// before returning; Run delivers stored events to sinks, in order per discussion and target,
+// concurrently across discussions, with retries and dead letters. A slow or failing sink,
+// target or discussion never holds up another: each has its own queue.
+type Dispatcher struct {
+	store  Store
+	router *Router
+	log    *slog.Logger
+	opts   DispatcherOptions
+	sinks  map[string]*sinkRunner
+	now    func() time.Time
+}
+
+// NewDispatcher wires the store, router and sinks. Every sink the router can name must be given.
+func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts DispatcherOptions) *Dispatcher {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &Dispatcher{store: store, router: router, log: opts.Logger, opts: opts, now: opts.Now, sinks: map[string]*sinkRunner{}}
+	for _, s := range sinks {
+		if s.MaxInFlight <= 0 {
+			s.MaxInFlight = 4
+		}
+		s.Retry.Defaults()
+		d.sinks[s.Sink.Name()] = &sinkRunner{d: d, spec: s, queues: map[queueID]*queueState{}, wake: make(chan struct{}, 1),
+			log: opts.Logger.With("sink", s.Sink.Name())}
+	}
+	return d
+}
+
+// Emit routes the events and appends them to the store with their targets in one durable
+// commit. Events seen before (same id) are not stored or delivered again. It implements
+// Emitter.
+func (d *Dispatcher) Emit(ctx context.Context, events ...Event) error {
+	recs := make([]Record, 0, len(events))
+	for _, e := range events {
+		if ts := d.router.Targets(e); len(ts) > 0 {
+			recs = append(recs, Record{Event: e, Targets: ts})
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	stored, err := d.store.Append(ctx, recs)
+	if err != nil {
+		return fmt.Errorf("store events: %w", err)
+	}
+	for _, r := range stored {
+		for _, t := range r.Targets {
+			d.notify(Queue{Target: t, Discussion: r.Event.Discussion.ID})
+		}
+	}
+	return nil
+}
+
+// Notify tells the dispatcher that a queue has work (after a dead-letter replay, say).
+func (d *Dispatcher) notify(q Queue) {
+	if r, ok := d.sinks[q.Target.Sink]; ok {
+		r.schedule(q, false)
+	}
+}
+
+// Resume schedules every queue the store has pending work for; Run calls it.
+func (d *Dispatcher) Resume(ctx context.Context) error {
+	qs, err := d.store.Queues(ctx)
+	if err != nil {
+		return fmt.Errorf("list pending queues: %w", err)
+	}
+	for _, q := range qs {
+		if _, ok := d.sinks[q.Target.Sink]; !ok {
+			d.log.Warn("pending deliveries for a sink that is no longer configured; they stay in the store", "sink", q.Target.Sink, "discussion", q.Discussion)
+			continue
+		}
+		d.notify(q)
+	}
+	if len(qs) > 0 {
+		d.log.Info("resuming pending deliveries", "queues", len(qs))
+	}
+	return nil
+}
+
+// Run delivers until ctx ends, then lets in-flight deliveries finish for the grace period
+// and returns. Undelivered events stay in the store for the next start.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.Resume(ctx); err != nil {
+		return err
+	}
+	deliverCtx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliveries()
+	var wg sync.WaitGroup
+	for _, r := range d.sinks {
+		for range r.spec.MaxInFlight {
+			wg.Go(func() { r.work(ctx, deliverCtx) })
+		}
+	}
+	<-ctx.Done()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.opts.Grace):
+		d.log.Warn("grace period over; cancelling in-flight deliveries (they will be retried on the next start)", "grace", d.opts.Grace)
+		cancelDeliveries()
+		<-done
+	}
+	for _, r := range d.sinks {
+		r.stopTimers()
+	}
+	return nil
+}
+
+type queueID struct {
+	target     string
+	discussion string
+}
+
+func idOf(q Queue) queueID { return queueID{q.Target.Key(), q.Discussion} }
+
+// queueState is the in-memory view of one queue; the deliveries themselves stay in the store,
+// so memory grows with the number of active queues, never with the backlog.
+type queueState struct {
+	q         Queue
+	scheduled bool        // in the ready list or being worked on
+	dirty     bool        // new work arrived while being worked on
+	timer     *time.Timer // waiting for a retry
+}
+
+type sinkRunner struct {
+	d    *Dispatcher
+	spec SinkSpec
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	queues map[queueID]*queueState
+	ready  []Queue
+	wake   chan struct{} // capacity 1: "the ready list may be non-empty"
+}
+
+// schedule marks q as having work. fromTimer is true when a retry wait ended.
+func (r *sinkRunner) schedule(q Queue, fromTimer bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := idOf(q)
+	s := r.queues[id]
+	if s == nil {
+		s = &queueState{q: q}
+		r.queues[id] = s
+	}
+	switch {
+	case s.scheduled:
+		s.dirty = true
+		return
+	case s.timer != nil && !fromTimer:
+		return // waiting for a retry: order forbids delivering anything newer first
+	}
+	s.timer = nil
+	s.scheduled = true
+	r.ready = append(r.ready, q)
+	r.signal()
+}
+
+func (r *sinkRunner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *sinkRunner) take(ctx context.Context) (Queue, bool) {
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		if len(r.ready) > 0 {
+			q := r.ready[0]
+			r.ready[0] = Queue{}
+			r.ready = r.ready[1:]
+			if len(r.ready) > 0 {
+				r.signal() // pass the wake-up on to another worker
+			}
+			r.mu.Unlock()
+			return q, true
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		}
+	}
+	return Queue{}, false
+}
+
+// release ends a worker's turn on q: it goes idle, waits for a retry, or goes back to the
+// end of the ready list.
+func (r *sinkRunner) release(q Queue, wait time.Duration, more bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := idOf(q)
+	s := r.queues[id]
+	switch {
+	case wait > 0:
+		s.scheduled, s.dirty = false, false
+		s.timer = time.AfterFunc(wait, func() { r.schedule(q, true) })
+	case more || s.dirty:
+		s.dirty = false
+		r.ready = append(r.ready, q)
+		r.signal()
+	default:
+		delete(r.queues, id)
+	}
+}
+
+func (r *sinkRunner) stopTimers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.queues {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+	}
+}
+
+// turn is how many deliveries one queue gets before yielding to the others.
+const turn = 32
+
+func (r *sinkRunner) work(ctx, deliverCtx context.Context) {
+	for {
+		q, ok := r.take(ctx)
+		if !ok {
+			return
+		}
+		wait, more := r.drain(ctx, deliverCtx, q)
+		r.release(q, wait, more)
+	}
+}
+
+// drain delivers up to `turn` deliveries of q in order. It returns a wait when the head must
+// be retried later, and more when the queue still has work.
+func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.Duration, more bool) {
+	for range turn {
+		if ctx.Err() != nil {
+			return 0, true // shutting down: leave the rest in the store
+		}
+		p, ok, err := r.d.store.Head(deliverCtx, q)
+		if err != nil {
+			r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
+			return time.Second, false
+		}
+		if !ok {
+			return 0, false
+		}
+		if now := r.d.now(); p.NextTry.After(now) {
+			return p.NextTry.Sub(now), false
+		}
+		if w := r.deliver(deliverCtx, p); w > 0 {
+			return w, false
+		}
+	}
+	return 0, true
+}
+
+// deliver makes one attempt and records its outcome; it returns a wait when the delivery
+// stays at the head of its queue for a later retry.
+func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
+	d := Delivery{Event: p.Event, Target: p.Queue.Target, Attempt: p.Attempts + 1}
+	now := r.d.now()
+	if p.FirstTry.IsZero() {
+		p.FirstTry = now
+	}
+	err := r.spec.Sink.Deliver(ctx, d)
+	out := Outcome{Delivery: d, Err: err}
+	defer func() {
+		if r.d.opts.Observer != nil {
+			r.d.opts.Observer(out)
+		}
+	}()
+	log := r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
+	if err == nil {
+		if p.Attempts > 0 {
+			log.Info("delivered after retries", "attempts", d.Attempt)
+		}
+		// Recorded even when the grace period has just ended: the delivery did happen.
+		if err := r.d.store.Done(context.WithoutCancel(ctx), p); err != nil {
+			// The delivery happened; failing to record it only means a redelivery later,
+			// with the same webhook-id.
+			log.Error("record delivery", "err", err)
+		}
+		return 0
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return time.Second // cancelled by shutdown, not a failure of the sink
+	}
+	p.Attempts++
+	p.LastError = err.Error()
+	reason := ""
+	switch wait, after := RetryAfterOf(err); {
+	case IsPermanent(err):
+		reason = "permanent failure: " + err.Error()
+	case now.Sub(p.FirstTry) >= r.spec.Retry.MaxAge.D():
+		reason = fmt.Sprintf("gave up after %d attempts over %s: %v", p.Attempts, now.Sub(p.FirstTry).Round(time.Second), err)
+	default:
+		if !after {
+			wait = r.spec.Retry.wait(p.Attempts)
+		}
+		p.NextTry = now.Add(wait)
+		out.Wait = wait
+		if p.Attempts == 1 {
+			log.Warn("delivery failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			log.Debug("delivery failed again", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
+		}
+		if serr := r.d.store.Attempted(ctx, p); serr != nil {
+			log.Error("record failed attempt", "err", serr)
+		}
+		return max(wait, time.Millisecond)
+	}
+	out.Dead = true
+	log.Error("delivery dead-lettered", "attempts", p.Attempts, "reason", reason)
+	if err := r.d.store.DeadLetter(ctx, p, reason); err != nil {
+		log.Error("dead-letter delivery", "err", err)
+		return time.Second
+	}
+	return 0
+}
+
+// Replay moves matching dead letters back into their queues and schedules them.
+func (d *Dispatcher) Replay(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	dls, err := d.store.Replay(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, dl := range dls {
+		d.notify(dl.Pending.Queue)
+	}
+	return dls, nil
+}

@@ -1,0 +1,312 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/store"
+	"github.com/kdbridge/kdbridge/internal/config"
+)
+
+// recordingSink is a sink whose behaviour each test sets; it records successful deliveries.
+type recordingSink struct {
+	name string
+	mu   sync.Mutex
+	fail func(d bridge.Delivery) error // nil: succeed
+	got  []bridge.Delivery
+	hits map[string]int // attempts per event id
+}
+
+func newSink(name string, fail func(bridge.Delivery) error) *recordingSink {
+	return &recordingSink{name: name, fail: fail, hits: map[string]int{}}
+}
+
+func (s *recordingSink) Name() string { return s.name }
+
+func (s *recordingSink) Deliver(ctx context.Context, d bridge.Delivery) error {
+	s.mu.Lock()
+	s.hits[d.Event.ID]++
+	f := s.fail
+	s.mu.Unlock()
+	if f != nil {
+		if err := f(d); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.got = append(s.got, d)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *recordingSink) delivered() []bridge.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func openStore(t *testing.T, dir string) *store.Bolt {
+	t.Helper()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+var fastRetry = bridge.RetryConfig{Initial: config.Duration(5 * time.Millisecond), MaxInterval: config.Duration(20 * time.Millisecond), MaxAge: config.Duration(time.Hour)}
+
+func routeAll(sinks ...string) *bridge.Router {
+	var to []bridge.TargetConfig
+	for _, s := range sinks {
+		to = append(to, bridge.TargetConfig{Sink: s})
+	}
+	return bridge.NewRouter([]bridge.RouteConfig{{Name: "all", To: to}}, nil)
+}
+
+func event(disc string, n int) bridge.Event {
+	id := fmt.Sprintf("m-%s-%04d", disc, n)
+	return bridge.Event{
+		ID: bridge.EventID("src", disc, id, "v1", bridge.MessageCreated), Type: bridge.MessageCreated, Source: "src",
+		Discussion: bridge.Discussion{ID: disc},
+		Message:    &bridge.Message{ID: id, Kind: bridge.KindUser, Text: fmt.Sprint(n), Author: bridge.User{Username: "alice"}},
+	}
+}
+
+// running starts a dispatcher and stops it at cleanup.
+func running(t *testing.T, st bridge.Store, r *bridge.Router, specs ...bridge.SinkSpec) (*bridge.Dispatcher, func()) {
+	t.Helper()
+	d := bridge.NewDispatcher(st, r, specs, bridge.DispatcherOptions{Grace: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("dispatcher did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return d, stop
+}
+
+func emitAll(t *testing.T, d *bridge.Dispatcher, discs []string, n int) {
+	t.Helper()
+	for i := range n {
+		for _, disc := range discs {
+			if err := d.Emit(context.Background(), event(disc, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// checkOrder asserts that every discussion's deliveries are 0..n-1, once each, in order.
+func checkOrder(t *testing.T, got []bridge.Delivery, discs []string, n int) {
+	t.Helper()
+	next := map[string]int{}
+	for _, d := range got {
+		disc := d.Event.Discussion.ID
+		if want := fmt.Sprint(next[disc]); d.Event.Message.Text != want {
+			t.Fatalf("discussion %s: delivered %s, want %s", disc, d.Event.Message.Text, want)
+		}
+		next[disc]++
+	}
+	for _, disc := range discs {
+		if next[disc] != n {
+			t.Errorf("discussion %s: %d delivered, want %d", disc, next[disc], n)
+		}
+	}
+}
+
+func TestOrderedDeliveryWithFlakySink(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	sink := newSink("hook", func(bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if rng.Float64() < 0.3 {
+			return errors.New("503 from receiver")
+		}
+		return nil
+	})
+	d, _ := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, MaxInFlight: 4, Retry: fastRetry})
+	discs := []string{"a", "b", "c", "d", "e"}
+	emitAll(t, d, discs, 40)
+	waitUntil(t, "200 deliveries", 20*time.Second, func() bool { return len(sink.delivered()) >= 200 })
+	checkOrder(t, sink.delivered(), discs, 40)
+}
+
+func TestRetryAfterPausesOnlyItsQueue(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	sink := newSink("slack", func(d bridge.Delivery) error {
+		if d.Event.Discussion.ID == "slow" {
+			return bridge.RetryAfter(errors.New("429"), time.Hour)
+		}
+		return nil
+	})
+	d, _ := running(t, st, routeAll("slack"), bridge.SinkSpec{Sink: sink, MaxInFlight: 1, Retry: fastRetry})
+	emitAll(t, d, []string{"slow", "fast"}, 20)
+	waitUntil(t, "the other discussion's 20 deliveries", 10*time.Second, func() bool { return len(sink.delivered()) >= 20 })
+	sink.mu.Lock()
+	slowAttempts := sink.hits[event("slow", 0).ID]
+	laterTried := sink.hits[event("slow", 1).ID]
+	sink.mu.Unlock()
+	if slowAttempts != 1 || laterTried != 0 {
+		t.Errorf("slow queue: head tried %d times (want 1: waiting an hour), next tried %d times (want 0: order)", slowAttempts, laterTried)
+	}
+}
+
+func TestPermanentFailureDeadLettersAndReplay(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	broken := true
+	var mu sync.Mutex
+	sink := newSink("hook", func(d bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken && d.Event.Message.Text == "1" {
+			return bridge.Permanent(errors.New("400 bad request: field x"))
+		}
+		return nil
+	})
+	d, _ := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: fastRetry})
+	emitAll(t, d, []string{"a"}, 3)
+	waitUntil(t, "2 deliveries", 10*time.Second, func() bool { return len(sink.delivered()) == 2 })
+	var dls []bridge.DeadLetter
+	waitUntil(t, "a dead letter", 5*time.Second, func() bool {
+		dls, _ = st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+		return len(dls) == 1
+	})
+	if dl := dls[0]; dl.Pending.Event.Message.Text != "1" || dl.Pending.Attempts != 1 || dl.Reason == "" {
+		t.Errorf("dead letter = %+v", dl)
+	}
+	if n := sink.hits[event("a", 1).ID]; n != 1 {
+		t.Errorf("permanent failure retried: %d attempts", n)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	replayed, err := d.Replay(context.Background(), bridge.DeadLetterFilter{Sink: "hook"})
+	if err != nil || len(replayed) != 1 {
+		t.Fatalf("replay: %v, %d", err, len(replayed))
+	}
+	waitUntil(t, "the replayed delivery", 5*time.Second, func() bool { return len(sink.delivered()) == 3 })
+	if left, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{}); len(left) != 0 {
+		t.Errorf("dead letters after replay: %d", len(left))
+	}
+}
+
+func TestFailingSinkDoesNotDelayOthers(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	down := newSink("down", func(bridge.Delivery) error { return errors.New("connection refused") })
+	up := newSink("up", nil)
+	d, _ := running(t, st, routeAll("down", "up"),
+		bridge.SinkSpec{Sink: down, Retry: fastRetry}, bridge.SinkSpec{Sink: up, Retry: fastRetry})
+	emitAll(t, d, []string{"a", "b"}, 50)
+	waitUntil(t, "100 deliveries to the healthy sink", 10*time.Second, func() bool { return len(up.delivered()) == 100 })
+	checkOrder(t, up.delivered(), []string{"a", "b"}, 50)
+}
+
+func TestGiveUpAfterMaxAge(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	sink := newSink("hook", func(bridge.Delivery) error { return errors.New("timeout") })
+	policy := fastRetry
+	policy.MaxAge = config.Duration(30 * time.Millisecond)
+	d, _ := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: policy})
+	emitAll(t, d, []string{"a"}, 1)
+	waitUntil(t, "the delivery to be dead-lettered", 10*time.Second, func() bool {
+		dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+		return len(dls) == 1
+	})
+	dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+	if dls[0].Pending.Attempts < 2 {
+		t.Errorf("gave up after %d attempts", dls[0].Pending.Attempts)
+	}
+}
+
+func TestDedupeAndResumeAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	// First life: the sink is down; events are stored, not delivered.
+	down := newSink("hook", func(bridge.Delivery) error { return errors.New("down") })
+	d, stop := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: down, Retry: fastRetry})
+	emitAll(t, d, []string{"a", "b"}, 10)
+	emitAll(t, d, []string{"a", "b"}, 10) // the same events again: a reconnect replay
+	stop()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Second life: everything pending is resumed, in order, once.
+	st = openStore(t, dir)
+	defer st.Close()
+	up := newSink("hook", nil)
+	d, _ = running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: up, Retry: fastRetry})
+	waitUntil(t, "20 resumed deliveries", 10*time.Second, func() bool { return len(up.delivered()) >= 20 })
+	emitAll(t, d, []string{"a"}, 10) // already known: not delivered again
+	emitAll(t, d, []string{"a"}, 11) // only the 11th is new
+	waitUntil(t, "the new event", 10*time.Second, func() bool { return len(up.delivered()) >= 21 })
+	got := up.delivered()
+	if len(got) != 21 {
+		t.Fatalf("%d deliveries, want 21", len(got))
+	}
+	checkOrder(t, got[:20], []string{"a", "b"}, 10)
+}
+
+func TestShutdownWaitsForInFlightWithinGrace(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	sink := newSink("hook", func(d bridge.Delivery) error {
+		close(started)
+		<-release
+		return nil
+	})
+	d, stop := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: fastRetry})
+	emitAll(t, d, []string{"a"}, 1)
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Run returned while a delivery was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if len(sink.delivered()) != 1 {
+		t.Error("in-flight delivery did not finish")
+	}
+	if qs, _ := st.Queues(context.Background()); len(qs) != 0 {
+		t.Errorf("finished delivery still pending: %v", qs)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 // DiscussionSpec describes a discussion for CreateDiscussion.
 type DiscussionSpec struct {
+	ID                    string // optional: a fixed id (the samples use fixed ids so configs can name them)
 	Title, Description    string
 	IsArchived, IsPrivate bool
 	Related               []RelatedItem
@@ -18,7 +19,7 @@ type DiscussionSpec struct {
 func (s *Server) CreateDiscussion(spec DiscussionSpec) Discussion {
 	a := s.integration()
 	in := Discussion{
-		Title: spec.Title, Description: spec.Description,
+		ID: spec.ID, Title: spec.Title, Description: spec.Description,
 		IsArchived: spec.IsArchived, IsPrivate: spec.IsPrivate,
 		OwningUsers: []OwningUser{{Username: a.user.Username}},
 	}

@@ -47,7 +47,9 @@ func (s *Server) lockDiscussion(id string, a *actor, read bool, fn func(d *discu
 // broadcast.
 func (s *Server) createDiscussion(by actor, in Discussion) Discussion {
 	now := s.nowString()
-	in.ID = newUUID()
+	if in.ID == "" {
+		in.ID = newUUID()
+	}
 	in.VersionID = newUUID()
 	in.CreatedAt, in.UpdatedAt = now, now
 	in.CreatedBy, in.UpdatedBy = by.user, by.user

@@ -8,6 +8,14 @@ var (
 	Carol = User{Username: "carol", DisplayName: "Carol Lindqvist", Email: "carol@example.com"}
 )
 
+// The sample discussions have fixed ids, so that a configuration (docker-compose's demo, the
+// README) can name them before the simulator starts.
+const (
+	SampleIncidentID = "9fa2b330-fa5e-11e8-88ef-7bbe80231820"
+	SampleFormID     = "3c1d5e7a-2b4f-4c6d-8e9f-0a1b2c3d4e5f"
+	SampleTeamID     = "7e8f9a0b-1c2d-4e3f-a5b6-c7d8e9f0a1b2"
+)
+
 // SampleSubmissionID is the Submission the sample incident discussion is related to.
 const SampleSubmissionID = "5f1c2a8e-3b7d-4e6a-9c21-7d8e4b0a6f13"
 
@@ -29,6 +37,7 @@ func (s *Server) SeedSamples() []Discussion {
 	}{
 		{
 			DiscussionSpec{
+				ID:          SampleIncidentID,
 				Title:       "Incident INC-1042: VPN gateway down in Lyon office",
 				Description: "Users in Lyon cannot reach the VPN since 08:40.",
 				Related:     []RelatedItem{{Type: "Submission", Key: SampleSubmissionID}},
@@ -42,6 +51,7 @@ func (s *Server) SeedSamples() []Discussion {
 		},
 		{
 			DiscussionSpec{
+				ID:          SampleFormID,
 				Title:       "IT Request form: add a cost center field",
 				Description: "Changes to services/it-request.",
 				Related:     []RelatedItem{{Type: "Form", Key: "services/it-request"}},
@@ -54,6 +64,7 @@ func (s *Server) SeedSamples() []Discussion {
 		},
 		{
 			DiscussionSpec{
+				ID:          SampleTeamID,
 				Title:       "Network Operations",
 				Description: "Team channel for the network operations team.",
 				Related:     []RelatedItem{{Type: "Team", Key: "network-operations"}},

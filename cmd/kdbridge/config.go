@@ -1,0 +1,312 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/config"
+	"github.com/kdbridge/kdbridge/sinks/slack"
+	"github.com/kdbridge/kdbridge/sinks/stdout"
+	"github.com/kdbridge/kdbridge/sinks/webhook"
+	"github.com/kdbridge/kdbridge/sources/kinetic"
+)
+
+// fileConfig is the whole configuration file. It is composed here, the one place that knows
+// every adapter; each adapter's block lives next to the adapter.
+type fileConfig struct {
+	Log     logConfig            `yaml:"log"`
+	HTTP    httpConfig           `yaml:"http"`
+	State   stateConfig          `yaml:"state"`
+	Sources []yaml.Node          `yaml:"sources"`
+	Sinks   []yaml.Node          `yaml:"sinks"`
+	Routes  []bridge.RouteConfig `yaml:"routes"`
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+type httpConfig struct {
+	Listen string `yaml:"listen"` // "" disables the listener
+}
+
+type stateConfig struct {
+	Dir       string          `yaml:"dir"`
+	Retention config.Duration `yaml:"retention"`
+}
+
+// settings are the process settings that the environment (KDBRIDGE_*) and flags override.
+type settings struct {
+	Config     string `envconfig:"CONFIG"`
+	StateDir   string `envconfig:"STATE_DIR"`
+	HTTPListen string `envconfig:"HTTP_LISTEN"`
+	LogLevel   string `envconfig:"LOG_LEVEL"`
+	LogFormat  string `envconfig:"LOG_FORMAT"`
+}
+
+// envSettings reads KDBRIDGE_* from the process environment.
+func envSettings() (settings, error) {
+	var s settings
+	err := envconfig.Process("KDBRIDGE", &s)
+	return s, err
+}
+
+// Config is the loaded, validated configuration.
+type Config struct {
+	Log     logConfig
+	HTTP    httpConfig
+	State   stateConfig
+	Sources []sourceEntry
+	Sinks   []sinkEntry
+	Routes  []bridge.RouteConfig
+}
+
+type sourceEntry struct {
+	Name    string
+	Type    string
+	Kinetic *kinetic.Config
+}
+
+type sinkEntry struct {
+	Name    string
+	Type    string
+	Retry   bridge.RetryConfig
+	Webhook *webhook.Config
+	Slack   *slack.Config
+	Stdout  *stdout.Config
+}
+
+// sourceCommon and sinkCommon are the keys every source or sink has, whatever its type.
+type sourceCommon struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+}
+
+type sinkCommon struct {
+	Name  string             `yaml:"name"`
+	Type  string             `yaml:"type"`
+	Retry bridge.RetryConfig `yaml:"retry"`
+}
+
+var (
+	sourceTypes = []string{"kinetic"}
+	sinkTypes   = []string{"slack", "webhook", "stdout"}
+)
+
+// loadConfig reads and validates a configuration file: strict YAML, ${VAR} expansion, the
+// environment overlay, defaults, then every problem at once with its line.
+func loadConfig(path string, lookup func(string) (string, bool), over settings) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, ps := parseConfig(data, lookup, over)
+	if err := ps.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func parseConfig(data []byte, lookup func(string) (string, bool), over settings) (*Config, config.Problems) {
+	doc, ps := config.Parse(data)
+	if len(ps) > 0 {
+		return nil, ps
+	}
+	ps = append(ps, config.Expand(doc, lookup)...)
+	var f fileConfig
+	ps = append(ps, config.Decode(doc, &f, "")...)
+	root := doc.Content[0]
+	cfg := &Config{Log: f.Log, HTTP: f.HTTP, State: f.State, Routes: f.Routes}
+	cfg.applySettings(over)
+	cfg.defaults()
+	ps = append(ps, cfg.validateProcess(root)...)
+
+	sources := map[string]bool{}
+	for i := range f.Sources {
+		n := &f.Sources[i]
+		path := config.Path("sources", i)
+		var c sourceCommon
+		ps = append(ps, config.Decode(only(n, "name", "type"), &c, path)...)
+		e := sourceEntry{Name: c.Name, Type: c.Type}
+		ps = append(ps, checkName(n, path, "source", c.Name, sources)...)
+		rest := without(n, "name", "type")
+		switch c.Type {
+		case "kinetic":
+			e.Kinetic = &kinetic.Config{}
+			ps = append(ps, config.Decode(rest, e.Kinetic, path)...)
+			e.Kinetic.Defaults()
+			ps = append(ps, config.Locate(n, path, e.Kinetic.Validate())...)
+		default:
+			ps = append(ps, badType(n, path, c.Type, sourceTypes))
+		}
+		cfg.Sources = append(cfg.Sources, e)
+	}
+
+	sinks := map[string]bool{}
+	sinkType := map[string]*sinkEntry{}
+	for i := range f.Sinks {
+		n := &f.Sinks[i]
+		path := config.Path("sinks", i)
+		var c sinkCommon
+		ps = append(ps, config.Decode(only(n, "name", "type", "retry"), &c, path)...)
+		c.Retry.Defaults()
+		ps = append(ps, config.Locate(n, path, c.Retry.Validate())...)
+		e := sinkEntry{Name: c.Name, Type: c.Type, Retry: c.Retry}
+		ps = append(ps, checkName(n, path, "sink", c.Name, sinks)...)
+		rest := without(n, "name", "type", "retry")
+		var v interface{ Validate() error }
+		switch c.Type {
+		case "webhook":
+			e.Webhook = &webhook.Config{}
+			v = e.Webhook
+		case "slack":
+			e.Slack = &slack.Config{}
+			v = e.Slack
+		case "stdout":
+			e.Stdout = &stdout.Config{}
+			v = e.Stdout
+		default:
+			ps = append(ps, badType(n, path, c.Type, sinkTypes))
+		}
+		if v != nil {
+			ps = append(ps, config.Decode(rest, v, path)...)
+			if d, ok := v.(interface{ Defaults() }); ok {
+				d.Defaults()
+			}
+			ps = append(ps, config.Locate(n, path, v.Validate())...)
+		}
+		cfg.Sinks = append(cfg.Sinks, e)
+	}
+	for i := range cfg.Sinks {
+		sinkType[cfg.Sinks[i].Name] = &cfg.Sinks[i]
+	}
+
+	routesNode := config.Lookup(root, "routes")
+	routeNames := map[string]bool{}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		r.Defaults()
+		path := config.Path("routes", i)
+		var n *yaml.Node
+		if routesNode != nil && i < len(routesNode.Content) {
+			n = routesNode.Content[i]
+		}
+		ps = append(ps, checkName(n, path, "route", r.Name, routeNames)...)
+		ps = append(ps, config.Locate(n, path, r.Validate(sources, sinks))...)
+		for j, t := range r.To {
+			e := sinkType[t.Sink]
+			tp := config.Path(config.Path(path, "to"), j)
+			switch {
+			case e == nil:
+			case t.Channel != "" && e.Slack == nil:
+				ps.Add(config.FieldLine(n, fmt.Sprintf("to[%d].channel", j)), tp+".channel", "channel applies to slack sinks only; %q is a %s sink", t.Sink, e.Type)
+			case t.Channel == "" && e.Slack != nil && e.Slack.Channel == "":
+				ps.Add(config.FieldLine(n, fmt.Sprintf("to[%d]", j)), tp, "slack sink %q has no default channel: set channel here or on the sink", t.Sink)
+			}
+		}
+	}
+	if len(cfg.Routes) == 0 && len(ps) == 0 {
+		ps.Add(root.Line, "routes", "no routes: nothing would be delivered")
+	}
+	return cfg, ps
+}
+
+func (c *Config) applySettings(s settings) {
+	if s.StateDir != "" {
+		c.State.Dir = s.StateDir
+	}
+	if s.HTTPListen != "" {
+		c.HTTP.Listen = s.HTTPListen
+	}
+	if s.LogLevel != "" {
+		c.Log.Level = s.LogLevel
+	}
+	if s.LogFormat != "" {
+		c.Log.Format = s.LogFormat
+	}
+}
+
+func (c *Config) defaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:9090"
+	}
+	if c.State.Dir == "" {
+		c.State.Dir = "./data"
+	}
+	if c.State.Retention == 0 {
+		c.State.Retention = config.Duration(7 * 24 * time.Hour)
+	}
+}
+
+func (c *Config) validateProcess(root *yaml.Node) config.Problems {
+	var ps config.Problems
+	at := func(p string) int { return config.FieldLine(root, p) }
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		ps.Add(at("log.level"), "log.level", "%v", err)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		ps.Add(at("log.format"), "log.format", "%q is not a log format (text or json)", c.Log.Format)
+	}
+	if c.HTTP.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			ps.Add(at("http.listen"), "http.listen", "%q is not host:port (or \"off\")", c.HTTP.Listen)
+		}
+	}
+	return ps
+}
+
+func checkName(n *yaml.Node, path, kind, name string, seen map[string]bool) config.Problems {
+	var ps config.Problems
+	switch {
+	case name == "":
+		ps.Add(config.FieldLine(n, ""), path+".name", "every %s needs a name", kind)
+	case strings.ContainsAny(name, "\x00/"):
+		ps.Add(config.FieldLine(n, "name"), path+".name", "%s name %q may not contain '/'", kind, name)
+	case seen[name]:
+		ps.Add(config.FieldLine(n, "name"), path+".name", "duplicate %s name %q", kind, name)
+	}
+	seen[name] = true
+	return ps
+}
+
+func badType(n *yaml.Node, path, typ string, known []string) config.Problem {
+	msg := fmt.Sprintf("unknown type %q (known: %s)", typ, strings.Join(known, ", "))
+	if typ == "" {
+		msg = fmt.Sprintf("missing type (one of: %s)", strings.Join(known, ", "))
+	}
+	return config.Problem{Line: config.FieldLine(n, "type"), Path: path + ".type", Msg: msg}
+}
+
+// only and without split a mapping node's keys between the common part and the
+// adapter's part, so that each is decoded strictly against its own type.
+func only(n *yaml.Node, keys ...string) *yaml.Node    { return filter(n, keys, true) }
+func without(n *yaml.Node, keys ...string) *yaml.Node { return filter(n, keys, false) }
+
+func filter(n *yaml.Node, keys []string, keep bool) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	out := *n
+	out.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if slices.Contains(keys, n.Content[i].Value) == keep {
+			out.Content = append(out.Content, n.Content[i], n.Content[i+1])
+		}
+	}
+	return &out
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/sources/kinetic"
+)
+
+// httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
+// (every source identified, every discussion subscribed or explicitly refused), /metrics
+// (Prometheus) and the dead letter API for `kdbridge dlq` (loopback clients only).
+func httpHandler(sources []bridge.Source, st bridge.Store, disp *bridge.Dispatcher, met *metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		problems := notReady(sources)
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:")
+			for _, p := range problems {
+				fmt.Fprintln(w, "  "+p)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
+	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(st, disp)))
+	return mux
+}
+
+// notReady lists what keeps the daemon from being ready, one line per problem.
+func notReady(sources []bridge.Source) []string {
+	var out []string
+	for _, src := range sources {
+		ks, ok := src.(*kinetic.Source)
+		if !ok {
+			continue
+		}
+		s := ks.Status()
+		if !s.Identified {
+			line := fmt.Sprintf("source %s: not identified", src.Name())
+			if s.LastError != "" {
+				line += ": " + s.LastError
+			}
+			out = append(out, line)
+			continue
+		}
+		for _, d := range s.Discussions {
+			switch {
+			case d.State == kinetic.StateRefused:
+				// Explicitly refused by Kinetic: reported in logs and metrics, retried slowly,
+				// but not a reason to take the daemon out of service.
+			case d.State != kinetic.StateSubscribed:
+				out = append(out, fmt.Sprintf("source %s: discussion %s: %s", src.Name(), d.ID, d.State))
+			case !d.CaughtUp:
+				out = append(out, fmt.Sprintf("source %s: discussion %s: catching up", src.Name(), d.ID))
+			}
+		}
+	}
+	return out
+}
+
+// loopbackOnly refuses requests that do not come from this machine: the listener may be bound
+// to 0.0.0.0 in a container, and dead-letter actions are for the operator at the console.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(strings.Trim(host, "[]")); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "dead-letter actions are accepted from loopback only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

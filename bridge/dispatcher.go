@@ -64,7 +64,7 @@ func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts Dispatche
 		}
 		s.Retry.Defaults()
 		d.sinks[s.Sink.Name()] = &sinkRunner{d: d, spec: s, queues: map[queueID]*queueState{}, wake: make(chan struct{}, 1),
-			log: opts.Logger.With("sink", s.Sink.Name())}
+			log: opts.Logger.With("sink", s.Sink.Name()), targets: map[string]*targetState{}}
 	}
 	return d
 }
@@ -171,10 +171,11 @@ type sinkRunner struct {
 	spec SinkSpec
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	queues map[queueID]*queueState
-	ready  []Queue
-	wake   chan struct{} // capacity 1: "the ready list may be non-empty"
+	mu      sync.Mutex
+	queues  map[queueID]*queueState
+	ready   []Queue
+	wake    chan struct{}           // capacity 1: "the ready list may be non-empty"
+	targets map[string]*targetState // by Target.Key()
 }
 
 // schedule marks q as having work. fromTimer is true when a retry wait ended.
@@ -306,6 +307,18 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	if p.FirstTry.IsZero() {
 		p.FirstTry = now
 	}
+	log := r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
+	if reason := r.disabledReason(ctx, d.Target); reason != "" {
+		out := Outcome{Delivery: d, Err: errors.New("target disabled: " + reason), Dead: true}
+		if r.d.opts.Observer != nil {
+			r.d.opts.Observer(out)
+		}
+		if err := r.d.store.DeadLetter(ctx, p, out.Err.Error()); err != nil {
+			log.Error("dead-letter delivery", "err", err)
+			return time.Second
+		}
+		return 0
+	}
 	err := r.spec.Sink.Deliver(ctx, d)
 	out := Outcome{Delivery: d, Err: err}
 	defer func() {
@@ -313,8 +326,8 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 			r.d.opts.Observer(out)
 		}
 	}()
-	log := r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
 	if err == nil {
+		r.succeeded(d.Target)
 		if p.Attempts > 0 {
 			log.Info("delivered after retries", "attempts", d.Attempt)
 		}
@@ -332,9 +345,16 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	p.Attempts++
 	p.LastError = err.Error()
 	reason := ""
+	since := r.failing(d.Target, p.FirstTry, now)
 	switch wait, after := RetryAfterOf(err); {
+	case IsGone(err):
+		reason = "target gone: " + err.Error()
+		r.disable(ctx, d.Target, reason)
 	case IsPermanent(err):
 		reason = "permanent failure: " + err.Error()
+	case now.Sub(since) >= r.spec.Retry.DisableAfter.D():
+		reason = fmt.Sprintf("target failing continuously since %s: %v", since.UTC().Format(time.RFC3339), err)
+		r.disable(ctx, d.Target, reason)
 	case now.Sub(p.FirstTry) >= r.spec.Retry.MaxAge.D():
 		reason = fmt.Sprintf("gave up after %d attempts over %s: %v", p.Attempts, now.Sub(p.FirstTry).Round(time.Second), err)
 	default:
@@ -362,13 +382,20 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	return 0
 }
 
-// Replay moves matching dead letters back into their queues and schedules them.
+// Replay moves matching dead letters back into their queues, re-enables their targets if
+// they were disabled, and schedules them.
 func (d *Dispatcher) Replay(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
 	dls, err := d.store.Replay(ctx, f)
 	if err != nil {
 		return nil, err
 	}
+	if err := EnableTargets(ctx, d.store, dls); err != nil {
+		return dls, err
+	}
 	for _, dl := range dls {
+		if r, ok := d.sinks[dl.Pending.Queue.Target.Sink]; ok {
+			r.enabled(dl.Pending.Queue.Target)
+		}
 		d.notify(dl.Pending.Queue)
 	}
 	return dls, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,5 +309,75 @@ func TestShutdownWaitsForInFlightWithinGrace(t *testing.T) {
 	}
 	if qs, _ := st.Queues(context.Background()); len(qs) != 0 {
 		t.Errorf("finished delivery still pending: %v", qs)
+	}
+}
+
+func TestGoneTargetIsDisabledUntilReplay(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	var mu sync.Mutex
+	gone := true
+	sink := newSink("hook", func(bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if gone {
+			return bridge.Gone(errors.New("410 Gone"))
+		}
+		return nil
+	})
+	other := newSink("other", nil)
+	d, _ := running(t, st, routeAll("hook", "other"), bridge.SinkSpec{Sink: sink, Retry: fastRetry}, bridge.SinkSpec{Sink: other, Retry: fastRetry})
+	emitAll(t, d, []string{"a", "b"}, 5)
+	waitUntil(t, "all 10 dead-lettered", 10*time.Second, func() bool {
+		dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{Sink: "hook"})
+		return len(dls) == 10
+	})
+	sink.mu.Lock()
+	attempts := 0
+	for _, n := range sink.hits {
+		attempts += n
+	}
+	sink.mu.Unlock()
+	if attempts > 2 { // at most the first of each discussion before the flag was set
+		t.Errorf("%d attempts against a gone target, want it disabled after the first 410", attempts)
+	}
+	dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{Sink: "hook"})
+	disabledSeen := false
+	for _, dl := range dls {
+		disabledSeen = disabledSeen || strings.Contains(dl.Reason, "target disabled")
+	}
+	if !disabledSeen {
+		t.Errorf("no dead letter says the target is disabled: %+v", dls[len(dls)-1].Reason)
+	}
+	waitUntil(t, "the other sink's 10", 10*time.Second, func() bool { return len(other.delivered()) == 10 })
+
+	mu.Lock()
+	gone = false
+	mu.Unlock()
+	if _, err := d.Replay(context.Background(), bridge.DeadLetterFilter{Sink: "hook"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the replay of all 10", 10*time.Second, func() bool { return len(sink.delivered()) == 10 })
+	emitAll(t, d, []string{"c"}, 1)
+	waitUntil(t, "a new event to the re-enabled target", 10*time.Second, func() bool { return len(sink.delivered()) == 11 })
+}
+
+func TestContinuousFailureDisablesTarget(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	sink := newSink("hook", func(bridge.Delivery) error { return errors.New("503") })
+	policy := fastRetry
+	policy.DisableAfter = config.Duration(50 * time.Millisecond)
+	d, _ := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: policy})
+	emitAll(t, d, []string{"a", "b", "c"}, 3)
+	waitUntil(t, "every delivery dead-lettered", 10*time.Second, func() bool {
+		dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+		return len(dls) == 9
+	})
+	dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+	for _, dl := range dls {
+		if !strings.Contains(dl.Reason, "failing continuously since") {
+			t.Errorf("reason = %q", dl.Reason)
+		}
 	}
 }

@@ -25,6 +25,28 @@ func (e *RetryAfterError) Error() string {
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// GoneError marks a target that no longer exists (a webhook answering 410 Gone): the
+// delivery is dead-lettered and the target is disabled until an operator replays its dead
+// letters. It is also a PermanentError.
+type GoneError struct{ Err error }
+
+func (e *GoneError) Error() string { return "gone: " + e.Err.Error() }
+func (e *GoneError) Unwrap() error { return &PermanentError{Err: e.Err} }
+
+// Gone wraps err as a gone-target failure. Gone(nil) is nil.
+func Gone(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &GoneError{Err: err}
+}
+
+// IsGone reports whether err, or an error it wraps, says the target is gone.
+func IsGone(err error) bool {
+	var g *GoneError
+	return errors.As(err, &g)
+}
+
 // Permanent wraps err as a permanent failure. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {

@@ -14,6 +14,9 @@ type RetryConfig struct {
 	Initial     config.Duration `yaml:"initial"`      // default 1s
 	MaxInterval config.Duration `yaml:"max_interval"` // default 1h
 	MaxAge      config.Duration `yaml:"max_age"`      // default 48h
+	// DisableAfter disables a target that has failed continuously this long: its deliveries
+	// are dead-lettered with the reason until `dlq replay` re-enables it. Default 24h.
+	DisableAfter config.Duration `yaml:"disable_after"`
 }
 
 // Defaults fills unset fields. The defaults follow the spirit of the Standard Webhooks
@@ -27,6 +30,9 @@ func (r *RetryConfig) Defaults() {
 	}
 	if r.MaxAge == 0 {
 		r.MaxAge = config.Duration(48 * time.Hour)
+	}
+	if r.DisableAfter == 0 {
+		r.DisableAfter = config.Duration(24 * time.Hour)
 	}
 }
 

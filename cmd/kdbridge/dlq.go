@@ -62,7 +62,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		case "list":
 			dls, err = st.DeadLetters(ctx, f)
 		case "replay":
-			dls, err = st.Replay(ctx, f)
+			if dls, err = st.Replay(ctx, f); err == nil {
+				err = bridge.EnableTargets(ctx, st, dls)
+			}
 		case "drop":
 			dropped, err = st.Drop(ctx, f)
 		}

@@ -194,8 +194,8 @@ func TestGoneIsLoggedOnce(t *testing.T) {
 	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{Logger: log})
 	for _, code := range []int{410, 410, 410} {
 		status <- code
-		if err := deliver(t, s, messageEvent()); !isPermanent(err) {
-			t.Fatalf("err = %v, want permanent", err)
+		if err := deliver(t, s, messageEvent()); !isPermanent(err) || !bridge.IsGone(err) {
+			t.Fatalf("err = %v, want permanent and gone (disables the target)", err)
 		}
 	}
 	if n := strings.Count(logs.String(), "is gone"); n != 1 {

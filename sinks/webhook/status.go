@@ -93,10 +93,10 @@ func (s *Sink) classify(resp *http.Response, body []byte) error {
 		return se
 	case code == http.StatusGone:
 		if s.gone.CompareAndSwap(false, true) {
-			s.log.Warn("webhook endpoint is gone (HTTP 410); its deliveries are dead-lettered until it answers again "+
-				"or the configuration changes", "url", s.c.endpoint.display)
+			s.log.Warn("webhook endpoint is gone (HTTP 410); the target is disabled and its deliveries are dead-lettered "+
+				"until `kdbridge dlq replay` re-enables it", "url", s.c.endpoint.display)
 		}
-		return bridge.Permanent(se)
+		return bridge.Gone(se)
 	case code == http.StatusTooManyRequests || code == http.StatusBadGateway ||
 		code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
 		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,11 +41,15 @@ type Outcome struct {
 // target or discussion never holds up another: each has its own queue.
 type Dispatcher struct {
 	store  Store
-	router *Router
+	router atomic.Pointer[Router]
 	log    *slog.Logger
 	opts   DispatcherOptions
-	sinks  map[string]*sinkRunner
 	now    func() time.Time
+
+	mu         sync.RWMutex
+	sinks      map[string]*sinkRunner
+	runCtx     context.Context // set while Run runs: runners started later use it
+	deliverCtx context.Context
 }
 
 // NewDispatcher wires the store, router and sinks. Every sink the router can name must be given.
@@ -57,16 +63,65 @@ func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts Dispatche
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	d := &Dispatcher{store: store, router: router, log: opts.Logger, opts: opts, now: opts.Now, sinks: map[string]*sinkRunner{}}
+	d := &Dispatcher{store: store, log: opts.Logger, opts: opts, now: opts.Now, sinks: map[string]*sinkRunner{}}
+	d.router.Store(router)
 	for _, s := range sinks {
-		if s.MaxInFlight <= 0 {
-			s.MaxInFlight = 4
-		}
-		s.Retry.Defaults()
-		d.sinks[s.Sink.Name()] = &sinkRunner{d: d, spec: s, queues: map[queueID]*queueState{}, wake: make(chan struct{}, 1),
-			log: opts.Logger.With("sink", s.Sink.Name()), targets: map[string]*targetState{}}
+		d.sinks[s.Sink.Name()] = d.newRunner(s)
 	}
 	return d
+}
+
+func (d *Dispatcher) newRunner(s SinkSpec) *sinkRunner {
+	if s.MaxInFlight <= 0 {
+		s.MaxInFlight = 4
+	}
+	s.Retry.Defaults()
+	return &sinkRunner{d: d, spec: s, queues: map[queueID]*queueState{}, wake: make(chan struct{}, 1),
+		log: d.opts.Logger.With("sink", s.Sink.Name()), targets: map[string]*targetState{}}
+}
+
+// SetRouter replaces the routes; events emitted from now on use them.
+func (d *Dispatcher) SetRouter(r *Router) { d.router.Store(r) }
+
+// SetSinks makes specs the dispatcher's sinks: a sink whose Sink value is unchanged keeps
+// running untouched; a new or replaced one starts (and resumes its stored queues); a
+// replaced or removed one stops after its in-flight deliveries. Pending deliveries of a
+// removed sink stay in the store.
+func (d *Dispatcher) SetSinks(ctx context.Context, specs []SinkSpec) error {
+	d.mu.Lock()
+	want := map[string]SinkSpec{}
+	for _, s := range specs {
+		s = d.newRunner(s).spec // with defaults, to compare like with like
+		want[s.Sink.Name()] = s
+	}
+	var stop []*sinkRunner
+	var started []string
+	for name, r := range d.sinks {
+		if s, ok := want[name]; !ok || s.Sink != r.spec.Sink || s.MaxInFlight != r.spec.MaxInFlight || s.Retry != r.spec.Retry {
+			stop = append(stop, r)
+			delete(d.sinks, name)
+		}
+	}
+	for name, s := range want {
+		if _, ok := d.sinks[name]; ok {
+			continue
+		}
+		r := d.newRunner(s)
+		d.sinks[name] = r
+		started = append(started, name)
+		if d.runCtx != nil {
+			r.start(d.runCtx, d.deliverCtx)
+		}
+	}
+	running := d.runCtx != nil
+	d.mu.Unlock()
+	for _, r := range stop {
+		r.stop(d.opts.Grace)
+	}
+	if !running || len(started) == 0 {
+		return nil
+	}
+	return d.resume(ctx, started...)
 }
 
 // Emit routes the events and appends them to the store with their targets in one durable
@@ -74,8 +129,9 @@ func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts Dispatche
 // Emitter.
 func (d *Dispatcher) Emit(ctx context.Context, events ...Event) error {
 	recs := make([]Record, 0, len(events))
+	router := d.router.Load()
 	for _, e := range events {
-		if ts := d.router.Targets(e); len(ts) > 0 {
+		if ts := router.Targets(e); len(ts) > 0 {
 			recs = append(recs, Record{Event: e, Targets: ts})
 		}
 	}
@@ -94,28 +150,43 @@ func (d *Dispatcher) Emit(ctx context.Context, events ...Event) error {
 	return nil
 }
 
-// Notify tells the dispatcher that a queue has work (after a dead-letter replay, say).
+// notify tells the sink's runner that a queue has work.
 func (d *Dispatcher) notify(q Queue) {
-	if r, ok := d.sinks[q.Target.Sink]; ok {
+	d.mu.RLock()
+	r, ok := d.sinks[q.Target.Sink]
+	d.mu.RUnlock()
+	if ok {
 		r.schedule(q, false)
 	}
 }
 
-// Resume schedules every queue the store has pending work for; Run calls it.
-func (d *Dispatcher) Resume(ctx context.Context) error {
+// resume schedules every queue the store has pending work for, of the named sinks (all when
+// none are named).
+func (d *Dispatcher) resume(ctx context.Context, sinks ...string) error {
 	qs, err := d.store.Queues(ctx)
 	if err != nil {
 		return fmt.Errorf("list pending queues: %w", err)
 	}
+	n, orphaned := 0, map[string]bool{}
 	for _, q := range qs {
-		if _, ok := d.sinks[q.Target.Sink]; !ok {
-			d.log.Warn("pending deliveries for a sink that is no longer configured; they stay in the store", "sink", q.Target.Sink, "discussion", q.Discussion)
+		if len(sinks) > 0 && !slices.Contains(sinks, q.Target.Sink) {
+			continue
+		}
+		d.mu.RLock()
+		_, ok := d.sinks[q.Target.Sink]
+		d.mu.RUnlock()
+		if !ok {
+			if !orphaned[q.Target.Sink] {
+				orphaned[q.Target.Sink] = true
+				d.log.Warn("pending deliveries for a sink that is not configured; they stay in the store", "sink", q.Target.Sink)
+			}
 			continue
 		}
 		d.notify(q)
+		n++
 	}
-	if len(qs) > 0 {
-		d.log.Info("resuming pending deliveries", "queues", len(qs))
+	if n > 0 {
+		d.log.Info("resuming pending deliveries", "queues", n)
 	}
 	return nil
 }
@@ -123,20 +194,32 @@ func (d *Dispatcher) Resume(ctx context.Context) error {
 // Run delivers until ctx ends, then lets in-flight deliveries finish for the grace period
 // and returns. Undelivered events stay in the store for the next start.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if err := d.Resume(ctx); err != nil {
-		return err
-	}
 	deliverCtx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
-	var wg sync.WaitGroup
+	d.mu.Lock()
+	d.runCtx, d.deliverCtx = ctx, deliverCtx
 	for _, r := range d.sinks {
-		for range r.spec.MaxInFlight {
-			wg.Go(func() { r.work(ctx, deliverCtx) })
-		}
+		r.start(ctx, deliverCtx)
+	}
+	d.mu.Unlock()
+	if err := d.resume(ctx); err != nil {
+		return err
 	}
 	<-ctx.Done()
+	d.mu.Lock()
+	runners := make([]*sinkRunner, 0, len(d.sinks))
+	for _, r := range d.sinks {
+		runners = append(runners, r)
+	}
+	d.runCtx = nil
+	d.mu.Unlock()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		for _, r := range runners {
+			r.wg.Wait()
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(d.opts.Grace):
@@ -144,7 +227,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		cancelDeliveries()
 		<-done
 	}
-	for _, r := range d.sinks {
+	for _, r := range runners {
 		r.stopTimers()
 	}
 	return nil
@@ -167,15 +250,41 @@ type queueState struct {
 }
 
 type sinkRunner struct {
-	d    *Dispatcher
-	spec SinkSpec
-	log  *slog.Logger
+	d      *Dispatcher
+	spec   SinkSpec
+	log    *slog.Logger
+	wg     sync.WaitGroup     // its workers
+	cancel context.CancelFunc // stops its workers (taking no new work)
 
 	mu      sync.Mutex
 	queues  map[queueID]*queueState
 	ready   []Queue
 	wake    chan struct{}           // capacity 1: "the ready list may be non-empty"
 	targets map[string]*targetState // by Target.Key()
+}
+
+// start runs the runner's workers until ctx ends or stop is called.
+func (r *sinkRunner) start(ctx, deliverCtx context.Context) {
+	ctx, r.cancel = context.WithCancel(ctx)
+	for range r.spec.MaxInFlight {
+		r.wg.Go(func() { r.work(ctx, deliverCtx) })
+	}
+}
+
+// stop ends the runner: in-flight deliveries finish (for up to grace, after which they are
+// abandoned to be retried later — their deliveries are still pending in the store).
+func (r *sinkRunner) stop(grace time.Duration) {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		r.log.Warn("sink still busy after the grace period; leaving its in-flight deliveries to finish on their own")
+	}
+	r.stopTimers()
 }
 
 // schedule marks q as having work. fromTimer is true when a retry wait ended.
@@ -393,7 +502,10 @@ func (d *Dispatcher) Replay(ctx context.Context, f DeadLetterFilter) ([]DeadLett
 		return dls, err
 	}
 	for _, dl := range dls {
-		if r, ok := d.sinks[dl.Pending.Queue.Target.Sink]; ok {
+		d.mu.RLock()
+		r, ok := d.sinks[dl.Pending.Queue.Target.Sink]
+		d.mu.RUnlock()
+		if ok {
 			r.enabled(dl.Pending.Queue.Target)
 		}
 		d.notify(dl.Pending.Queue)

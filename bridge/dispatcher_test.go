@@ -381,3 +381,46 @@ func TestContinuousFailureDisablesTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestReconfigureRoutesAndSinks(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	a, b := newSink("a", nil), newSink("b", nil)
+	d, _ := running(t, st, routeAll("a"), bridge.SinkSpec{Sink: a, Retry: fastRetry})
+	emitAll(t, d, []string{"x"}, 3)
+	waitUntil(t, "a's first 3", 5*time.Second, func() bool { return len(a.delivered()) == 3 })
+
+	// Add sink b and route everything to both; a is untouched.
+	if err := d.SetSinks(context.Background(), []bridge.SinkSpec{{Sink: a, Retry: fastRetry}, {Sink: b, Retry: fastRetry}}); err != nil {
+		t.Fatal(err)
+	}
+	d.SetRouter(routeAll("a", "b"))
+	for i := 3; i < 6; i++ {
+		if err := d.Emit(context.Background(), event("x", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "3 more to a and 3 to b", 5*time.Second, func() bool { return len(a.delivered()) == 6 && len(b.delivered()) == 3 })
+
+	// Remove a: its new deliveries stay in the store; b keeps going.
+	if err := d.SetSinks(context.Background(), []bridge.SinkSpec{{Sink: b, Retry: fastRetry}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Emit(context.Background(), event("x", 6)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b's 4th", 5*time.Second, func() bool { return len(b.delivered()) == 4 })
+	if n := len(a.delivered()); n != 6 {
+		t.Errorf("removed sink got %d deliveries, want 6", n)
+	}
+	qs, _ := st.Queues(context.Background())
+	if len(qs) != 1 || qs[0].Target.Sink != "a" {
+		t.Errorf("pending queues = %+v, want a's one queue kept in the store", qs)
+	}
+	// Adding a back resumes its stored queue.
+	a2 := newSink("a", nil)
+	if err := d.SetSinks(context.Background(), []bridge.SinkSpec{{Sink: a2, Retry: fastRetry}, {Sink: b, Retry: fastRetry}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the kept delivery", 5*time.Second, func() bool { return len(a2.delivered()) == 1 })
+}

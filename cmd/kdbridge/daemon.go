@@ -9,7 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -35,7 +40,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, daemonDeps{log: log, stdout: stdout})
+	return serve(ctx, cfg, daemonDeps{log: log, stdout: stdout, reload: cf.load})
 }
 
 // daemonDeps are what serve takes from its caller besides the configuration.
@@ -44,12 +49,45 @@ type daemonDeps struct {
 	stdout io.Writer // the stdout sink writes here
 	// ready, if set, receives the HTTP listener's address once the daemon is up.
 	ready func(httpAddr string)
-	// observe, if set, hears every delivery outcome (the demo prints them).
+	// observe, if set, hears every delivery outcome.
 	observe func(bridge.Outcome)
+	// reload, if set, reads the configuration again for SIGHUP and POST /-/reload.
+	reload func() (*Config, error)
 }
 
-// serve wires every part explicitly and runs them: sinks start first, sources stop first,
-// in-flight deliveries get a bounded grace period, the store closes last.
+// daemon is a running kdbridge: the one place that knows every adapter and wires them.
+type daemon struct {
+	deps daemonDeps
+	log  *slog.Logger
+	st   *store.Bolt
+	disp *bridge.Dispatcher
+	met  *metrics
+	emit bridge.Emitter
+
+	srcCtx context.Context // parent of every source's context
+	srcWG  sync.WaitGroup  // the sources' supervisors
+
+	mu      sync.Mutex // guards cfg, sinks and sources; held for a whole reload
+	cfg     *Config
+	sinks   map[string]*liveSink
+	sources map[string]*liveSource
+}
+
+type liveSink struct {
+	entry  sinkEntry
+	spec   bridge.SinkSpec
+	closer io.Closer // nil when the sink holds nothing
+}
+
+type liveSource struct {
+	entry  sourceEntry
+	src    bridge.Source
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// serve wires every part explicitly and runs them until ctx ends: sinks start first,
+// sources stop first, in-flight deliveries get a bounded grace period, the store closes last.
 func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	log := deps.log
 	st, err := store.Open(cfg.State.Dir, store.Options{Logger: log, Retention: cfg.State.Retention.D()})
@@ -58,39 +96,28 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 	defer st.Close()
 
-	specs, closers, err := buildSinks(cfg, deps, st)
-	defer func() {
-		for _, c := range closers {
-			_ = c.Close()
-		}
-	}()
+	d := &daemon{deps: deps, log: log, st: st, cfg: cfg, sinks: map[string]*liveSink{}, sources: map[string]*liveSource{}}
+	defer d.closeSinks()
+	sinks, err := d.buildSinks(cfg.Sinks)
 	if err != nil {
 		return err
 	}
-	sources, self, err := buildSources(cfg, log, st)
-	if err != nil {
-		return err
-	}
-	router := bridge.NewRouter(cfg.Routes, self)
-	met := newMetrics(sources)
-	observe := met.observe
+	d.sinks = sinks
+	d.met = newMetrics(d.currentSources)
+	observe := d.met.observe
 	if deps.observe != nil {
-		observe = func(o bridge.Outcome) { met.observe(o); deps.observe(o) }
+		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }
 	}
-	disp := bridge.NewDispatcher(st, router, specs, bridge.DispatcherOptions{Logger: log, Observer: observe})
-	emit := countingEmitter{next: disp, m: met}
+	d.disp = bridge.NewDispatcher(st, bridge.NewRouter(cfg.Routes, selfUsers(cfg)), specsOf(sinks), bridge.DispatcherOptions{Logger: log, Observer: observe})
+	d.emit = countingEmitter{next: d.disp, m: d.met}
 
-	var (
-		wg                    sync.WaitGroup
-		dispCtx, stopDispatch = context.WithCancel(context.WithoutCancel(ctx))
-		srcCtx, stopSources   = context.WithCancel(ctx)
-	)
+	dispCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
-	defer stopSources()
 	dispDone := make(chan error, 1)
-	go func() { dispDone <- disp.Run(dispCtx) }()
+	go func() { dispDone <- d.disp.Run(dispCtx) }()
 
 	var srv *http.Server
+	var httpWG sync.WaitGroup
 	addr := ""
 	if cfg.HTTP.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -100,8 +127,8 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 			return fmt.Errorf("http listener: %w", err)
 		}
 		addr = ln.Addr().String()
-		srv = &http.Server{Handler: httpHandler(sources, st, disp, met), ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() {
+		srv = &http.Server{Handler: httpHandler(d), ReadHeaderTimeout: 5 * time.Second}
+		httpWG.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http listener failed", "err", err)
 			}
@@ -109,30 +136,100 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		log.Info("http listening", "addr", addr)
 	}
 
-	for _, src := range sources {
-		wg.Go(func() { _ = bridge.Supervise(srcCtx, src, emit, log) })
+	hup := make(chan os.Signal, 1)
+	if deps.reload != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
 	}
-	log.Info("kdbridge started", "version", version, "sources", len(sources), "sinks", len(specs), "routes", len(cfg.Routes), "state", cfg.State.Dir)
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+	d.srcCtx = srcCtx
+	d.mu.Lock()
+	for _, e := range cfg.Sources {
+		if err := d.startSource(e); err != nil {
+			d.mu.Unlock()
+			stopSources()
+			d.srcWG.Wait()
+			stopDispatch()
+			<-dispDone
+			return err
+		}
+	}
+	d.mu.Unlock()
+	log.Info("kdbridge started", "version", version, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", cfg.State.Dir)
 	if deps.ready != nil {
 		deps.ready(addr)
 	}
 	pruneDone := make(chan struct{})
 	go func() { defer close(pruneDone); prune(srcCtx, st, cfg.State.Retention.D(), log) }()
 
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			if err := d.reload(); err != nil {
+				log.Error("reload refused; the running configuration is kept", "err", err)
+			}
+		}
+	}
+
 	log.Info("stopping: sources first, then deliveries in flight")
 	stopSources()
+	d.srcWG.Wait()
 	<-pruneDone
 	if srv != nil {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(shutCtx)
 		cancel()
+		httpWG.Wait()
 	}
-	wg.Wait()
 	stopDispatch()
 	err = <-dispDone
 	log.Info("stopped")
 	return err
+}
+
+// startSource builds and starts one source under its own context. d.mu must be held.
+func (d *daemon) startSource(e sourceEntry) error {
+	src, err := d.buildSource(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(d.srcCtx)
+	ls := &liveSource{entry: e, src: src, cancel: cancel, done: make(chan struct{})}
+	d.sources[e.Name] = ls
+	d.srcWG.Go(func() {
+		defer close(ls.done)
+		_ = bridge.Supervise(ctx, src, d.emit, d.log)
+	})
+	return nil
+}
+
+func (ls *liveSource) stop() {
+	ls.cancel()
+	<-ls.done
+}
+
+func (d *daemon) currentSources() []bridge.Source {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]bridge.Source, 0, len(d.sources))
+	for _, ls := range d.sources {
+		out = append(out, ls.src)
+	}
+	slices.SortFunc(out, func(a, b bridge.Source) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+func (d *daemon) closeSinks() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ls := range d.sinks {
+		if ls.closer != nil {
+			_ = ls.closer.Close()
+		}
+	}
 }
 
 // prune forgets delivered events past the retention window, hourly.
@@ -153,55 +250,80 @@ func prune(ctx context.Context, st bridge.Store, retention time.Duration, log *s
 	}
 }
 
-// buildSinks makes every sink; the closers release their HTTP connections at shutdown.
-func buildSinks(cfg *Config, deps daemonDeps, st bridge.Store) (specs []bridge.SinkSpec, closers []io.Closer, err error) {
-	for _, e := range cfg.Sinks {
-		spec := bridge.SinkSpec{Retry: e.Retry}
-		log := deps.log.With("sink", e.Name)
-		switch e.Type {
-		case "webhook":
-			s, err := webhook.New(e.Name, *e.Webhook, webhook.Options{Logger: log, UserAgent: "kdbridge/" + version})
-			if err != nil {
-				return specs, closers, fmt.Errorf("sink %s: %w", e.Name, err)
+// buildSinks makes a sink for each entry; on error, the ones made so far are closed.
+func (d *daemon) buildSinks(entries []sinkEntry) (map[string]*liveSink, error) {
+	out := map[string]*liveSink{}
+	for _, e := range entries {
+		ls, err := d.buildSink(e)
+		if err != nil {
+			for _, made := range out {
+				if made.closer != nil {
+					_ = made.closer.Close()
+				}
 			}
-			spec.Sink, spec.MaxInFlight = s, s.MaxInFlight()
-			closers = append(closers, s)
-		case "slack":
-			s, err := slack.New(e.Name, *e.Slack, slack.Options{Logger: log, KV: st})
-			if err != nil {
-				return specs, closers, fmt.Errorf("sink %s: %w", e.Name, err)
-			}
-			spec.Sink, spec.MaxInFlight = s, s.MaxInFlight()
-			closers = append(closers, s)
-		case "stdout":
-			spec.Sink, spec.MaxInFlight = stdout.New(e.Name, *e.Stdout, deps.stdout), 1
-		default:
-			return specs, closers, fmt.Errorf("sink %s: unknown type %q", e.Name, e.Type)
+			return nil, err
 		}
-		specs = append(specs, spec)
+		out[e.Name] = ls
 	}
-	return specs, closers, nil
+	return out, nil
 }
 
-func buildSources(cfg *Config, log *slog.Logger, st bridge.Store) ([]bridge.Source, map[string]string, error) {
-	var out []bridge.Source
+func (d *daemon) buildSink(e sinkEntry) (*liveSink, error) {
+	ls := &liveSink{entry: e, spec: bridge.SinkSpec{Retry: e.Retry}}
+	log := d.log.With("sink", e.Name)
+	switch e.Type {
+	case "webhook":
+		s, err := webhook.New(e.Name, *e.Webhook, webhook.Options{Logger: log, UserAgent: "kdbridge/" + version})
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", e.Name, err)
+		}
+		ls.spec.Sink, ls.spec.MaxInFlight, ls.closer = s, s.MaxInFlight(), s
+	case "slack":
+		s, err := slack.New(e.Name, *e.Slack, slack.Options{Logger: log, KV: d.st})
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", e.Name, err)
+		}
+		ls.spec.Sink, ls.spec.MaxInFlight, ls.closer = s, s.MaxInFlight(), s
+	case "stdout":
+		ls.spec.Sink, ls.spec.MaxInFlight = stdout.New(e.Name, *e.Stdout, d.deps.stdout), 1
+	default:
+		return nil, fmt.Errorf("sink %s: unknown type %q", e.Name, e.Type)
+	}
+	return ls, nil
+}
+
+func specsOf(sinks map[string]*liveSink) []bridge.SinkSpec {
+	out := make([]bridge.SinkSpec, 0, len(sinks))
+	for _, ls := range sinks {
+		out = append(out, ls.spec)
+	}
+	return out
+}
+
+func (d *daemon) buildSource(e sourceEntry) (bridge.Source, error) {
+	switch e.Type {
+	case "kinetic":
+		s, err := kinetic.New(e.Name, *e.Kinetic, kinetic.Options{Logger: d.log, Checkpoints: storeCheckpoints{d.st}})
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", e.Name, err)
+		}
+		return s, nil
+	default:
+		return nil, fmt.Errorf("source %s: unknown type %q", e.Name, e.Type)
+	}
+}
+
+// selfUsers maps each source to the username kdbridge acts as there: Kinetic ties the OAuth
+// client to a user account whose username is the client id, so its own messages are never
+// routed back out.
+func selfUsers(cfg *Config) map[string]string {
 	self := map[string]string{}
 	for _, e := range cfg.Sources {
-		switch e.Type {
-		case "kinetic":
-			s, err := kinetic.New(e.Name, *e.Kinetic, kinetic.Options{Logger: log, Checkpoints: storeCheckpoints{st}})
-			if err != nil {
-				return nil, nil, fmt.Errorf("source %s: %w", e.Name, err)
-			}
-			out = append(out, s)
-			// The client id is the username kdbridge acts as (Kinetic ties the OAuth client to
-			// a user account), so its own messages are never routed back out.
+		if e.Kinetic != nil {
 			self[e.Name] = e.Kinetic.ClientID
-		default:
-			return nil, nil, fmt.Errorf("source %s: unknown type %q", e.Name, e.Type)
 		}
 	}
-	return out, self, nil
+	return self
 }
 
 // storeCheckpoints keeps the Kinetic source's catch-up checkpoints in the store.

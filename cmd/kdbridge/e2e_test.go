@@ -135,23 +135,23 @@ func writeConfig(t *testing.T, body string) string {
 	return path
 }
 
-// daemon runs the real `run` command in-process and stops it at cleanup.
-type daemon struct {
+// inProcess runs the real `run` command in-process and stops it at cleanup.
+type inProcess struct {
 	stdout, stderr syncBuffer
 	done           chan error
 	cancel         context.CancelFunc
 }
 
-func startDaemon(t *testing.T, args ...string) *daemon {
+func startDaemon(t *testing.T, args ...string) *inProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{done: make(chan error, 1), cancel: cancel}
+	d := &inProcess{done: make(chan error, 1), cancel: cancel}
 	go func() { d.done <- run(ctx, append([]string{"run"}, args...), &d.stdout, &d.stderr) }()
 	t.Cleanup(func() { d.stop(t) })
 	return d
 }
 
-func (d *daemon) stop(t *testing.T) error {
+func (d *inProcess) stop(t *testing.T) error {
 	t.Helper()
 	d.cancel()
 	select {

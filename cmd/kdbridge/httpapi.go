@@ -14,14 +14,15 @@ import (
 
 // httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
 // (every source identified, every discussion subscribed or explicitly refused), /metrics
-// (Prometheus) and the dead letter API for `kdbridge dlq` (loopback clients only).
-func httpHandler(sources []bridge.Source, st bridge.Store, disp *bridge.Dispatcher, met *metrics) http.Handler {
+// (Prometheus), and for loopback clients only the dead letter API of `kdbridge dlq` and
+// POST /-/reload.
+func httpHandler(d *daemon) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		problems := notReady(sources)
+		problems := notReady(d.currentSources())
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:")
@@ -32,8 +33,15 @@ func httpHandler(sources []bridge.Source, st bridge.Store, disp *bridge.Dispatch
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(st, disp)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
+	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(d.st, d.disp)))
+	mux.Handle("POST /-/reload", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := d.reload(); err != nil {
+			http.Error(w, "reload refused; the running configuration is kept:\n"+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	})))
 	return mux
 }
 

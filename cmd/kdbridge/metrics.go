@@ -21,7 +21,7 @@ type metrics struct {
 	deadTotal  *prometheus.CounterVec
 }
 
-func newMetrics(sources []bridge.Source) *metrics {
+func newMetrics(sources func() []bridge.Source) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -80,7 +80,7 @@ func (c countingEmitter) Emit(ctx context.Context, events ...bridge.Event) error
 }
 
 // sourceCollector reads each source's status at scrape time.
-type sourceCollector struct{ sources []bridge.Source }
+type sourceCollector struct{ sources func() []bridge.Source }
 
 var (
 	descIdentified = prometheus.NewDesc("kdbridge_source_identified", "1 when the source's Topic Hub connection is identified.", []string{"source"}, nil)
@@ -98,7 +98,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, src := range c.sources {
+	for _, src := range c.sources() {
 		ks, ok := src.(*kinetic.Source)
 		if !ok {
 			continue

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,19 +19,39 @@ var exampleEnv = map[string]string{
 	"SLACK_BOT_TOKEN":       "xoxb-0000-test-token-value",
 }
 
-func TestExampleConfigLoads(t *testing.T) {
-	cfg, err := loadConfig("../../config.example.yaml", lookupFrom(exampleEnv), settings{})
+// loadExample loads config.example.yaml as a user would after setting the variables and
+// secret files it names.
+func loadExample(t *testing.T) *Config {
+	t.Helper()
+	example, err := os.ReadFile("../../config.example.yaml")
 	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(example)
+	for _, name := range []string{"teams_webhook_url", "discord_webhook_url"} {
+		file := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(file, []byte("https://example.invalid/webhook/"+name+"-token-abcdef\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		text = strings.Replace(text, "/run/secrets/"+name, file, 1)
+	}
+	cfg, ps := parseConfig([]byte(text), lookupFrom(exampleEnv), settings{})
+	if err := ps.Err(); err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
-	if len(cfg.Sources) != 1 || len(cfg.Sinks) != 3 || len(cfg.Routes) != 1 {
+	return cfg
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg := loadExample(t)
+	if len(cfg.Sources) != 1 || len(cfg.Sinks) != 5 || len(cfg.Routes) != 2 {
 		t.Fatalf("unexpected shape: %d sources, %d sinks, %d routes", len(cfg.Sources), len(cfg.Sinks), len(cfg.Routes))
 	}
 	if got := cfg.Sources[0].Kinetic.ClientSecret.Reveal(); got != exampleEnv["KINETIC_CLIENT_SECRET"] {
 		t.Errorf("client_secret not expanded: %q", got)
 	}
 	s := summary(cfg)
-	for _, secret := range exampleEnv {
+	for _, secret := range append(slices.Collect(maps.Values(exampleEnv)), "token-abcdef") {
 		if strings.Contains(s, secret) {
 			t.Errorf("check summary shows a secret:\n%s", s)
 		}

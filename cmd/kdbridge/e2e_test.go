@@ -220,6 +220,13 @@ func TestEndToEndWebhook(t *testing.T) {
 	if got := httpGet(t, "http://"+addr+"/healthz"); got != "ok\n" {
 		t.Errorf("/healthz = %q", got)
 	}
+	var hc bytes.Buffer
+	if err := run(context.Background(), []string{"healthcheck", "-http-listen", addr}, &hc, &hc); err != nil {
+		t.Errorf("healthcheck: %v %s", err, hc.String())
+	}
+	if err := run(context.Background(), []string{"healthcheck", "-http-listen", freeAddr(t)}, &hc, &hc); err == nil {
+		t.Error("healthcheck of a port nobody listens on succeeded")
+	}
 
 	alice := kinetictest.User{Username: "alice", DisplayName: "Alice Moreau", Email: "alice@example.com"}
 	const perDiscussion = 100

@@ -310,7 +310,9 @@ func TestWrongCredentialsKeepTrying(t *testing.T) {
 	recv := newTestReceiver(t)
 	d0 := sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "x"})
 	const wrong = "wrong-secret-do-not-print"
-	cfg := writeConfig(t, bridgeConfig(sim, wrong, recv.URL, t.TempDir(), []string{d0.ID}))
+	addr := freeAddr(t)
+	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, wrong, recv.URL, t.TempDir(), []string{d0.ID}),
+		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
 
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"check", "-config", cfg}, &out, &errOut); err != nil {
@@ -322,6 +324,15 @@ func TestWrongCredentialsKeepTrying(t *testing.T) {
 
 	d := startDaemon(t, "-config", cfg)
 	waitFor(t, "two refused token requests", 15*time.Second, func() bool { return sim.Stats().TokenRequests >= 2 })
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not identified") || strings.Contains(string(body), wrong) {
+		t.Errorf("/readyz before identify = %d %q", resp.StatusCode, body)
+	}
 	select {
 	case err := <-d.done:
 		t.Fatalf("daemon exited on wrong credentials: %v", err)

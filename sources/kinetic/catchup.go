@@ -25,12 +25,17 @@ const rememberIDs = 4096
 // worker hands over the events of one discussion, in order: live events as they come, and
 // on every subscribe ack a catch-up from the REST API. Both go through one FIFO queue, so a
 // live event that arrives during a catch-up waits until the catch-up has emitted everything
-// older. One goroutine per discussion, for the whole of Run.
+// older. One goroutine per discussion, for as long as the discussion is wanted during Run.
 type worker struct {
 	s    *Source
 	id   string
 	emit bridge.Emitter
 	log  *slog.Logger
+
+	fromStart bool               // without a checkpoint, catch up the whole history (see wanted)
+	after     <-chan struct{}    // if set, closed when an earlier worker of the discussion has stopped
+	cancel    context.CancelFunc // stops this worker
+	done      chan struct{}      // closed when run has returned
 
 	mu    sync.Mutex
 	queue []item
@@ -56,6 +61,7 @@ func (s *Source) newWorker(id string, emit bridge.Emitter) *worker {
 		emit:     emit,
 		log:      s.log.With("discussion", id),
 		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 		recent:   newRing(rememberIDs),
 		versions: newRing(rememberIDs),
 	}
@@ -167,6 +173,13 @@ func (w *worker) pendingCatchUp() bool {
 }
 
 func (w *worker) run(ctx context.Context) {
+	if w.after != nil {
+		select {
+		case <-w.after:
+		case <-ctx.Done():
+			return
+		}
+	}
 	if !w.loadCheckpoint(ctx) {
 		return
 	}
@@ -324,7 +337,8 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 // catchUpOnce pages the discussion's messages newest first back to the checkpoint and
 // emits what is new, oldest first: message.created for messages newer than the checkpoint,
 // message.updated for older ones (on the pages read) edited since. Without a checkpoint it
-// replays backfill's worth of history (none by default) and sets the checkpoint to the
+// replays backfill's worth of history (none by default) — or all of it for a discussion
+// discovered after discovery started watching (fromStart) — and sets the checkpoint to the
 // newest message. It returns the number of events emitted.
 func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	s := w.s
@@ -338,7 +352,8 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	cp, have := w.cp, w.haveCP
 	backfill := s.cfg.Backfill.D()
 	started := time.Now()
-	var cutoff time.Time
+	everything := !have && w.fromStart
+	var cutoff time.Time // without a checkpoint: replay messages created since (zero: none)
 	if !have && backfill > 0 {
 		cutoff = started.Add(-backfill)
 	}
@@ -380,7 +395,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 				if w.editedSince(m, cp) {
 					edits = append(edits, pending{s.dec.messageEvent(w.id, bridge.MessageUpdated, m, raw, started), m.UpdatedAt})
 				}
-			case backfill > 0 && !m.CreatedAt.Before(cutoff):
+			case everything || (!cutoff.IsZero() && !m.CreatedAt.Before(cutoff)):
 				fresh = append(fresh, pending{s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started), m.CreatedAt})
 			default:
 				reached = true // no checkpoint: history before now (or before the backfill) is not replayed

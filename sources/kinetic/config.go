@@ -30,6 +30,7 @@ type Config struct {
 	ClientSecret     config.Secret   `yaml:"client_secret"`      // OAuth client secret
 	ClientSecretFile string          `yaml:"client_secret_file"` // file holding client_secret
 	Discussions      []string        `yaml:"discussions"`        // discussion ids to subscribe to
+	Discover         *DiscoverConfig `yaml:"discover"`           // optional: also subscribe to the discussions that match
 	Heartbeat        config.Duration `yaml:"heartbeat"`          // Topic Hub heartbeat period; default 30s
 	ReadLimit        int64           `yaml:"read_limit"`         // largest accepted websocket frame in bytes; default 1 MiB
 	AckTimeout       config.Duration `yaml:"ack_timeout"`        // wait for ack-ok/ack-error; default 10s
@@ -51,6 +52,9 @@ func (c *Config) Defaults() {
 	}
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize
+	}
+	if c.Discover != nil {
+		c.Discover.defaults()
 	}
 }
 
@@ -77,8 +81,8 @@ func (c *Config) Validate() error {
 	if !c.ClientSecret.IsSet() && c.ClientSecretFile == "" {
 		add("client_secret", "is required (or client_secret_file)")
 	}
-	if len(c.Discussions) == 0 {
-		add("discussions", "at least one discussion id is required")
+	if len(c.Discussions) == 0 && c.Discover == nil {
+		add("discussions", "at least one discussion id is required (or a discover: block)")
 	}
 	seen := map[string]bool{}
 	for i, id := range c.Discussions {
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PageSize < 1 || c.PageSize > 1000 {
 		add("page_size", "%d is out of range (1 to 1000)", c.PageSize)
+	}
+	if c.Discover != nil {
+		c.Discover.validate(add)
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,20 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{"heartbeat", "ack_timeout", "backfill"}},
 		{"sizes", func(c *Config) { c.ReadLimit, c.PageSize = 10, 5000 }, []string{"read_limit", "page_size"}},
 		{"everything", func(c *Config) { *c = Config{} }, []string{"url", "client_id", "client_secret", "discussions"}},
+		{"discover only", func(c *Config) {
+			c.Discussions = nil
+			c.Discover = &DiscoverConfig{Match: []MatchRule{{Related: &RelatedRule{Type: "Submission"}}}}
+		}, nil},
+		{"discover without rules", func(c *Config) { c.Discover = &DiscoverConfig{} }, []string{"discover.match"}},
+		{"discover rules", func(c *Config) {
+			c.Discover = &DiscoverConfig{Every: config.Duration(10 * time.Millisecond), Match: []MatchRule{
+				{Title: "Incident *"},
+				{},
+				{Title: "Incident [0-9"},
+				{Related: &RelatedRule{Key: "x"}},
+				{Related: &RelatedRule{Type: "Form", Key: "services/it"}, Title: `bad\`},
+			}}
+		}, []string{"discover.every", "discover.match[1]", "discover.match[2].title", "discover.match[3].related.type", "discover.match[4].title"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,6 +135,39 @@ read_limit: 65536
 	if c.ClientSecret.Reveal() != "from-file" || c.Heartbeat.D() != 15*time.Second || c.AckTimeout.D() != 5*time.Second ||
 		c.Backfill.D() != 24*time.Hour || c.PageSize != 50 || c.ReadLimit != 65536 {
 		t.Errorf("decoded %+v", c)
+	}
+
+	n, ps = config.Parse([]byte(`
+url: https://acme.kinops.io
+client_id: integration-user
+client_secret: x
+discover:
+  match:
+    - related: {type: Submission}
+    - title: "Incident *"
+    - related: {type: Form, key: services/it}
+      title: "*"
+  include_archived: true
+`))
+	if ps != nil {
+		t.Fatal(ps.Err())
+	}
+	var cd Config
+	if ps := config.Decode(n, &cd, "sources[0]"); ps != nil {
+		t.Fatal(ps.Err())
+	}
+	cd.Defaults()
+	if err := cd.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d := cd.Discover; d.Every.D() != time.Minute || !d.IncludeArchived || len(d.Match) != 3 ||
+		d.Match[0].Related.Type != "Submission" || d.Match[1].Title != "Incident *" || d.Match[2].Related.Key != "services/it" {
+		t.Errorf("decoded discover %+v", d)
+	}
+	n, _ = config.Parse([]byte("discover:\n  match:\n    - titel: x\n"))
+	var cu Config
+	if ps := config.Decode(n, &cu, "sources[0]"); len(ps) != 1 || !strings.Contains(ps[0].Error(), "sources[0].discover.match[0].titel") {
+		t.Errorf("unknown key in discover: %v", ps)
 	}
 
 	n, _ = config.Parse([]byte("url: https://x\nclient_secrett: y\n"))

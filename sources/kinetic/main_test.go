@@ -49,6 +49,7 @@ func fastTiming() timing {
 	t.reconnectFirst, t.reconnectMax = 10*time.Millisecond, 100*time.Millisecond
 	t.tokenFirst, t.tokenMax = 20*time.Millisecond, 100*time.Millisecond
 	t.resubscribe = 200 * time.Millisecond
+	t.discoverSkew = 0 // the simulator shares our clock
 	t.emitFirst, t.emitMax = 5*time.Millisecond, 50*time.Millisecond
 	t.catchUpFirst, t.catchUpMax = 20*time.Millisecond, 200*time.Millisecond
 	t.rest = retryPolicy{initial: 10 * time.Millisecond, max: 100 * time.Millisecond, tries: 5}
@@ -154,6 +155,7 @@ type harness struct {
 	rec  *recorder
 	logs *logBuffer
 	cps  Checkpoints
+	tr   *http.Transport
 	stop func()
 }
 
@@ -162,6 +164,14 @@ type harnessOpt func(c *Config, o *Options, tm *timing)
 // start builds and runs a source for discussions; stop (also run at cleanup) ends Run and
 // checks that it returned nil.
 func start(t *testing.T, srv *kinetictest.Server, discussions []string, opts ...harnessOpt) *harness {
+	t.Helper()
+	h := build(t, srv, discussions, opts...)
+	h.run()
+	return h
+}
+
+// build builds a source for discussions without running it; run starts it.
+func build(t *testing.T, srv *kinetictest.Server, discussions []string, opts ...harnessOpt) *harness {
 	t.Helper()
 	cfg := Config{URL: srv.URL(), ClientID: testClientID, ClientSecret: testSecret, Discussions: discussions,
 		Heartbeat: config.Duration(time.Second), AckTimeout: config.Duration(2 * time.Second)}
@@ -181,10 +191,23 @@ func start(t *testing.T, srv *kinetictest.Server, discussions []string, opts ...
 		t.Fatal(err)
 	}
 	src.setTiming(tm)
-	h := &harness{t: t, srv: srv, src: src, rec: &recorder{}, logs: logs, cps: o.Checkpoints}
+	h := &harness{t: t, srv: srv, src: src, rec: &recorder{}, logs: logs, cps: o.Checkpoints, tr: tr}
+	h.stop = func() {}
+	t.Cleanup(func() {
+		h.stop()
+		if t.Failed() {
+			t.Logf("source %s log:\n%s", t.Name(), logs.String())
+		}
+	})
+	return h
+}
+
+// run starts Run in a goroutine.
+func (h *harness) run() {
+	t := h.t
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, h.rec) }()
+	go func() { done <- h.src.Run(ctx, h.rec) }()
 	var once sync.Once
 	h.stop = func() {
 		once.Do(func() {
@@ -197,16 +220,9 @@ func start(t *testing.T, srv *kinetictest.Server, discussions []string, opts ...
 			case <-time.After(waitLimit):
 				t.Fatal("Run did not return after cancel")
 			}
-			tr.CloseIdleConnections()
+			h.tr.CloseIdleConnections()
 		})
 	}
-	t.Cleanup(func() {
-		h.stop()
-		if t.Failed() {
-			t.Logf("source log:\n%s", logs.String())
-		}
-	})
-	return h
 }
 
 func (h *harness) waitReady() {
@@ -250,3 +266,57 @@ func messageIDs(evs []bridge.Event) []string {
 }
 
 var errRejected = errors.New("not now")
+
+// exactlyOnce checks the user messages of discussion among evs: want, in order, each under
+// one event id, and no event id emitted twice.
+func exactlyOnce(t *testing.T, evs []bridge.Event, discussion string, want []string) {
+	t.Helper()
+	var got []string
+	eventOf := map[string]string{} // message id → event id
+	emitted := map[string]int{}    // event id → times
+	for _, e := range evs {
+		if e.Type != bridge.MessageCreated || e.Discussion.ID != discussion || e.Message.Kind != bridge.KindUser {
+			continue
+		}
+		emitted[e.ID]++
+		if emitted[e.ID] > 1 {
+			t.Errorf("discussion %s: event %s (message %s) emitted %d times", discussion, e.ID, e.Message.ID, emitted[e.ID])
+			continue
+		}
+		if prev, ok := eventOf[e.Message.ID]; ok {
+			t.Errorf("discussion %s: message %s emitted under two event ids, %s and %s", discussion, e.Message.ID, prev, e.ID)
+			continue
+		}
+		eventOf[e.Message.ID] = e.ID
+		got = append(got, e.Message.ID)
+	}
+	if slices.Equal(got, want) {
+		return
+	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	t.Errorf("discussion %s: %d messages, want %d; first difference at %d:\n got %v\nwant %v",
+		discussion, len(got), len(want), i, got[i:min(len(got), i+5)], want[i:min(len(want), i+5)])
+}
+
+// waitStatus polls Status until cond holds.
+func (h *harness) waitStatus(what string, cond func(st Status) bool) Status {
+	h.t.Helper()
+	var st Status
+	eventually(h.t, what, func() bool {
+		st = h.src.Status()
+		return cond(st)
+	})
+	return st
+}
+
+// statusIDs lists the discussions of a Status, in order.
+func statusIDs(st Status) []string {
+	out := make([]string, len(st.Discussions))
+	for i, d := range st.Discussions {
+		out[i] = d.ID
+	}
+	return out
+}

@@ -160,6 +160,54 @@ func (r *restClient) discussionTitle(ctx context.Context, discussion string) (st
 	return d.Discussion.Title, err
 }
 
+// listedDiscussion is what discovery reads of a discussion in GET /discussions (§5.1).
+type listedDiscussion struct {
+	ID         string
+	Title      string
+	IsArchived bool
+	CreatedAt  time.Time     // zero when absent or unreadable
+	Related    []RelatedRule // nil when the answer does not list relatedItems
+}
+
+// discussionsPage is one page of GET /discussions.
+type discussionsPage struct {
+	Discussions   []listedDiscussion
+	NextPageToken *string
+}
+
+// discussions fetches one page of GET /discussions with the query q (title, type, key,
+// archived, limit, pageToken; protocol §4.1).
+func (r *restClient) discussions(ctx context.Context, q url.Values) (discussionsPage, error) {
+	var p struct {
+		Discussions []struct {
+			ID           lenientString   `json:"id"`
+			Title        lenientString   `json:"title"`
+			IsArchived   bool            `json:"isArchived"`
+			CreatedAt    json.RawMessage `json:"createdAt"`
+			RelatedItems *[]struct {
+				Type lenientString `json:"type"`
+				Key  lenientString `json:"key"`
+			} `json:"relatedItems"`
+		} `json:"discussions"`
+		NextPageToken *string `json:"nextPageToken"`
+	}
+	if err := r.get(ctx, "/discussions", q, &p); err != nil {
+		return discussionsPage{}, err
+	}
+	out := discussionsPage{NextPageToken: p.NextPageToken, Discussions: make([]listedDiscussion, 0, len(p.Discussions))}
+	for _, d := range p.Discussions {
+		ld := listedDiscussion{ID: string(d.ID), Title: string(d.Title), IsArchived: d.IsArchived, CreatedAt: parseTime(d.CreatedAt)}
+		if d.RelatedItems != nil {
+			ld.Related = make([]RelatedRule, 0, len(*d.RelatedItems))
+			for _, ri := range *d.RelatedItems {
+				ld.Related = append(ld.Related, RelatedRule{Type: string(ri.Type), Key: string(ri.Key)})
+			}
+		}
+		out.Discussions = append(out.Discussions, ld)
+	}
+	return out, nil
+}
+
 // truncate shortens s to at most n bytes on a rune boundary, marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,14 @@ type Source struct {
 	idle   func() // closes the idle connections of a transport the source owns
 
 	workers atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+
+	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
+	setMu      sync.Mutex
+	configured []string
+	discovered []wanted      // in the order discovery first found them
+	changed    chan struct{} // 1-buffered: the wanted set changed; read by the goroutine running Run
+
+	watermark time.Time // owned by the discovery goroutine; see discoveryWatermark
 }
 
 var _ bridge.Source = (*Source)(nil)
@@ -57,6 +66,8 @@ type timing struct {
 	healthy                      time.Duration // a connection up this long resets the reconnect backoff
 	tokenFirst, tokenMax         time.Duration // after the token endpoint refused the credentials
 	resubscribe                  time.Duration // retry of refused and server-ended subscriptions
+	discoverEvery                time.Duration // if set, overrides discover.every (tests poll faster than its 1s minimum)
+	discoverSkew                 time.Duration // clock margin of the discovery watermark
 	emitFirst, emitMax           time.Duration // retry of an event the emitter did not accept
 	catchUpFirst, catchUpMax     time.Duration // retry of a failed catch-up
 	rest                         retryPolicy   // retry of one REST call
@@ -72,6 +83,7 @@ func defaultTiming() timing {
 		tokenFirst:     10 * time.Second,
 		tokenMax:       5 * time.Minute,
 		resubscribe:    5 * time.Minute,
+		discoverSkew:   time.Minute,
 		emitFirst:      100 * time.Millisecond,
 		emitMax:        30 * time.Second,
 		catchUpFirst:   time.Second,
@@ -129,6 +141,9 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 		cps:  opts.Checkpoints,
 		dec:  decoder{source: name, space: cfg.URL},
 		st:   newStatus(cfg.Discussions),
+
+		configured: cfg.Discussions,
+		changed:    make(chan struct{}, 1),
 	}
 	if ownTransport {
 		s.idle = opts.HTTPClient.CloseIdleConnections
@@ -162,6 +177,7 @@ func (s *Source) Name() string { return s.name }
 func (s *Source) Status() Status {
 	st := s.st.snapshot()
 	st.Username = s.tokens.Username()
+	st.Discovering = s.cfg.Discover != nil
 	if ws := s.workers.Load(); ws != nil {
 		for i := range st.Discussions {
 			if w := (*ws)[st.Discussions[i].ID]; w != nil {
@@ -191,14 +207,12 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 			s.idle()
 		}
 	}()
-	workers := make(map[string]*worker, len(s.cfg.Discussions))
-	for _, id := range s.cfg.Discussions {
-		w := s.newWorker(id, emit)
-		workers[id] = w
-		wg.Go(func() { w.run(ctx) })
-	}
-	s.workers.Store(&workers)
+	fl := s.newFleet(ctx, emit, &wg)
+	fl.sync(s.desired())
 	defer s.workers.Store(nil)
+	if s.cfg.Discover != nil {
+		wg.Go(func() { s.discover(ctx) })
+	}
 
 	reconnect := &backoff.ExponentialBackOff{
 		InitialInterval:     s.t.reconnectFirst,
@@ -217,7 +231,7 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 	var lastProblem string
 	var lastLogged time.Time
 	for {
-		identifiedAt, err := s.session(ctx, workers)
+		identifiedAt, err := s.session(ctx, fl)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -259,12 +273,25 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 			lastLogged = time.Now()
 		}
 		lastProblem = problem
-		t := time.NewTimer(delay)
+		if !s.waitReconnect(ctx, delay, fl) {
+			return nil
+		}
+	}
+}
+
+// waitReconnect waits delay before the next connection attempt, keeping the workers in line
+// with the wanted discussions meanwhile. It returns false when ctx is done.
+func (s *Source) waitReconnect(ctx context.Context, delay time.Duration, fl *fleet) bool {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil
+			return false
+		case <-s.changed:
+			fl.sync(s.desired())
 		case <-t.C:
+			return true
 		}
 	}
 }
@@ -289,7 +316,7 @@ const tagIdentify = "identify"
 
 // session runs one connection: identify, subscribe, dispatch frames until the connection
 // or ctx ends. identifiedAt is zero if it never got identified.
-func (s *Source) session(ctx context.Context, workers map[string]*worker) (identifiedAt time.Time, err error) {
+func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time, err error) {
 	// A token first: with refused credentials there is no point in connecting.
 	if _, err := s.tokens.Token(ctx); err != nil {
 		return time.Time{}, err
@@ -298,7 +325,8 @@ func (s *Source) session(ctx context.Context, workers map[string]*worker) (ident
 	if err != nil {
 		return time.Time{}, err
 	}
-	ss := &session{s: s, c: c, workers: workers, due: map[string]time.Time{}}
+	ss := &session{s: s, c: c, fleet: fl, subs: map[string]*subscription{}, leaving: map[string]int{},
+		firstRound: map[string]bool{}, due: map[string]time.Time{}}
 	defer func() {
 		c.close()
 		// Frames read before the end are still in order: hand them over, not lose them.
@@ -329,24 +357,33 @@ func (s *Source) session(ctx context.Context, workers map[string]*worker) (ident
 	s.st.mu.Unlock()
 	s.log.Info("kinetic: connected", "url", s.dial.url, "user", s.tokens.Username())
 
-	for _, id := range s.cfg.Discussions {
-		if err := ss.subscribe(id); err != nil {
+	// The wanted set as it is now; a change from here on is pending on s.changed and
+	// handled by the loop.
+	want := s.desired()
+	fl.sync(want)
+	ss.firstTotal = len(want)
+	for _, w := range want {
+		ss.firstRound[w.id] = true
+		if err := ss.subscribe(w.id); err != nil {
 			return identifiedAt, err
 		}
 	}
-	ss.initial = len(s.cfg.Discussions)
 	return identifiedAt, ss.loop(ctx)
 }
 
 // session is the state of one connection, owned by the goroutine running Source.session.
 type session struct {
-	s       *Source
-	c       *conn
-	workers map[string]*worker
-	initial int // subscribes of the first round still awaiting their ack
-	okCount int // acks of the first round that were ack-ok
-	due     map[string]time.Time
-	timer   *time.Timer
+	s          *Source
+	c          *conn
+	fleet      *fleet
+	subs       map[string]*subscription // the wanted discussions, as subscribed on this connection
+	leaving    map[string]int           // unsubscribes awaiting their ack, by discussion
+	seq        uint64                   // numbers subscribe tags
+	firstRound map[string]bool          // subscribes of the first round still awaiting their ack
+	firstTotal int                      // size of the first round
+	okCount    int                      // acks of the first round that were ack-ok
+	due        map[string]time.Time     // subscribes to retry, and when
+	timer      *time.Timer
 }
 
 // identify sends identify and waits for its ack. An ack-error gets one more try with a
@@ -406,8 +443,11 @@ func (ss *session) await(ctx context.Context, tag string) (frame, error) {
 }
 
 func (ss *session) subscribe(id string) error {
+	ss.seq++
+	tag := "subscribe:" + strconv.FormatUint(ss.seq, 10) + ":" + id
+	ss.subs[id] = &subscription{state: subPending, tag: tag}
 	ss.s.st.update(id, func(d *DiscussionStatus) { d.State = StateSubscribing })
-	return ss.c.request(actSubscribe, map[string]string{"topic": discussionTopic(id)}, "subscribe:"+id)
+	return ss.c.request(actSubscribe, map[string]string{"topic": discussionTopic(id)}, tag)
 }
 
 func (ss *session) loop(ctx context.Context) error {
@@ -422,11 +462,18 @@ func (ss *session) loop(ctx context.Context) error {
 			return ss.c.reason()
 		case in := <-ss.c.in:
 			ss.handle(in)
+		case <-ss.s.changed:
+			if err := ss.reconcile(); err != nil {
+				return err
+			}
 		case <-ss.timer.C:
 			now := time.Now()
 			for id, at := range ss.due {
 				if !at.After(now) {
 					delete(ss.due, id)
+					if sub := ss.subs[id]; sub == nil || sub.state != subWaiting {
+						continue
+					}
 					if err := ss.subscribe(id); err != nil {
 						return err
 					}
@@ -468,8 +515,13 @@ func (ss *session) handle(in inbound) {
 		return
 	}
 	f := in.f
-	if id, ok := strings.CutPrefix(in.tag, "subscribe:"); ok {
-		ss.subscribed(id, f)
+	if rest, ok := strings.CutPrefix(in.tag, "subscribe:"); ok {
+		_, id, _ := strings.Cut(rest, ":")
+		ss.subscribed(in.tag, id, f)
+		return
+	}
+	if id, ok := strings.CutPrefix(in.tag, "unsubscribe:"); ok {
+		ss.unsubscribeAcked(id, f)
 		return
 	}
 	hf, err := s.dec.classify(f, time.Now())
@@ -486,7 +538,12 @@ func (ss *session) handle(in inbound) {
 		ss.unsubscribed(hf.discussion)
 		return
 	}
-	w := ss.workers[hf.discussion]
+	if ss.leaving[hf.discussion] > 0 {
+		// Sent before the server saw our unsubscribe: no longer wanted (or, if wanted
+		// again, caught up after the new subscribe's ack).
+		return
+	}
+	w := ss.fleet.byID[hf.discussion]
 	if w == nil {
 		s.bad.badInput(badDiscussion, bad(badDiscussion, "%s for discussion %s", f.Event, hf.discussion), "discussion", hf.discussion)
 		return
@@ -494,26 +551,35 @@ func (ss *session) handle(in inbound) {
 	w.live(hf.decoded)
 }
 
-// subscribed handles the ack of a subscribe.
-func (ss *session) subscribed(id string, f frame) {
+// subscribed handles the ack of the subscribe tagged tag.
+func (ss *session) subscribed(tag, id string, f frame) {
 	s := ss.s
-	first := ss.initial > 0
-	if first {
-		ss.initial--
+	sub := ss.subs[id]
+	if sub == nil || sub.tag != tag {
+		// The discussion was dropped (and maybe wanted again) since: an unsubscribe, or a
+		// newer subscribe, follows this one.
+		return
 	}
+	first := ss.firstRound[id]
+	delete(ss.firstRound, id)
 	if f.Event == evAckOK {
+		sub.state = subOK
 		s.st.update(id, func(d *DiscussionStatus) { d.State, d.Error, d.CaughtUp = StateSubscribed, "", false })
 		// Queued here, on the reader's order, so that every live event of the discussion
 		// that follows the ack is handled after the catch-up.
-		ss.workers[id].catchUp()
+		ss.fleet.byID[id].catchUp()
 		if first {
 			ss.okCount++
 		} else {
 			s.log.Info("kinetic: subscribed", "discussion", id)
 		}
 	} else {
+		sub.state = subWaiting
 		answer := payloadText(f.Payload)
 		again := false
+		s.st.mu.Lock()
+		s.st.refusals++
+		s.st.mu.Unlock()
 		s.st.update(id, func(d *DiscussionStatus) {
 			again = d.Error == answer
 			d.State, d.Error = StateRefused, answer
@@ -525,18 +591,35 @@ func (ss *session) subscribed(id string, f frame) {
 		s.log.Log(context.Background(), level, "kinetic: subscribe refused", "discussion", id, "answer", answer, "retry_in", s.t.resubscribe)
 		ss.retryLater(id)
 	}
-	if first && ss.initial == 0 {
-		s.log.Info("kinetic: subscribed", "subscribed", ss.okCount, "of", len(s.cfg.Discussions))
+	if first {
+		ss.firstRoundDone()
+	}
+}
+
+// firstRoundDone logs the outcome of the connection's first round of subscribes once every
+// one of them is answered: one line, not one per discussion.
+func (ss *session) firstRoundDone() {
+	if len(ss.firstRound) == 0 && ss.firstTotal > 0 {
+		ss.s.log.Info("kinetic: subscribed", "subscribed", ss.okCount, "of", ss.firstTotal)
+		ss.firstTotal = 0
 	}
 }
 
 // unsubscribed handles a server-initiated end of a subscription.
 func (ss *session) unsubscribed(id string) {
 	s := ss.s
-	if ss.workers[id] == nil {
+	if ss.leaving[id] > 0 {
+		return // the end we asked for
+	}
+	sub := ss.subs[id]
+	if sub == nil {
 		s.bad.badInput(badDiscussion, bad(badDiscussion, "unsubscribed from discussion %s", id), "discussion", id)
 		return
 	}
+	sub.state = subWaiting
+	s.st.mu.Lock()
+	s.st.evictions++
+	s.st.mu.Unlock()
 	s.st.update(id, func(d *DiscussionStatus) { d.State = StateUnsubscribed })
 	s.log.Warn("kinetic: unsubscribed by the server", "discussion", id, "retry_in", s.t.resubscribe)
 	ss.retryLater(id)

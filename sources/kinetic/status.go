@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -22,10 +23,18 @@ type Status struct {
 	Connects    uint64             // connections identified since Run started
 	LastError   string             // the most recent failure, "" if none since the last success
 	LastErrorAt time.Time          // when LastError happened
-	Discussions []DiscussionStatus // in configuration order
+	Discussions []DiscussionStatus // the wanted discussions: configured ones in configuration order, then discovered ones
 	BadInput    map[string]uint64  // unusable frames and payloads by kind (malformed_json, unknown_event, …)
 	Dropped     uint64             // live events dropped because a discussion's queue was full (messages among them are caught up)
 	Emitted     uint64             // events accepted by the emitter
+	Refusals    uint64             // subscribes answered with ack-error (each is retried on a slow schedule)
+	Evictions   uint64             // server-initiated unsubscribes (each is retried on a slow schedule)
+
+	// Discovery (zero without a discover: block).
+	Discovering    bool      // discovery is configured
+	Discovered     int       // discussions that matched in the last successful poll (configured ones included)
+	LastDiscovery  time.Time // when the last successful poll ended
+	DiscoveryError string    // why the last poll failed; "" once one succeeds
 }
 
 // DiscussionStatus is the state of one discussion.
@@ -38,12 +47,13 @@ type DiscussionStatus struct {
 	Queued     int       // live events waiting to be emitted (behind a catch-up or a refusing emitter)
 	Checkpoint string    // id of the newest message handed over
 	CheckedAt  time.Time // CreatedAt of that message
+	Discovered bool      // wanted because discovery matched it, not (only) because it is configured
 }
 
-// Ready reports whether the source is identified and every discussion is subscribed and
-// caught up.
+// Ready reports whether the source is identified, discovery (if configured) has found what
+// to subscribe to, and every discussion is subscribed and caught up.
 func (s Status) Ready() bool {
-	if !s.Identified {
+	if !s.Identified || (s.Discovering && s.LastDiscovery.IsZero()) {
 		return false
 	}
 	for _, d := range s.Discussions {
@@ -66,14 +76,44 @@ type status struct {
 	badInput    map[string]uint64
 	dropped     uint64
 	emitted     uint64
+	refusals    uint64
+	evictions   uint64
+	discovered  int
+	lastDisc    time.Time
+	discErr     string
 }
 
 func newStatus(ids []string) *status {
-	st := &status{order: ids, discussions: map[string]*DiscussionStatus{}, badInput: map[string]uint64{}}
-	for _, id := range ids {
-		st.discussions[id] = &DiscussionStatus{ID: id, State: StateIdle}
-	}
+	st := &status{discussions: map[string]*DiscussionStatus{}, badInput: map[string]uint64{}}
+	st.setWanted(plainWanted(ids))
 	return st
+}
+
+// setWanted makes ws the discussions that Status lists. Entries of discussions no longer
+// wanted stay behind the scenes until forget: the session may still be leaving them, and
+// one wanted again before that keeps its state, as its subscription does.
+func (st *status) setWanted(ws []wanted) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.order = make([]string, len(ws))
+	for i, w := range ws {
+		st.order[i] = w.id
+		d := st.discussions[w.id]
+		if d == nil {
+			d = &DiscussionStatus{ID: w.id, State: StateIdle}
+			st.discussions[w.id] = d
+		}
+		d.Discovered = w.discovered
+	}
+}
+
+// forget drops the entry of a discussion that is not wanted (any more).
+func (st *status) forget(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !slices.Contains(st.order, id) {
+		delete(st.discussions, id)
+	}
 }
 
 func (st *status) snapshot() Status {
@@ -87,6 +127,12 @@ func (st *status) snapshot() Status {
 		BadInput:    maps.Clone(st.badInput),
 		Dropped:     st.dropped,
 		Emitted:     st.emitted,
+		Refusals:    st.refusals,
+		Evictions:   st.evictions,
+
+		Discovered:     st.discovered,
+		LastDiscovery:  st.lastDisc,
+		DiscoveryError: st.discErr,
 	}
 	for _, id := range st.order {
 		out.Discussions = append(out.Discussions, *st.discussions[id])

@@ -1,0 +1,251 @@
+package kinetic
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// actUnsubscribe ends a subscription (protocol §3.3).
+const actUnsubscribe = "unsubscribe"
+
+// wanted is one discussion the source should be subscribed to.
+type wanted struct {
+	id         string
+	discovered bool // matched by discovery (and not configured)
+	// fromStart: without a checkpoint, the first catch-up emits the discussion's whole
+	// history instead of starting from now. Set for discussions that discovery found created
+	// after it started watching (see discover.go).
+	fromStart bool
+}
+
+func plainWanted(ids []string) []wanted {
+	out := make([]wanted, len(ids))
+	for i, id := range ids {
+		out[i] = wanted{id: id}
+	}
+	return out
+}
+
+// SetDiscussions replaces the configured discussions (the discussions: list), before or
+// while Run runs; it is safe to call from any goroutine. On the current connection, new
+// discussions are subscribed and caught up after their ack (one without a checkpoint starts
+// from now, as on a first start, unless backfill is set) and discussions no longer wanted
+// are unsubscribed and dropped from Status. Discussions in both sets are left alone: the
+// connection is not re-established and their subscriptions are not sent again. Discussions
+// that discovery matched stay subscribed whether or not they are configured. Ids that cannot
+// be discussion ids are logged and ignored.
+func (s *Source) SetDiscussions(ids []string) {
+	clean := make([]string, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		switch {
+		case !idPattern.MatchString(id):
+			s.log.Warn("kinetic: ignoring an invalid discussion id", "discussion", truncate(id, 100))
+		case !seen[id]:
+			seen[id] = true
+			clean = append(clean, id)
+		}
+	}
+	added, removed := s.updateWanted(func() { s.configured = clean })
+	for _, id := range added {
+		s.log.Info("kinetic: discussion added", "discussion", id)
+	}
+	for _, id := range removed {
+		s.log.Info("kinetic: discussion removed", "discussion", id)
+	}
+}
+
+// desired returns the wanted discussions: the configured ones, then the discovered ones
+// that are not configured.
+func (s *Source) desired() []wanted {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	return s.desiredLocked()
+}
+
+func (s *Source) desiredLocked() []wanted {
+	out := make([]wanted, 0, len(s.configured)+len(s.discovered))
+	static := make(map[string]bool, len(s.configured))
+	for _, id := range s.configured {
+		static[id] = true
+		out = append(out, wanted{id: id})
+	}
+	for _, w := range s.discovered {
+		if !static[w.id] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// updateWanted runs change (which edits s.configured or s.discovered) under the lock,
+// publishes the result to Status and tells Run. It returns the discussions that became
+// wanted and those that no longer are.
+func (s *Source) updateWanted(change func()) (added, removed []string) {
+	s.setMu.Lock()
+	before := s.desiredLocked()
+	change()
+	after := s.desiredLocked()
+	s.st.setWanted(after)
+	s.setMu.Unlock()
+
+	was := make(map[string]bool, len(before))
+	for _, w := range before {
+		was[w.id] = true
+	}
+	for _, w := range after {
+		if !was[w.id] {
+			added = append(added, w.id)
+		}
+		delete(was, w.id)
+	}
+	for _, w := range before {
+		if was[w.id] {
+			removed = append(removed, w.id)
+		}
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default: // a change is already pending; Run reads the latest set anyway
+	}
+	return added, removed
+}
+
+// fleet is the set of discussion workers of one Run, owned by the goroutine running Run:
+// it starts a worker for each wanted discussion and stops those no longer wanted.
+type fleet struct {
+	s       *Source
+	ctx     context.Context
+	emit    bridge.Emitter
+	wg      *sync.WaitGroup
+	byID    map[string]*worker
+	retired map[string]<-chan struct{} // done channels of stopped workers that may still be running
+}
+
+func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
+	return &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{}}
+}
+
+// sync starts and stops workers to match want.
+func (f *fleet) sync(want []wanted) {
+	changed := false
+	keep := make(map[string]bool, len(want))
+	for _, wd := range want {
+		keep[wd.id] = true
+		if f.byID[wd.id] != nil {
+			continue
+		}
+		w := f.s.newWorker(wd.id, f.emit)
+		w.fromStart = wd.fromStart
+		// A worker stopped a moment ago for the same discussion may still be handing over
+		// events and setting the checkpoint; the new one reads the checkpoint after it.
+		w.after = f.retired[wd.id]
+		delete(f.retired, wd.id)
+		ctx, cancel := context.WithCancel(f.ctx)
+		w.cancel = cancel
+		f.byID[wd.id] = w
+		f.wg.Go(func() {
+			defer close(w.done)
+			w.run(ctx)
+		})
+		changed = true
+	}
+	for id, w := range f.byID {
+		if keep[id] {
+			continue
+		}
+		// Events still queued for it are dropped: the discussion is no longer wanted. Its
+		// checkpoint stays, so that wanting it again catches up from there.
+		w.cancel()
+		f.retired[id] = w.done
+		delete(f.byID, id)
+		f.s.st.forget(id)
+		changed = true
+	}
+	for id, done := range f.retired {
+		select {
+		case <-done:
+			delete(f.retired, id)
+		default:
+		}
+	}
+	if changed {
+		m := maps.Clone(f.byID)
+		f.s.workers.Store(&m)
+	}
+}
+
+// Subscription states on one connection.
+const (
+	subPending = iota // subscribe sent, no ack yet
+	subOK             // ack-ok
+	subWaiting        // refused, or ended by the server: a subscribe is due later
+)
+
+// subscription is the state of one wanted discussion on the current connection.
+type subscription struct {
+	state int
+	tag   string // of the latest subscribe: an ack for an earlier one is stale
+}
+
+// reconcile brings the connection's subscriptions in line with the wanted discussions:
+// unsubscribe those no longer wanted, subscribe the new ones, leave the rest alone.
+func (ss *session) reconcile() error {
+	want := ss.s.desired()
+	ss.fleet.sync(want)
+	keep := make(map[string]bool, len(want))
+	for _, w := range want {
+		keep[w.id] = true
+	}
+	for _, id := range slices.Sorted(maps.Keys(ss.subs)) {
+		if !keep[id] {
+			if err := ss.leave(id); err != nil {
+				return err
+			}
+		}
+	}
+	for _, w := range want {
+		if ss.subs[w.id] == nil {
+			if err := ss.subscribe(w.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leave unsubscribes from a discussion no longer wanted. The ack is awaited like any other:
+// one that does not come within ack_timeout ends the connection, and the next one
+// subscribes only to what is wanted then.
+func (ss *session) leave(id string) error {
+	sub := ss.subs[id]
+	delete(ss.subs, id)
+	delete(ss.due, id)
+	ss.armTimer()
+	if ss.firstRound[id] {
+		delete(ss.firstRound, id)
+		ss.firstRoundDone()
+	}
+	if sub == nil || sub.state == subWaiting {
+		return nil // not subscribed on the server
+	}
+	ss.leaving[id]++
+	return ss.c.request(actUnsubscribe, map[string]string{"topic": discussionTopic(id)}, "unsubscribe:"+id)
+}
+
+// unsubscribeAcked handles the ack of an unsubscribe.
+func (ss *session) unsubscribeAcked(id string, f frame) {
+	if ss.leaving[id]--; ss.leaving[id] <= 0 {
+		delete(ss.leaving, id)
+	}
+	if f.Event == evAckOK {
+		ss.s.log.Info("kinetic: unsubscribed", "discussion", id)
+		return
+	}
+	// Nothing to retry: the server does not send the discussion's events either way.
+	ss.s.log.Info("kinetic: unsubscribe answered with an error", "discussion", id, "answer", payloadText(f.Payload))
+}

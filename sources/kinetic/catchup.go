@@ -482,14 +482,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// ring is a bounded map that forgets its oldest keys.
+// ring is a bounded map that forgets its oldest keys. It grows as keys arrive: every
+// subscribed discussion has two, and most discussions are quiet, so preallocating the bound
+// would cost hundreds of kilobytes per discussion (gigabytes at 10,000 discussions).
 type ring struct {
-	m    map[string]string
-	keys []string
-	next int
+	m     map[string]string
+	keys  []string
+	next  int
+	limit int
 }
 
-func newRing(n int) *ring { return &ring{m: make(map[string]string, n), keys: make([]string, n)} }
+func newRing(n int) *ring { return &ring{m: map[string]string{}, limit: n} }
 
 func (r *ring) has(k string) bool { _, ok := r.m[k]; return ok }
 
@@ -500,10 +503,12 @@ func (r *ring) add(k, v string) {
 		r.m[k] = v
 		return
 	}
-	if old := r.keys[r.next]; old != "" {
-		delete(r.m, old)
+	if len(r.keys) < r.limit {
+		r.keys = append(r.keys, k)
+	} else {
+		delete(r.m, r.keys[r.next])
+		r.keys[r.next] = k
+		r.next = (r.next + 1) % r.limit
 	}
-	r.keys[r.next] = k
 	r.m[k] = v
-	r.next = (r.next + 1) % len(r.keys)
 }

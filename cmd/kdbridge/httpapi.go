@@ -62,6 +62,13 @@ func notReady(sources []bridge.Source) []string {
 			out = append(out, line)
 			continue
 		}
+		if s.Discovering && s.LastDiscovery.IsZero() {
+			line := fmt.Sprintf("source %s: discovery has not completed a poll yet", src.Name())
+			if s.DiscoveryError != "" {
+				line += ": " + s.DiscoveryError
+			}
+			out = append(out, line)
+		}
 		for _, d := range s.Discussions {
 			switch {
 			case d.State == kinetic.StateRefused:

@@ -88,11 +88,14 @@ var (
 	descEmitted    = prometheus.NewDesc("kdbridge_source_events_emitted_total", "Events accepted from the source into the store.", []string{"source"}, nil)
 	descBadInput   = prometheus.NewDesc("kdbridge_source_bad_input_total", "Unusable frames and payloads, by kind.", []string{"source", "kind"}, nil)
 	descDropped    = prometheus.NewDesc("kdbridge_source_live_events_dropped_total", "Live non-message events dropped because a discussion's queue overflowed.", []string{"source"}, nil)
-	descSubs       = prometheus.NewDesc("kdbridge_source_subscriptions", "Configured discussions by subscription state.", []string{"source", "state"}, nil)
+	descSubs       = prometheus.NewDesc("kdbridge_source_subscriptions", "Wanted discussions (configured or discovered) by subscription state.", []string{"source", "state"}, nil)
+	descRefusals   = prometheus.NewDesc("kdbridge_source_subscribe_refusals_total", "Subscribes refused by Kinetic (ack-error), each retried on a slow schedule.", []string{"source"}, nil)
+	descEvictions  = prometheus.NewDesc("kdbridge_source_evictions_total", "Subscriptions ended by the server (unsubscribed), each retried on a slow schedule.", []string{"source"}, nil)
+	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs} {
+	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered} {
 		ch <- d
 	}
 }
@@ -113,6 +116,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(s.Connects), name)
 		ch <- prometheus.MustNewConstMetric(descEmitted, prometheus.CounterValue, float64(s.Emitted), name)
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped), name)
+		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.Refusals), name)
+		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions), name)
+		if s.Discovering {
+			ch <- prometheus.MustNewConstMetric(descDiscovered, prometheus.GaugeValue, float64(s.Discovered), name)
+		}
 		for kind, n := range s.BadInput {
 			ch <- prometheus.MustNewConstMetric(descBadInput, prometheus.CounterValue, float64(n), name, kind)
 		}

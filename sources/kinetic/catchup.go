@@ -37,9 +37,12 @@ type worker struct {
 	cancel    context.CancelFunc // stops this worker
 	done      chan struct{}      // closed when run has returned
 
-	mu    sync.Mutex
-	queue []item
-	wake  chan struct{} // 1-buffered: something was queued
+	mu      sync.Mutex
+	queue   []item
+	holding bool          // a subscribe is in flight: live events wait in held until its ack
+	held    []decoded     // live events that arrived on the connection before the subscribe's ack
+	ackedAt time.Time     // when the latest subscribe was acknowledged
+	wake    chan struct{} // 1-buffered: something was queued
 
 	// Owned by the run goroutine.
 	cp       Checkpoint
@@ -72,6 +75,22 @@ func (s *Source) newWorker(id string, emit bridge.Emitter) *worker {
 // API; other events (participants, invitations…) are lost and counted in Status.Dropped.
 func (w *worker) live(d decoded) {
 	w.mu.Lock()
+	if w.holding {
+		// The catch-up that the subscribe's ack starts may end before this event: emitting it
+		// first would move the checkpoint past the gap the catch-up is there to fill. Past
+		// the queue's bound the event is dropped: a message among them is caught up anyway.
+		full := len(w.held) >= w.s.t.queueCap
+		if !full {
+			w.held = append(w.held, d)
+		}
+		w.mu.Unlock()
+		if full {
+			w.s.st.mu.Lock()
+			w.s.st.dropped++
+			w.s.st.mu.Unlock()
+		}
+		return
+	}
 	if len(w.queue) >= w.s.t.queueCap {
 		kept := w.queue[:0]
 		dropped := 0
@@ -98,12 +117,39 @@ func (w *worker) live(d decoded) {
 	w.signal()
 }
 
-// catchUp queues a catch-up (after a subscribe ack).
+// hold makes live events wait (a subscribe was sent): a server may deliver events of the
+// discussion before its acknowledgement, and they must not be handed over before the
+// catch-up that the acknowledgement starts.
+func (w *worker) hold() {
+	w.mu.Lock()
+	w.holding = true
+	w.mu.Unlock()
+}
+
+// catchUp queues a catch-up (after a subscribe ack), followed by the live events held since
+// the subscribe was sent.
 func (w *worker) catchUp() {
 	w.mu.Lock()
+	w.ackedAt = time.Now()
 	w.queueCatchUpLocked()
+	w.releaseLocked()
 	w.mu.Unlock()
 	w.signal()
+}
+
+// release queues the held live events without a catch-up (the subscribe was refused).
+func (w *worker) release() {
+	w.mu.Lock()
+	w.releaseLocked()
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *worker) releaseLocked() {
+	for i := range w.held {
+		w.queue = append(w.queue, item{ev: &w.held[i]})
+	}
+	w.held, w.holding = nil, false
 }
 
 func (w *worker) queueCatchUpLocked() {
@@ -353,9 +399,22 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	backfill := s.cfg.Backfill.D()
 	started := time.Now()
 	everything := !have && w.fromStart
-	var cutoff time.Time // without a checkpoint: replay messages created since (zero: none)
-	if !have && backfill > 0 {
-		cutoff = started.Add(-backfill)
+	var cutoff time.Time // without a checkpoint: replay messages created since
+	if !have {
+		// A first start replays no history, but its "now" is when the subscription began,
+		// not when this page is read: a message posted in between is news, and the live
+		// stream may not survive to deliver it (a server may drop a slow connection). The
+		// margin covers clock skew to the server; it can only cause redeliveries.
+		w.mu.Lock()
+		since := w.ackedAt
+		w.mu.Unlock()
+		if since.IsZero() {
+			since = started
+		}
+		cutoff = since.Add(-s.t.startSkew)
+		if b := started.Add(-backfill); backfill > 0 && b.Before(cutoff) {
+			cutoff = b
+		}
 	}
 	type pending struct {
 		ev bridge.Event

@@ -50,6 +50,7 @@ func fastTiming() timing {
 	t.tokenFirst, t.tokenMax = 20*time.Millisecond, 100*time.Millisecond
 	t.resubscribe = 200 * time.Millisecond
 	t.discoverSkew = 0 // the simulator shares our clock
+	t.startSkew = 0
 	t.emitFirst, t.emitMax = 5*time.Millisecond, 50*time.Millisecond
 	t.catchUpFirst, t.catchUpMax = 20*time.Millisecond, 200*time.Millisecond
 	t.rest = retryPolicy{initial: 10 * time.Millisecond, max: 100 * time.Millisecond, tries: 5}

@@ -68,6 +68,7 @@ type timing struct {
 	resubscribe                  time.Duration // retry of refused and server-ended subscriptions
 	discoverEvery                time.Duration // if set, overrides discover.every (tests poll faster than its 1s minimum)
 	discoverSkew                 time.Duration // clock margin of the discovery watermark
+	startSkew                    time.Duration // clock margin of a first start's "now" (see catchUpOnce)
 	emitFirst, emitMax           time.Duration // retry of an event the emitter did not accept
 	catchUpFirst, catchUpMax     time.Duration // retry of a failed catch-up
 	rest                         retryPolicy   // retry of one REST call
@@ -84,6 +85,7 @@ func defaultTiming() timing {
 		tokenMax:       5 * time.Minute,
 		resubscribe:    5 * time.Minute,
 		discoverSkew:   time.Minute,
+		startSkew:      30 * time.Second,
 		emitFirst:      100 * time.Millisecond,
 		emitMax:        30 * time.Second,
 		catchUpFirst:   time.Second,
@@ -446,6 +448,9 @@ func (ss *session) subscribe(id string) error {
 	ss.seq++
 	tag := "subscribe:" + strconv.FormatUint(ss.seq, 10) + ":" + id
 	ss.subs[id] = &subscription{state: subPending, tag: tag}
+	if w := ss.fleet.byID[id]; w != nil {
+		w.hold()
+	}
 	ss.s.st.update(id, func(d *DiscussionStatus) { d.State = StateSubscribing })
 	return ss.c.request(actSubscribe, map[string]string{"topic": discussionTopic(id)}, tag)
 }
@@ -575,6 +580,7 @@ func (ss *session) subscribed(tag, id string, f frame) {
 		}
 	} else {
 		sub.state = subWaiting
+		ss.fleet.byID[id].release()
 		answer := payloadText(f.Payload)
 		again := false
 		s.st.mu.Lock()

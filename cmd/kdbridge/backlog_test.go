@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/store"
 	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
 )
 
@@ -24,7 +27,11 @@ func TestBacklog100k(t *testing.T) {
 	if os.Getenv("KDBRIDGE_BACKLOG_TEST") == "" {
 		t.Skip("set KDBRIDGE_BACKLOG_TEST=1 to run the 100,000-event backlog measurement")
 	}
-	const total, discussions = 100_000, 200
+	const discussions = 200
+	total := 100_000
+	if n, err := strconv.Atoi(os.Getenv("KDBRIDGE_BACKLOG_TEST")); err == nil && n > 1 {
+		total = n // a smaller run for a quick look
+	}
 	sim := kinetictest.NewServer(kinetictest.Options{})
 	defer sim.Close()
 	var down atomic.Bool
@@ -43,11 +50,25 @@ func TestBacklog100k(t *testing.T) {
 		ids = append(ids, sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: fmt.Sprint("d", i)}).ID)
 	}
 	addr := freeAddr(t)
-	cfg := writeConfig(t, strings.Replace(strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids),
+	stDir := t.TempDir()
+	cfg := writeConfig(t, strings.Replace(strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, stDir, ids),
 		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1),
 		"retry: {initial: 50ms, max_interval: 500ms}", "retry: {initial: 1s, max_interval: 2s}", 1))
 	log := &syncBuffer{}
-	proc := startChild(t, log, "run", "-config", cfg, "-log-level", "warn")
+	defer func() {
+		if t.Failed() {
+			t.Logf("metrics:\n%s", grepLines(httpGet(t, "http://"+addr+"/metrics"), "kdbridge_"))
+			t.Logf("kdbridge log (tail):\n%s", lastLines(log.String(), 40))
+			if f := os.Getenv("KDBRIDGE_BACKLOG_LOG"); f != "" {
+				_ = os.WriteFile(f, []byte(log.String()), 0o600)
+			}
+		}
+	}()
+	level := os.Getenv("KDBRIDGE_BACKLOG_LOGLEVEL")
+	if level == "" {
+		level = "info"
+	}
+	proc := startChild(t, log, "run", "-config", cfg, "-log-level", level)
 	waitFor(t, "subscriptions", 30*time.Second, func() bool { return sim.Stats().Subscriptions >= discussions })
 
 	start := time.Now()
@@ -65,7 +86,13 @@ func TestBacklog100k(t *testing.T) {
 	}
 	wg.Wait()
 	received := regexp.MustCompile(`(?m)^kdbridge_events_received_total\{source="acme",type="message.created"\} (\d+)`)
-	waitFor(t, "all events stored", 5*time.Minute, func() bool {
+	defer func() {
+		if t.Failed() && os.Getenv("KDBRIDGE_BACKLOG_GAPS") != "" {
+			proc.kill(t)
+			reportGaps(t, stDir, sim, ids)
+		}
+	}()
+	waitFor(t, "all events stored", 40*time.Second, func() bool {
 		m := received.FindStringSubmatch(httpGet(t, "http://"+addr+"/metrics"))
 		if len(m) != 2 {
 			return false
@@ -75,6 +102,8 @@ func TestBacklog100k(t *testing.T) {
 	})
 	stored := time.Since(start)
 	rssBacklog, hwmBacklog := procMemory(t, proc.cmd.Process.Pid)
+	t.Logf("Go memory with the backlog:\n%s", grepLines(httpGet(t, "http://"+addr+"/metrics"), "go_memstats_heap_inuse_bytes")+"\n"+
+		grepLines(httpGet(t, "http://"+addr+"/metrics"), "go_memstats_sys_bytes"))
 
 	down.Store(false)
 	drainStart := time.Now()
@@ -90,8 +119,23 @@ func TestBacklog100k(t *testing.T) {
 	drained := time.Since(drainStart)
 	rssAfter, hwmAfter := procMemory(t, proc.cmd.Process.Pid)
 	proc.terminate(t)
-	t.Logf("100,000 events across %d discussions stored in %s while the sink was down; RSS with the backlog %d MiB (peak %d MiB); drained in %s (%.0f events/s); RSS after %d MiB (peak %d MiB)",
-		discussions, stored.Round(time.Millisecond), rssBacklog>>10, hwmBacklog>>10, drained.Round(time.Millisecond), float64(total)/drained.Seconds(), rssAfter>>10, hwmAfter>>10)
+	t.Logf("%d events across %d discussions stored in %s while the sink was down; RSS with the backlog %d MiB (peak %d MiB); drained in %s (%.0f events/s); RSS after %d MiB (peak %d MiB)",
+		total, discussions, stored.Round(time.Millisecond), rssBacklog>>10, hwmBacklog>>10, drained.Round(time.Millisecond), float64(total)/drained.Seconds(), rssAfter>>10, hwmAfter>>10)
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func lastLines(text string, n int) string {
+	lines := strings.Split(text, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // procMemory reads VmRSS and VmHWM (KiB) of a process.
@@ -114,4 +158,60 @@ func procMemory(t *testing.T, pid int) (rss, hwm int64) {
 		}
 	}
 	return rss, hwm
+}
+
+// reportGaps drains the stored queue of each discussion (the daemon is stopped) and
+// reports which of the server's messages are missing: a diagnosis for a failed run.
+func reportGaps(t *testing.T, dir string, sim *kinetictest.Server, ids []string) {
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer st.Close()
+	ctx := context.Background()
+	full := 0
+	for _, d := range ids {
+		got := map[string]bool{}
+		q := bridge.Queue{Target: bridge.Target{Route: "all", Sink: "hook"}, Discussion: d}
+		p, ok, _ := st.Head(ctx, q)
+		n := 0
+		for ok && n < 100000 {
+			got[p.Event.Message.ID] = true
+			_ = st.Done(ctx, p)
+			p, ok, _ = st.Head(ctx, q)
+			n++
+		}
+		var line string
+		for _, m := range sim.Messages(d) {
+			if m.Type != kinetictest.MessageTypeUser {
+				continue
+			}
+			if got[m.ID] {
+				line += "+"
+			} else {
+				line += "-"
+			}
+		}
+		if strings.Contains(line, "-") {
+			ms := sim.Messages(d)
+			var users []kinetictest.Message
+			for _, m := range ms {
+				if m.Type == kinetictest.MessageTypeUser {
+					users = append(users, m)
+				}
+			}
+			first, last := "", ""
+			if n < len(users) {
+				first = users[n].CreatedAt
+				if n > 0 {
+					last = users[n-1].CreatedAt
+				}
+			}
+			t.Logf("%s %d: last stored %s first missing %s end %s", d[:8], n, last, first, users[len(users)-1].CreatedAt)
+		} else {
+			full++
+		}
+	}
+	t.Logf("%d discussions complete", full)
 }

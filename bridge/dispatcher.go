@@ -261,6 +261,9 @@ type sinkRunner struct {
 	ready   []Queue
 	wake    chan struct{}           // capacity 1: "the ready list may be non-empty"
 	targets map[string]*targetState // by Target.Key()
+	// failingSince is when the sink's current run of failed attempts began (zero: healthy);
+	// it only decides what is logged.
+	failingSince time.Time
 }
 
 // start runs the runner's workers until ctx ends or stop is called.
@@ -369,6 +372,26 @@ func (r *sinkRunner) stopTimers() {
 	}
 }
 
+// markFailing notes a failed attempt; it reports whether the sink was healthy until now.
+func (r *sinkRunner) markFailing(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.failingSince.IsZero() {
+		return false
+	}
+	r.failingSince = now
+	return true
+}
+
+// markHealthy notes a delivery; it reports since when the sink was failing, if it was.
+func (r *sinkRunner) markHealthy() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	since := r.failingSince
+	r.failingSince = time.Time{}
+	return since, !since.IsZero()
+}
+
 // turn is how many deliveries one queue gets before yielding to the others.
 const turn = 32
 
@@ -437,8 +460,8 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	}()
 	if err == nil {
 		r.succeeded(d.Target)
-		if p.Attempts > 0 {
-			log.Info("delivered after retries", "attempts", d.Attempt)
+		if since, was := r.markHealthy(); was {
+			log.Info("sink recovered", "failing_for", r.d.now().Sub(since).Round(time.Millisecond))
 		}
 		// Recorded even when the grace period has just ended: the delivery did happen.
 		if err := r.d.store.Done(context.WithoutCancel(ctx), p); err != nil {
@@ -472,10 +495,11 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		}
 		p.NextTry = now.Add(wait)
 		out.Wait = wait
-		if p.Attempts == 1 {
-			log.Warn("delivery failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		if r.markFailing(now) {
+			// One line when the sink starts failing, not one per queue and retry.
+			log.Warn("sink failing; deliveries are kept and retried", "err", err, "retry_in", wait.Round(time.Millisecond))
 		} else {
-			log.Debug("delivery failed again", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
+			log.Debug("delivery failed", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
 		if serr := r.d.store.Attempted(ctx, p); serr != nil {
 			log.Error("record failed attempt", "err", serr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -424,3 +425,54 @@ func TestReconfigureRoutesAndSinks(t *testing.T) {
 	}
 	waitUntil(t, "the kept delivery", 5*time.Second, func() bool { return len(a2.delivered()) == 1 })
 }
+
+func TestFailingSinkLogsStateChangesOnly(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	var mu sync.Mutex
+	down := true
+	sink := newSink("hook", func(bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("503")
+		}
+		return nil
+	})
+	var logs syncLog
+	d := bridge.NewDispatcher(st, routeAll("hook"), []bridge.SinkSpec{{Sink: sink, Retry: fastRetry}},
+		bridge.DispatcherOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	emitAll(t, d, []string{"a", "b", "c", "d", "e"}, 2)
+	waitUntil(t, "several failed attempts", 10*time.Second, func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		n := 0
+		for _, h := range sink.hits {
+			n += h
+		}
+		return n >= 15
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	waitUntil(t, "the backlog", 10*time.Second, func() bool { return len(sink.delivered()) == 10 })
+	text := logs.String()
+	if n := strings.Count(text, "sink failing"); n != 1 {
+		t.Errorf("%d 'sink failing' lines for one outage, want 1:\n%s", n, text)
+	}
+	if n := strings.Count(text, "sink recovered"); n != 1 {
+		t.Errorf("%d 'sink recovered' lines, want 1:\n%s", n, text)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

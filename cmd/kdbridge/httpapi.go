@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,8 +15,8 @@ import (
 
 // httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
 // (every source identified, every discussion subscribed or explicitly refused), /metrics
-// (Prometheus), and for loopback clients only the dead letter API of `kdbridge dlq` and
-// POST /-/reload.
+// (Prometheus), and for loopback clients only the dead letter API of `kdbridge dlq`,
+// POST /-/reload and /debug/pprof/.
 func httpHandler(d *daemon) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -33,6 +34,9 @@ func httpHandler(d *daemon) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	// Profiles for diagnosing memory and CPU, from this machine only.
+	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
 	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(d.st, d.disp)))
 	mux.Handle("POST /-/reload", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -51,7 +51,8 @@ const (
 // Functions: link URL LABEL (a safe <url|label>), truncate N TEXT, default DEF VALUE. Build
 // links with link: a field written right after a literal "<" is refused, since it could
 // complete a control sequence such as <!channel>. A template that renders only white space
-// skips the message.
+// skips the message. A route target's `template:` (Options.RouteTemplates; checked with
+// ValidateTemplate) replaces this one for that route.
 //
 // IconURL is a text/template over the author (.Name, .Username, .DisplayName, .Email; not
 // escaped: the result is a URL, not text) with the functions md5 and sha256 (of the trimmed,
@@ -158,10 +159,7 @@ func (c *Config) compile() (*compiled, error) {
 	}
 
 	if cfg.Template != "" {
-		t, err := parseTextTemplate(cfg.Template)
-		if err == nil {
-			_, err = executeText(t, sampleTemplateData())
-		}
+		t, err := compileTextTemplate(cfg.Template)
 		if err != nil {
 			errs = append(errs, config.Fieldf("template", "%v", err))
 		}

@@ -87,6 +87,15 @@ func TestValidateTemplates(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
+		// ValidateTemplate, for a route target's template, says the same without a key.
+		if err := ValidateTemplate(src); err == nil || !strings.HasPrefix(err.Error(), "template line ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateTemplate(%q): %v, want %q", src, err, want)
+		}
+	}
+	for _, src := range []string{"{{.Text}}", "<!here> {{.Author.Name}}: {{truncate 200 .Text}}", "{{link .Discussion.URL .Discussion.Title}}"} {
+		if err := ValidateTemplate(src); err != nil {
+			t.Errorf("ValidateTemplate(%q): %v", src, err)
+		}
 	}
 	if err := (&Config{Token: "xoxb-1", Identity: "bot", IconURL: "https://x.example/a.png"}).Validate(); err == nil {
 		t.Error("icon_url with identity: bot accepted")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
+	"github.com/kdbridge/kdbridge/sinks/slack/slacktest"
 )
 
 func deliverErr(s *Sink, e bridge.Event) error {
@@ -21,12 +22,12 @@ func deliverErr(s *Sink, e bridge.Event) error {
 }
 
 func TestRateLimited(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
 
-	f.fail("chat.postMessage", fault{status: 429, retryAfter: "7", code: "ratelimited"})
+	f.FailNextWith("chat.postMessage", slacktest.Fault{Status: 429, RetryAfter: "7", Error: "ratelimited"})
 	before := time.Now()
 	err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
 	after := time.Now()
@@ -47,9 +48,20 @@ func TestRateLimited(t *testing.T) {
 	if wait, r := s.limiters.channel("C0000DEV2").reserve(before); wait != 0 || r == nil {
 		t.Errorf("another channel is paused too: %v", wait)
 	}
+	// While paused, a delivery to the channel is handed back at once (its worker is free for
+	// other channels) without calling Slack; another channel's is delivered.
+	start := time.Now()
+	err = deliverErr(s, event(bridge.MessageCreated, "d2", "m2", "", "x"))
+	if d, ok := bridge.RetryAfterOf(err); !ok || d > 7*time.Second || d < 6*time.Second || time.Since(start) > time.Second {
+		t.Errorf("delivery to the paused channel: %v after %v", err, time.Since(start))
+	}
+	deliver(t, s, event(bridge.MessageCreated, "d3", "m3", "", "x"), "C0000DEV2")
+	if n := len(f.CallsOf("chat.postMessage")); n != 2 {
+		t.Errorf("%d chat.postMessage calls, want 2 (the 429 and the other channel's)", n)
+	}
 
 	// A 429 without a usable Retry-After still asks for a pause.
-	f.fail("chat.update", fault{status: 429})
+	f.FailNextWith("chat.update", slacktest.Fault{Status: 429})
 	s2 := newSink(t, cfg, newMemKV())
 	deliver(t, s2, event(bridge.MessageCreated, "d1", "m1", "", "x"), "C0000DEV2")
 	err = s2.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageUpdated, "d1", "m1", "", "y"), Target: bridge.Target{Channel: "C0000DEV2"}})
@@ -57,13 +69,13 @@ func TestRateLimited(t *testing.T) {
 		t.Errorf("429 without Retry-After: %v", err)
 	}
 	// slack-go itself did not retry: one call per attempt.
-	if n := len(f.callsOf("chat.postMessage")); n != 2 {
-		t.Errorf("%d chat.postMessage calls, want 2 (no retries inside slack-go)", n)
+	if n := len(f.CallsOf("chat.postMessage")); n != 3 {
+		t.Errorf("%d chat.postMessage calls, want 3 (no retries inside slack-go)", n)
 	}
 }
 
 func TestPermanentErrors(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
@@ -72,7 +84,7 @@ func TestPermanentErrors(t *testing.T) {
 		"missing_scope", "is_archived", "msg_too_long", "no_text", "message_not_found",
 		"cant_update_message", "cant_delete_message", "compliance_exports_prevent_deletion", "restricted_action",
 	} {
-		f.fail("chat.postMessage", fault{code: code})
+		f.FailNextWith("chat.postMessage", slacktest.Fault{Error: code})
 		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m-"+code, "", "x"))
 		var se slackgo.SlackErrorResponse
 		if !bridge.IsPermanent(err) || !errors.As(err, &se) || se.Err != code {
@@ -83,7 +95,7 @@ func TestPermanentErrors(t *testing.T) {
 		}
 	}
 	for _, status := range []int{400, 401, 403, 404} {
-		f.fail("chat.postMessage", fault{status: status, body: "nope"})
+		f.FailNextWith("chat.postMessage", slacktest.Fault{Status: status, Body: "nope"})
 		if err := deliverErr(s, event(bridge.MessageCreated, "d1", "m", "", "x")); !bridge.IsPermanent(err) {
 			t.Errorf("HTTP %d: %v", status, err)
 		}
@@ -91,7 +103,7 @@ func TestPermanentErrors(t *testing.T) {
 }
 
 func TestRetryableErrors(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	cfg.Timeout = config.Duration(200 * time.Millisecond)
@@ -103,16 +115,16 @@ func TestRetryableErrors(t *testing.T) {
 	defer s.Close()
 	for _, tt := range []struct {
 		name string
-		f    fault
+		f    slacktest.Fault
 	}{
-		{"500", fault{status: 500, body: "<html>oops</html>"}},
-		{"503", fault{status: 503}},
-		{"not JSON", fault{body: "<html>proxy</html>"}},
-		{"unknown code", fault{code: "fatal_error"}},
-		{"unknown code again", fault{code: "fatal_error"}},
-		{"timeout", fault{hang: true}},
+		{"500", slacktest.Fault{Status: 500, Body: "<html>oops</html>"}},
+		{"503", slacktest.Fault{Status: 503}},
+		{"not JSON", slacktest.Fault{Body: "<html>proxy</html>"}},
+		{"unknown code", slacktest.Fault{Error: "fatal_error"}},
+		{"unknown code again", slacktest.Fault{Error: "fatal_error"}},
+		{"timeout", slacktest.Fault{Hang: true}},
 	} {
-		f.fail("chat.postMessage", tt.f)
+		f.FailNextWith("chat.postMessage", tt.f)
 		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
 		if _, after := bridge.RetryAfterOf(err); err == nil || bridge.IsPermanent(err) || after {
 			t.Errorf("%s: %v, want a plain retryable error", tt.name, err)
@@ -133,9 +145,9 @@ func TestRetryableErrors(t *testing.T) {
 }
 
 func TestNetworkErrorIsRetryable(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
-	f.srv.Close() // nothing listens there any more
+	f.Close() // nothing listens there any more
 	s := newSink(t, cfg, newMemKV())
 	err := deliverErr(s, event(bridge.MessageCreated, "d1", "m1", "", "x"))
 	if err == nil || bridge.IsPermanent(err) {
@@ -146,7 +158,7 @@ func TestNetworkErrorIsRetryable(t *testing.T) {
 // TestTokenNeverLeaks provokes every kind of failure, with a server that quotes the token
 // back, and checks errors and logs at debug level.
 func TestTokenNeverLeaks(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.MentionUsers = MentionEmail
 	cfg.Timeout = config.Duration(200 * time.Millisecond)
@@ -161,15 +173,15 @@ func TestTokenNeverLeaks(t *testing.T) {
 	try := func(e bridge.Event, ch string) {
 		errs = append(errs, s.Deliver(context.Background(), bridge.Delivery{Event: e, Target: bridge.Target{Channel: ch}}))
 	}
-	f.fail("chat.postMessage",
-		fault{code: "invalid_auth " + testToken},
-		fault{code: "weird_" + testToken},
-		fault{status: 500, body: testToken},
-		fault{status: 429, retryAfter: testToken},
-		fault{hang: true},
+	f.FailNextWith("chat.postMessage",
+		slacktest.Fault{Error: "invalid_auth " + testToken},
+		slacktest.Fault{Error: "weird_" + testToken},
+		slacktest.Fault{Status: 500, Body: testToken},
+		slacktest.Fault{Status: 429, RetryAfter: testToken},
+		slacktest.Fault{Hang: true},
 	)
-	f.fail("users.lookupByEmail", fault{code: "missing_scope_" + testToken})
-	f.fail("conversations.list", fault{code: "internal_error_" + testToken})
+	f.FailNextWith("users.lookupByEmail", slacktest.Fault{Error: "missing_scope_" + testToken})
+	f.FailNextWith("conversations.list", slacktest.Fault{Error: "internal_error_" + testToken})
 	ev := event(bridge.MessageCreated, "d1", "m1", "", "x")
 	ev.Message.Content = append(ev.Message.Content, bridge.Token{Type: "user",
 		Value: []byte(`{"displayName":"Bob","email":"bob@example.com"}`)})
@@ -177,7 +189,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		try(ev, "")
 	}
 	try(ev, "#not-an-id")
-	bad := newSink(t, Config{Token: "xoxb-WRONG-token-value", APIURL: f.url(), Channel: "C0000OPS1"}, newMemKV())
+	bad := newSink(t, Config{Token: "xoxb-WRONG-token-value", APIURL: f.URL(), Channel: "C0000OPS1"}, newMemKV())
 	errs = append(errs, bad.Deliver(context.Background(), bridge.Delivery{Event: ev}))
 
 	for i, err := range errs {

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func TestEscaping(t *testing.T) {
 // TestPostedTextIsInert sends hostile content through the whole sink and checks what
 // reached the (fake) Slack API.
 func TestPostedTextIsInert(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
@@ -93,7 +94,7 @@ func TestPostedTextIsInert(t *testing.T) {
 		{Filename: "evil.js", Size: 10, URL: "javascript:alert(1)"},
 	}
 	deliver(t, s, e, "")
-	text := f.callsOf("chat.postMessage")[0].get("text")
+	text := f.CallsOf("chat.postMessage")[0].Param("text")
 	wj := wordJoiner
 	want := "&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|https://good&gt; @" + wj + "here " +
 		"@&lt;!everyone&gt; @" + wj + "here @" + wj + "everyone @unknown {\"k\":\"&lt;!here&gt;\"}\n" +
@@ -160,12 +161,12 @@ func TestTruncation(t *testing.T) {
 }
 
 func TestLongMessageIsTruncatedWhenPosted(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
 	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", strings.Repeat("<!here> ", 10_000)), "")
-	text := f.callsOf("chat.postMessage")[0].get("text")
+	text := f.CallsOf("chat.postMessage")[0].Param("text")
 	if n := utf8.RuneCountInString(text); n > 40_000 || !strings.HasSuffix(text, truncMarker) {
 		t.Errorf("posted %d characters", n)
 	}
@@ -173,7 +174,7 @@ func TestLongMessageIsTruncatedWhenPosted(t *testing.T) {
 }
 
 func TestTemplate(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	cfg.Template = `{{if .Edited}}(edited) {{end}}*{{.Author.Name}}* in {{link .Discussion.URL .Discussion.Title}}: {{.Message.Text}}` +
@@ -186,7 +187,7 @@ func TestTemplate(t *testing.T) {
 	e.Discussion.URL = "https://acme.kinops.io/#/discussions/d1?a=1&b=2"
 	e.Message.Attachments = []bridge.Attachment{{Filename: "x.png", Size: 3, URL: "https://acme.kinops.io/x.png"}}
 	deliver(t, s, e, "")
-	got := f.callsOf("chat.postMessage")[0].get("text")
+	got := f.CallsOf("chat.postMessage")[0].Param("text")
 	link := "<https://acme.kinops.io/#/discussions/d1?a=1&amp;b=2|Title &lt;@U2¦x&gt; &amp; co>"
 	file := "<https://acme.kinops.io/x.png|x.png (3 B)>"
 	want := "*Eve &lt;!channel&gt;* in " + link + ": &lt;!here&gt; hi @" + wordJoiner + "everyone &lt;@U1&gt;\n> 📎 " + file
@@ -197,7 +198,7 @@ func TestTemplate(t *testing.T) {
 
 	up := event(bridge.MessageUpdated, "d1", "m1", "", "fixed")
 	deliver(t, s, up, "")
-	if upd := f.callsOf("chat.update"); len(upd) != 1 || !strings.HasPrefix(upd[0].get("text"), "(edited) *Alice Doe* in <") {
+	if upd := f.CallsOf("chat.update"); len(upd) != 1 || !strings.HasPrefix(upd[0].Param("text"), "(edited) *Alice Doe* in <") {
 		t.Errorf("edited: %v", upd)
 	}
 
@@ -205,7 +206,7 @@ func TestTemplate(t *testing.T) {
 	cfg.Template = `{{if ne .Message.Kind "user"}}{{.Text}}{{end}}`
 	quiet := newSink(t, cfg, newMemKV())
 	deliver(t, quiet, event(bridge.MessageCreated, "d1", "m2", "", "hi"), "")
-	if n := len(f.callsOf("chat.postMessage")); n != 1 {
+	if n := len(f.CallsOf("chat.postMessage")); n != 1 {
 		t.Errorf("skipped message was posted: %d posts", n)
 	}
 }
@@ -235,5 +236,75 @@ func TestFormatSize(t *testing.T) {
 		if got := formatSize(n); got != want {
 			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestRouteTemplates(t *testing.T) {
+	f := newFake(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	cfg.Template = `sink: {{.Text}}`
+	s := newSinkWith(t, cfg, Options{KV: newMemKV(), RouteTemplates: map[string]string{
+		"incidents": `{{if .Edited}}(edited) {{end}}*{{.Author.Name}}* in {{link .Discussion.URL .Discussion.Title}}: {{.Text}}`,
+		"quiet":     `{{if ne .Message.Kind "user"}}{{.Text}}{{end}}`,
+		"plain":     "", // no override
+	}})
+	e := event(bridge.MessageCreated, "d1", "m1", "", "<!here> & co")
+	e.Message.Author.DisplayName = "Eve <!channel>"
+	deliverRoute(t, s, e, "incidents", "")
+	deliverRoute(t, s, event(bridge.MessageCreated, "d1", "m2", "", "<b>hi</b>"), "other", "")
+	deliverRoute(t, s, event(bridge.MessageCreated, "d1", "m3", "", "hi"), "plain", "")
+	deliverRoute(t, s, event(bridge.MessageCreated, "d1", "m4", "", "hi"), "quiet", "")
+	deliverRoute(t, s, event(bridge.MessageUpdated, "d1", "m1", "", "fixed @channel"), "incidents", "")
+
+	var got []string
+	for _, c := range f.CallsOf("chat.postMessage") {
+		got = append(got, c.Param("text"))
+	}
+	want := []string{
+		"*Eve &lt;!channel&gt;* in <https://acme.kinops.io/#/discussions/d1|Incident d1>: &lt;!here&gt; &amp; co",
+		"sink: &lt;b&gt;hi&lt;/b&gt;",
+		"sink: hi",
+		// the quiet route's template rendered nothing: skipped
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("posted\n %q\nwant\n %q", got, want)
+	}
+	upd := f.CallsOf("chat.update")
+	if len(upd) != 1 || upd[0].Param("text") != "(edited) *Alice Doe* in <https://acme.kinops.io/#/discussions/d1|Incident d1>: fixed @"+wordJoiner+"channel" {
+		t.Errorf("edit through the route: %v", upd)
+	}
+	for _, text := range got {
+		assertInert(t, text, "<https://acme.kinops.io/#/discussions/d1|Incident d1>")
+	}
+
+	// Without a sink template, routes without one get the default rendering.
+	cfg.Template = ""
+	plain := newSinkWith(t, cfg, Options{KV: newMemKV(), RouteTemplates: map[string]string{"incidents": "!{{.Text}}"}})
+	deliverRoute(t, plain, event(bridge.MessageCreated, "d2", "m1", "", "a"), "incidents", "")
+	deliverRoute(t, plain, event(bridge.MessageCreated, "d2", "m2", "", "b"), "other", "")
+	posts := f.CallsOf("chat.postMessage")
+	if n := len(posts); n != 5 || posts[3].Param("text") != "!a" || posts[4].Param("text") != "b" {
+		t.Errorf("posts %v", posts[3:])
+	}
+}
+
+func TestRouteTemplatesAreChecked(t *testing.T) {
+	f := newFake(t)
+	_, err := New("ops-slack", baseConfig(f), Options{KV: newMemKV(), RouteTemplates: map[string]string{
+		"good": "{{.Text}}",
+		"typo": "ok\n{{.Message.Nope}}",
+		"evil": "<!{{.Author.Name}}>",
+	}})
+	for _, want := range []string{
+		`slack: route "typo": template: template line 2, column 10: at <.Message.Nope>: can't evaluate field Nope`,
+		`slack: route "evil": template: template line 1: a field right after "<"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New: %v\nwant %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), `"good"`) {
+		t.Errorf("a good template reported: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,30 +48,67 @@ func TestLimiterPaces(t *testing.T) {
 	}
 }
 
-func TestLimiterWaitHonoursContext(t *testing.T) {
+func TestLimiterWait(t *testing.T) {
+	// A paused channel hands the wait back at once, whatever the context.
 	l := newLimiters(1, 1).channel("C1")
 	l.pause(time.Now().Add(time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	err := l.wait(ctx)
+	if d, ok := bridge.RetryAfterOf(err); !ok || d < 59*time.Minute || d > time.Hour || !errors.Is(err, errPaused) {
+		t.Errorf("paused: %v", err)
+	}
+
+	// A wait of up to one interval is slept; the context ends it.
+	l = newLimiters(1, 1).channel("C2")
+	if err := l.wait(context.Background()); err != nil { // the burst: no wait at all
+		t.Fatal(err)
+	}
 	if err := l.wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	if err := l.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := l.wait(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("wait past the deadline: %v", err)
 	}
-	// Unpaused with tokens left: no wait at all.
-	if err := newLimiters(1, 1).channel("C2").wait(context.Background()); err != nil {
-		t.Error(err)
+	// Neither took a token: the next turn is still about a second away, not three.
+	if d, r := l.reserve(time.Now()); r == nil || d > time.Second {
+		t.Errorf("after cancelled waits: next turn in %v", d)
+	} else {
+		r.Cancel()
+	}
+
+	// Further than one interval away (other discussions queue on the channel): handed back
+	// for when the turn comes, and the turn is given up.
+	if _, r := l.reserve(time.Now()); r == nil {
+		t.Fatal("no reservation")
+	}
+	err = l.wait(context.Background())
+	if d, ok := bridge.RetryAfterOf(err); !ok || d <= time.Second || d > 2*time.Second || !errors.Is(err, errBusy) {
+		t.Errorf("busy channel: %v", err)
+	}
+	if d, _ := l.reserve(time.Now()); d > 2*time.Second {
+		t.Errorf("the handed-back turn was kept: next turn in %v", d)
+	}
+}
+
+func TestLimiterHold(t *testing.T) {
+	for _, tt := range []struct {
+		rate float64
+		want time.Duration
+	}{{1, 1010 * time.Millisecond}, {4, 252500 * time.Microsecond}, {0.5, 2020 * time.Millisecond}, {0.001, maxHold}} {
+		if got := newLimiters(tt.rate, 3).hold; got != tt.want {
+			t.Errorf("rate %g: hold %v, want %v", tt.rate, got, tt.want)
+		}
 	}
 }
 
 // TestSinkUsesTheChannelLimiter shows that posts take tokens from their channel's bucket: with
-// a burst of two and a very slow rate, two posts go at once and a third would wait far longer
-// than its context allows, so it fails before calling Slack.
+// a burst of two and a very slow rate, two posts go at once and a third is handed back to the
+// dispatcher with the time until its turn, before calling Slack.
 func TestSinkUsesTheChannelLimiter(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	cfg.Rate, cfg.Burst = 0.001, 2
@@ -85,13 +123,11 @@ func TestSinkUsesTheChannelLimiter(t *testing.T) {
 	// Another channel has its own bucket.
 	deliver(t, s, event(bridge.MessageCreated, "d3", "m3", "", "three"), "C0000DEV2")
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	err := s.Deliver(ctx, bridge.Delivery{Event: event(bridge.MessageCreated, "d4", "m4", "", "four")})
-	if !errors.Is(err, context.DeadlineExceeded) || bridge.IsPermanent(err) {
+	err := s.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageCreated, "d4", "m4", "", "four")})
+	if d, ok := bridge.RetryAfterOf(err); !ok || d < 900*time.Second || bridge.IsPermanent(err) || !strings.Contains(err.Error(), "slack C0000OPS1: busy") {
 		t.Errorf("third post: %v", err)
 	}
-	if n := len(f.callsOf("chat.postMessage")); n != 3 {
+	if n := len(f.CallsOf("chat.postMessage")); n != 3 {
 		t.Errorf("%d posts, want 3", n)
 	}
 }

@@ -19,9 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 	"unicode"
 
@@ -46,6 +49,11 @@ type Options struct {
 	// HTTPClient, if set, carries the API calls (tests, proxies). Each call is bounded by the
 	// configured timeout whatever the client's own.
 	HTTPClient *http.Client
+	// RouteTemplates are the `template:` of route targets that name this sink: route name →
+	// template source. A route's template replaces Config.Template for that route's
+	// deliveries (creates and edits alike); it has the same data, functions and escaping
+	// rules, and New checks it as ValidateTemplate does. An empty source is no override.
+	RouteTemplates map[string]string
 }
 
 // Sink delivers events to Slack. It is safe for concurrent use.
@@ -61,6 +69,7 @@ type Sink struct {
 	log       *slog.Logger
 	redact    func(string) string // hides the token in error texts (a func: no %#v shows it)
 
+	routeText      map[string]*template.Template // by route name; see Options.RouteTemplates
 	limiters       *limiters
 	locks          keyedMutex
 	channels       channels
@@ -81,6 +90,21 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	if opts.KV == nil {
 		return nil, errors.New("slack: Options.KV is required: edits, deletes and threads need the message map")
 	}
+	routeText := map[string]*template.Template{}
+	var errs []error
+	for _, route := range slices.Sorted(maps.Keys(opts.RouteTemplates)) {
+		if strings.TrimSpace(opts.RouteTemplates[route]) == "" {
+			continue // no template of its own: the sink's
+		}
+		t, err := compileTextTemplate(opts.RouteTemplates[route])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slack: route %q: template: %w", route, err))
+		}
+		routeText[route] = t
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -93,6 +117,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		kv:        opts.KV,
 		namespace: "slack/" + name,
 		log:       logger.With("sink", name),
+		routeText: routeText,
 		limiters:  newLimiters(c.cfg.Rate, c.cfg.Burst),
 		users:     users{m: map[string]*userEntry{}},
 	}
@@ -185,11 +210,15 @@ func (s *Sink) deliver(ctx context.Context, d bridge.Delivery) error {
 	}
 	defer unlock()
 
+	tmpl := s.c.text
+	if t, ok := s.routeText[d.Target.Route]; ok {
+		tmpl = t
+	}
 	switch e.Type {
 	case bridge.MessageCreated:
-		return s.mirror(ctx, ch, e)
+		return s.mirror(ctx, ch, e, tmpl)
 	case bridge.MessageUpdated:
-		return s.edit(ctx, ch, e)
+		return s.edit(ctx, ch, e, tmpl)
 	case bridge.MessageDeleted:
 		return s.remove(ctx, ch, e)
 	case bridge.DiscussionUpdated:
@@ -202,13 +231,14 @@ func (s *Sink) deliver(ctx context.Context, d bridge.Delivery) error {
 // mirror posts a message that is not in the map yet and records where it went. A message
 // that is in the map was posted by an earlier attempt whose success was not recorded by the
 // dispatcher: posting it again would duplicate it in the channel.
-func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event) error {
+// tmpl is the message template of the delivery's route (nil: the default rendering).
+func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event, tmpl *template.Template) error {
 	key := messageKey(ch, e.Source, e.Message.ID)
 	var p posted
 	if ok, err := s.load(ctx, key, &p); err != nil || ok {
 		return err
 	}
-	o, skip, err := s.compose(ctx, e)
+	o, skip, err := s.compose(ctx, e, tmpl)
 	if err != nil || skip {
 		return err
 	}
@@ -227,7 +257,7 @@ func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event) error {
 }
 
 // edit updates the Slack copy of a message, or mirrors it when there is none.
-func (s *Sink) edit(ctx context.Context, ch string, e bridge.Event) error {
+func (s *Sink) edit(ctx context.Context, ch string, e bridge.Event, tmpl *template.Template) error {
 	var p posted
 	ok, err := s.load(ctx, messageKey(ch, e.Source, e.Message.ID), &p)
 	switch {
@@ -236,11 +266,11 @@ func (s *Sink) edit(ctx context.Context, ch string, e bridge.Event) error {
 	case !ok:
 		s.log.Debug("edit of a message never mirrored here; posting it", "channel", ch,
 			"discussion", e.Discussion.ID, "message", e.Message.ID)
-		return s.mirror(ctx, ch, e)
+		return s.mirror(ctx, ch, e, tmpl)
 	case p.Deleted:
 		return nil
 	}
-	o, skip, err := s.compose(ctx, e)
+	o, skip, err := s.compose(ctx, e, tmpl)
 	if err != nil || skip {
 		return err
 	}
@@ -295,8 +325,9 @@ type outgoing struct {
 	iconURL  string // "": the bot's own icon
 }
 
-// compose renders a message event. skip is true when the template rendered nothing.
-func (s *Sink) compose(ctx context.Context, e bridge.Event) (o outgoing, skip bool, err error) {
+// compose renders a message event, with tmpl when it is not nil. skip is true when the
+// template rendered nothing.
+func (s *Sink) compose(ctx context.Context, e bridge.Event, tmpl *template.Template) (o outgoing, skip bool, err error) {
 	m := e.Message
 	var mention mentioner
 	if s.cfg.MentionUsers == MentionEmail {
@@ -320,8 +351,8 @@ func (s *Sink) compose(ctx context.Context, e bridge.Event) (o outgoing, skip bo
 	}
 
 	switch {
-	case s.c.text != nil:
-		out, err := executeText(s.c.text, s.templateData(e, text, files))
+	case tmpl != nil:
+		out, err := executeText(tmpl, s.templateData(e, text, files))
 		if err != nil {
 			// The same event renders the same way every time.
 			return o, false, bridge.Permanent(fmt.Errorf("slack: template: %w", err))

@@ -9,10 +9,11 @@ import (
 	"testing"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/sinks/slack/slacktest"
 )
 
 func TestThreadsDiscussion(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	s := newSink(t, baseConfig(f), newMemKV())
 
 	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "first"), "")
@@ -22,11 +23,11 @@ func TestThreadsDiscussion(t *testing.T) {
 	// The same discussion through a target that overrides the channel gets its own thread.
 	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "first"), "C0000DEV2")
 
-	posts := f.callsOf("chat.postMessage")
+	posts := f.CallsOf("chat.postMessage")
 	type post struct{ ch, thread, text string }
 	var got []post
 	for _, c := range posts {
-		got = append(got, post{c.get("channel"), c.get("thread_ts"), c.get("text")})
+		got = append(got, post{c.Param("channel"), c.Param("thread_ts"), c.Param("text")})
 	}
 	ts := func(i int) string { return fmt.Sprintf("1700000000.%06d", i) }
 	want := []post{
@@ -44,8 +45,8 @@ func TestThreadsDiscussion(t *testing.T) {
 	}
 	for _, c := range posts {
 		for k, v := range map[string]string{"parse": "none", "link_names": "false", "unfurl_links": "false", "unfurl_media": "false"} {
-			if c.get(k) != v {
-				t.Errorf("%s = %q, want %q", k, c.get(k), v)
+			if c.Param(k) != v {
+				t.Errorf("%s = %q, want %q", k, c.Param(k), v)
 			}
 		}
 	}
@@ -62,7 +63,7 @@ func TestThreadHeaderWithoutURL(t *testing.T) {
 }
 
 func TestThreadsReplies(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsReplies
 	s := newSink(t, cfg, newMemKV())
@@ -74,8 +75,8 @@ func TestThreadsReplies(t *testing.T) {
 	deliver(t, s, event(bridge.MessageCreated, "d1", "orphan", "never-seen", "orphan"), "")
 
 	var got []string
-	for _, c := range f.callsOf("chat.postMessage") {
-		got = append(got, c.get("text")+"@"+c.get("thread_ts"))
+	for _, c := range f.CallsOf("chat.postMessage") {
+		got = append(got, c.Param("text")+"@"+c.Param("thread_ts"))
 	}
 	want := "[root@ reply@1700000000.000001 reply to reply@1700000000.000001 top-level@ orphan@]"
 	if fmt.Sprint(got) != want {
@@ -84,24 +85,24 @@ func TestThreadsReplies(t *testing.T) {
 }
 
 func TestThreadsNone(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
 	deliver(t, s, event(bridge.MessageCreated, "d1", "a", "", "a"), "")
 	deliver(t, s, event(bridge.MessageCreated, "d1", "b", "a", "b"), "")
-	for _, c := range f.callsOf("chat.postMessage") {
-		if c.get("thread_ts") != "" {
-			t.Errorf("threaded post in none mode: %v", c.Form)
+	for _, c := range f.CallsOf("chat.postMessage") {
+		if c.Param("thread_ts") != "" {
+			t.Errorf("threaded post in none mode: %v", c.Params)
 		}
 	}
-	if n := len(f.callsOf("chat.postMessage")); n != 2 {
+	if n := len(f.CallsOf("chat.postMessage")); n != 2 {
 		t.Errorf("%d posts, want 2 (no thread parent)", n)
 	}
 }
 
 func TestChannelNames(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Channel = "#secret-room" // on the second page of the listing
 	cfg.Threads = ThreadsNone
@@ -113,13 +114,13 @@ func TestChannelNames(t *testing.T) {
 	deliver(t, s, event(bridge.MessageCreated, "d1", "x", "", "hi"), "ops")
 	deliver(t, s, event(bridge.MessageCreated, "d1", "y", "", "hi"), "#DEV")
 
-	lists := f.callsOf("conversations.list")
-	if len(lists) != 2 || lists[0].get("cursor") != "" || lists[1].get("cursor") != "2" {
+	lists := f.CallsOf("conversations.list")
+	if len(lists) != 2 || lists[0].Param("cursor") != "" || lists[1].Param("cursor") == "" || lists[0].Param("types") != "public_channel,private_channel" {
 		t.Errorf("conversations.list calls = %v, want one listing of two pages", lists)
 	}
 	var chans []string
-	for _, c := range f.callsOf("chat.postMessage") {
-		chans = append(chans, c.get("channel"))
+	for _, c := range f.CallsOf("chat.postMessage") {
+		chans = append(chans, c.Param("channel"))
 	}
 	if want := "[G0000SEC3 G0000SEC3 G0000SEC3 G0000SEC3 G0000SEC3 C0000OPS1 C0000DEV2]"; fmt.Sprint(chans) != want {
 		t.Errorf("channels = %v, want %s", chans, want)
@@ -131,24 +132,22 @@ func TestChannelNames(t *testing.T) {
 		t.Errorf("unknown channel: %v", err)
 	}
 	// A name missing from a fresh listing is not listed again at once: no new calls above.
-	if n := len(f.callsOf("conversations.list")); n != 2 {
+	if n := len(f.CallsOf("conversations.list")); n != 2 {
 		t.Errorf("%d conversations.list calls, want 2", n)
 	}
 	// Once the listing is old, an unknown name is looked for again (the channel may be new).
-	f.mu.Lock()
-	f.channels = append(f.channels, fakeChannel{"C0000NEW4", "nope"})
-	f.mu.Unlock()
+	f.AddChannel(slacktest.Channel{ID: "C0000NEW4", Name: "nope"})
 	s.channels.mu.Lock()
 	s.channels.listedAt = s.channels.listedAt.Add(-2 * unknownNameTTL)
 	s.channels.mu.Unlock()
 	deliver(t, s, event(bridge.MessageCreated, "d1", "z", "", "hi"), "#nope")
-	if n := len(f.callsOf("conversations.list")); n != 4 {
+	if n := len(f.CallsOf("conversations.list")); n != 4 {
 		t.Errorf("%d conversations.list calls, want 4 (a second listing of two pages)", n)
 	}
 }
 
 func TestNoChannel(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Channel = ""
 	s := newSink(t, cfg, newMemKV())
@@ -159,7 +158,7 @@ func TestNoChannel(t *testing.T) {
 }
 
 func TestIdentity(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	cfg.IconURL = "https://www.gravatar.com/avatar/{{ md5 .Email }}?d=identicon&s=64"
@@ -170,91 +169,89 @@ func TestIdentity(t *testing.T) {
 	bot := newSink(t, cfg, newMemKV())
 	deliver(t, bot, event(bridge.MessageCreated, "d1", "m2", "", "hello"), "")
 
-	posts := f.callsOf("chat.postMessage")
+	posts := f.CallsOf("chat.postMessage")
 	if len(posts) != 2 {
 		t.Fatalf("%d posts", len(posts))
 	}
 	// md5("alice@example.com"): the email is trimmed and lowercased first.
-	if p := posts[0]; p.get("username") != "Alice Doe" || p.get("text") != "hello" ||
-		p.get("icon_url") != "https://www.gravatar.com/avatar/c160f8cc69a4f0bf2b0362752353d060?d=identicon&s=64" {
-		t.Errorf("author identity: %v", p.Form)
+	if p := posts[0]; p.Param("username") != "Alice Doe" || p.Param("text") != "hello" ||
+		p.Param("icon_url") != "https://www.gravatar.com/avatar/c160f8cc69a4f0bf2b0362752353d060?d=identicon&s=64" {
+		t.Errorf("author identity: %v", p.Params)
 	}
-	if p := posts[1]; p.get("username") != "" || p.get("icon_url") != "" || p.get("text") != "*Alice Doe*: hello" {
-		t.Errorf("bot identity: %v", p.Form)
+	if p := posts[1]; p.Param("username") != "" || p.Param("icon_url") != "" || p.Param("text") != "*Alice Doe*: hello" {
+		t.Errorf("bot identity: %v", p.Params)
 	}
 }
 
 func TestUpdateDeleteAcrossRestart(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	kv := newMemKV()
 	cfg := baseConfig(f)
 	first := newSink(t, cfg, kv)
 	deliver(t, first, event(bridge.MessageCreated, "d1", "m1", "", "original"), "")
 	deliver(t, first, event(bridge.MessageCreated, "d1", "m2", "", "to delete"), "")
 	deliver(t, first, event(bridge.MessageCreated, "d1", "m1", "", "original"), "C0000DEV2")
-	posts := f.callsOf("chat.postMessage")
+	posts := f.CallsOf("chat.postMessage")
 	m1, m2, m1dev := posts[1].TS, posts[2].TS, posts[4].TS
 
 	// A new instance over the same store, as after a restart.
 	second := newSink(t, cfg, kv)
 	// A redelivered create is not posted twice.
 	deliver(t, second, event(bridge.MessageCreated, "d1", "m1", "", "original"), "")
-	if n := len(f.callsOf("chat.postMessage")); n != 5 {
+	if n := len(f.CallsOf("chat.postMessage")); n != 5 {
 		t.Errorf("redelivered create posted again: %d posts", n)
 	}
 	deliver(t, second, event(bridge.MessageUpdated, "d1", "m1", "", "edited <!here>"), "")
 	deliver(t, second, event(bridge.MessageDeleted, "d1", "m2", "", ""), "")
 
-	upd := f.callsOf("chat.update")
-	if len(upd) != 1 || upd[0].get("channel") != "C0000OPS1" || upd[0].get("ts") != m1 ||
-		upd[0].get("text") != "edited &lt;!here&gt;" || upd[0].get("parse") != "none" {
+	upd := f.CallsOf("chat.update")
+	if len(upd) != 1 || upd[0].Param("channel") != "C0000OPS1" || upd[0].Param("ts") != m1 ||
+		upd[0].Param("text") != "edited &lt;!here&gt;" || upd[0].Param("parse") != "none" {
 		t.Errorf("chat.update calls = %v (m1 is %s)", upd, m1)
 	}
-	del := f.callsOf("chat.delete")
-	if len(del) != 1 || del[0].get("channel") != "C0000OPS1" || del[0].get("ts") != m2 {
+	del := f.CallsOf("chat.delete")
+	if len(del) != 1 || del[0].Param("channel") != "C0000OPS1" || del[0].Param("ts") != m2 {
 		t.Errorf("chat.delete calls = %v (m2 is %s)", del, m2)
 	}
-	if m, _ := f.message("C0000OPS1", m1); m.Text != "edited &lt;!here&gt;" {
+	if m, _ := f.Message("C0000OPS1", m1); m.Text != "edited &lt;!here&gt;" {
 		t.Errorf("message after update: %+v", m)
 	}
 
 	// A redelivered delete, or one of a message deleted by hand in Slack, is done already.
 	deliver(t, second, event(bridge.MessageDeleted, "d1", "m2", "", ""), "")
-	f.mu.Lock()
-	f.messages["C0000DEV2 "+m1dev].Deleted = true
-	f.mu.Unlock()
+	f.DeleteMessage("C0000DEV2", m1dev)
 	deliver(t, second, event(bridge.MessageDeleted, "d1", "m1", "", ""), "C0000DEV2")
-	if n := len(f.callsOf("chat.delete")); n != 2 {
+	if n := len(f.CallsOf("chat.delete")); n != 2 {
 		t.Errorf("%d chat.delete calls, want 2", n)
 	}
 	// An edit of a deleted message does not bring it back.
 	deliver(t, second, event(bridge.MessageUpdated, "d1", "m2", "", "late edit"), "")
-	if n := len(f.callsOf("chat.update")) + len(f.callsOf("chat.postMessage")); n != 1+5 {
+	if n := len(f.CallsOf("chat.update")) + len(f.CallsOf("chat.postMessage")); n != 1+5 {
 		t.Errorf("edit of a deleted message was sent: %d calls", n)
 	}
 
 	// Never mirrored: an update is posted as new (and remembered), a delete needs nothing.
 	deliver(t, second, event(bridge.MessageUpdated, "d1", "m9", "", "edited before we saw it"), "")
 	deliver(t, second, event(bridge.MessageDeleted, "d1", "m8", "", ""), "")
-	posts = f.callsOf("chat.postMessage")
-	if last := posts[len(posts)-1]; len(posts) != 6 || last.get("text") != "edited before we saw it" || last.get("thread_ts") != posts[0].TS {
+	posts = f.CallsOf("chat.postMessage")
+	if last := posts[len(posts)-1]; len(posts) != 6 || last.Param("text") != "edited before we saw it" || last.Param("thread_ts") != posts[0].TS {
 		t.Errorf("unmirrored update: %v", posts)
 	}
 	deliver(t, second, event(bridge.MessageUpdated, "d1", "m9", "", "edited again"), "")
-	if upd := f.callsOf("chat.update"); len(upd) != 2 || upd[1].get("ts") != posts[5].TS {
+	if upd := f.CallsOf("chat.update"); len(upd) != 2 || upd[1].Param("ts") != posts[5].TS {
 		t.Errorf("second edit of the unmirrored message: %v", upd)
 	}
-	if n := len(f.callsOf("chat.delete")); n != 2 {
+	if n := len(f.CallsOf("chat.delete")); n != 2 {
 		t.Errorf("delete of an unmirrored message called Slack")
 	}
 }
 
 func TestUpdateErrorsArePermanent(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	s := newSink(t, baseConfig(f), newMemKV())
 	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "x"), "")
 	for _, code := range []string{"message_not_found", "cant_update_message"} {
-		f.fail("chat.update", fault{code: code})
+		f.FailNextWith("chat.update", slacktest.Fault{Error: code})
 		err := s.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageUpdated, "d1", "m1", "", "y")})
 		if !bridge.IsPermanent(err) || errorCode(err) != code {
 			t.Errorf("%s: %v", code, err)
@@ -262,7 +259,7 @@ func TestUpdateErrorsArePermanent(t *testing.T) {
 	}
 	deliver(t, s, event(bridge.MessageCreated, "d1", "m2", "", "x"), "")
 	for _, code := range []string{"cant_delete_message", "compliance_exports_prevent_deletion"} {
-		f.fail("chat.delete", fault{code: code})
+		f.FailNextWith("chat.delete", slacktest.Fault{Error: code})
 		err := s.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageDeleted, "d1", "m2", "", "")})
 		if !bridge.IsPermanent(err) || errorCode(err) != code {
 			t.Errorf("%s: %v", code, err)
@@ -271,7 +268,7 @@ func TestUpdateErrorsArePermanent(t *testing.T) {
 }
 
 func TestNonMessageEvents(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	s := newSink(t, baseConfig(f), newMemKV())
 	ev := func(typ, raw string) bridge.Event {
 		return bridge.Event{ID: "evt_" + strings.ReplaceAll(typ, ".", "_"), Type: typ, Source: "acme",
@@ -294,8 +291,8 @@ func TestNonMessageEvents(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, c := range f.callsOf("chat.postMessage") {
-		got = append(got, c.get("text")+"@"+c.get("thread_ts"))
+	for _, c := range f.CallsOf("chat.postMessage") {
+		got = append(got, c.Param("text")+"@"+c.Param("thread_ts"))
 	}
 	want := "[*Incident d1*@ _Bob &lt;!channel&gt; joined the discussion_@1700000000.000001 " +
 		"_carol left the discussion_@1700000000.000001 _dave@example.com was invited to the discussion_@1700000000.000001]"
@@ -311,7 +308,7 @@ func TestNonMessageEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if upd := f.callsOf("chat.update"); len(upd) != 1 || upd[0].get("ts") != "1700000000.000001" || upd[0].get("text") != "*Incident d1 (resolved)*" {
+	if upd := f.CallsOf("chat.update"); len(upd) != 1 || upd[0].Param("ts") != "1700000000.000001" || upd[0].Param("text") != "*Incident d1 (resolved)*" {
 		t.Errorf("rename: %v", upd)
 	}
 	// A message event without a message cannot be delivered.
@@ -321,15 +318,15 @@ func TestNonMessageEvents(t *testing.T) {
 }
 
 func TestMentionUsersByEmail(t *testing.T) {
-	f := newFakeSlack(t)
-	f.users["alice@example.com"] = "U0ALICE01"
+	f := newFake(t)
+	f.AddUser(slacktest.User{ID: "U0ALICE01", Email: "alice@example.com"})
 	cfg := baseConfig(f)
 	cfg.MentionUsers = MentionEmail
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
 
 	content := func(tokens ...string) bridge.Event {
-		e := event(bridge.MessageCreated, "d1", fmt.Sprint("m", len(f.callsOf("chat.postMessage"))), "", "")
+		e := event(bridge.MessageCreated, "d1", fmt.Sprint("m", len(f.CallsOf("chat.postMessage"))), "", "")
 		e.Message.Content = nil
 		for _, tk := range tokens {
 			var tok bridge.Token
@@ -345,27 +342,27 @@ func TestMentionUsersByEmail(t *testing.T) {
 	for range 3 {
 		deliver(t, s, content(`{"type":"text","value":"ping"}`, alice, `{"type":"text","value":"and"}`, ghost), "")
 	}
-	for _, c := range f.callsOf("chat.postMessage") {
-		if got := c.get("text"); got != "ping <@U0ALICE01> and @Ghost" {
+	for _, c := range f.CallsOf("chat.postMessage") {
+		if got := c.Param("text"); got != "ping <@U0ALICE01> and @Ghost" {
 			t.Errorf("text = %q", got)
 		}
 	}
-	if n := len(f.callsOf("users.lookupByEmail")); n != 2 {
+	if n := len(f.CallsOf("users.lookupByEmail")); n != 2 {
 		t.Errorf("%d lookups, want 2 (one hit, one miss, both cached)", n)
 	}
 
 	// A failing lookup costs the mention, not the message.
-	f.fail("users.lookupByEmail", fault{code: "missing_scope"})
+	f.FailNextWith("users.lookupByEmail", slacktest.Fault{Error: "missing_scope"})
 	bob := `{"type":"user","value":{"displayName":"Bob","email":"bob@example.com"}}`
 	deliver(t, s, content(bob), "")
-	posts := f.callsOf("chat.postMessage")
-	if got := posts[len(posts)-1].get("text"); got != "@Bob" {
+	posts := f.CallsOf("chat.postMessage")
+	if got := posts[len(posts)-1].Param("text"); got != "@Bob" {
 		t.Errorf("fallback text = %q", got)
 	}
 }
 
 func TestConcurrentDiscussionsOneParentEach(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	s := newSink(t, baseConfig(f), newMemKV())
 	var wg sync.WaitGroup
 	errs := make(chan error, 4*2*5)
@@ -390,11 +387,11 @@ func TestConcurrentDiscussionsOneParentEach(t *testing.T) {
 	}
 	parents := map[string]int{}
 	threads := map[string]int{}
-	for _, c := range f.callsOf("chat.postMessage") {
-		if c.get("thread_ts") == "" {
-			parents[c.get("text")]++
+	for _, c := range f.CallsOf("chat.postMessage") {
+		if c.Param("thread_ts") == "" {
+			parents[c.Param("text")]++
 		} else {
-			threads[c.get("thread_ts")]++
+			threads[c.Param("thread_ts")]++
 		}
 	}
 	if len(parents) != 4 || len(threads) != 4 {
@@ -413,7 +410,7 @@ func TestConcurrentDiscussionsOneParentEach(t *testing.T) {
 }
 
 func TestNewNeedsKV(t *testing.T) {
-	f := newFakeSlack(t)
+	f := newFake(t)
 	if _, err := New("x", baseConfig(f), Options{}); err == nil {
 		t.Error("New without KV succeeded")
 	}

@@ -83,6 +83,28 @@ func parseTextTemplate(src string) (*template.Template, error) {
 	return t, nil
 }
 
+// ValidateTemplate checks a message template as Config.Template and Options.RouteTemplates
+// take it: it must parse, must not write a field right after a literal "<", and must run
+// against a sample message (so a misspelt field shows now). Errors start with the template's
+// own line, "template line 2, column 10: …", ready to follow the YAML key that config.Locate
+// or config.Problems puts in front of them. It makes no network calls.
+func ValidateTemplate(src string) error {
+	_, err := compileTextTemplate(src)
+	return err
+}
+
+// compileTextTemplate parses a message template and runs it once against sample data.
+func compileTextTemplate(src string) (*template.Template, error) {
+	t, err := parseTextTemplate(src)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := executeText(t, sampleTemplateData()); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 func executeText(t *template.Template, d textData) (string, error) {
 	var b bytes.Buffer
 	if err := t.Execute(&b, d); err != nil {

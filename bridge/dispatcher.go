@@ -495,10 +495,15 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		}
 		p.NextTry = now.Add(wait)
 		out.Wait = wait
-		if r.markFailing(now) {
+		switch {
+		case after:
+			// The far side asked for a pause (a 429, a paced Slack channel): expected flow
+			// control, not a failing sink.
+			log.Debug("delivery paused", "err", err, "retry_in", wait.Round(time.Millisecond))
+		case r.markFailing(now):
 			// One line when the sink starts failing, not one per queue and retry.
 			log.Warn("sink failing; deliveries are kept and retried", "err", err, "retry_in", wait.Round(time.Millisecond))
-		} else {
+		default:
 			log.Debug("delivery failed", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
 		if serr := r.d.store.Attempted(ctx, p); serr != nil {

@@ -26,8 +26,9 @@ type RouteConfig struct {
 // TargetConfig is one entry of a route's `to:`: a sink name, or a mapping with per-route
 // options for that sink.
 type TargetConfig struct {
-	Sink    string `yaml:"sink"`
-	Channel string `yaml:"channel"`
+	Sink     string `yaml:"sink"`
+	Channel  string `yaml:"channel"`  // slack: this route's channel
+	Template string `yaml:"template"` // slack: this route's message template
 }
 
 type targetFields TargetConfig

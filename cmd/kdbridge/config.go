@@ -83,6 +83,9 @@ type sinkEntry struct {
 	Webhook *webhook.Config
 	Slack   *slack.Config
 	Stdout  *stdout.Config
+	// RouteTemplates are the Slack templates that routes set on their targets of this sink,
+	// by route name; part of the entry so that a reload rebuilds the sink when they change.
+	RouteTemplates map[string]string
 }
 
 // sourceCommon and sinkCommon are the keys every source or sink has, whatever its type.
@@ -212,6 +215,25 @@ func parseConfig(data []byte, lookup func(string) (string, bool), over settings)
 			case t.Channel == "" && e.Slack != nil && e.Slack.Channel == "":
 				ps.Add(config.FieldLine(n, fmt.Sprintf("to[%d]", j)), tp, "slack sink %q has no default channel: set channel here or on the sink", t.Sink)
 			}
+			if t.Template == "" || e == nil {
+				continue
+			}
+			line := config.FieldLine(n, fmt.Sprintf("to[%d].template", j))
+			switch {
+			case e.Slack == nil:
+				ps.Add(line, tp+".template", "template applies to slack sinks only; %q is a %s sink", t.Sink, e.Type)
+			case otherTemplate(r.To[:j], t.Sink):
+				ps.Add(line, tp+".template", "route %q already sets a template for sink %q", r.Name, t.Sink)
+			default:
+				if err := slack.ValidateTemplate(t.Template); err != nil {
+					ps.Add(line, tp+".template", "%v", err)
+				}
+			}
+		}
+	}
+	for i := range cfg.Sinks {
+		if e := &cfg.Sinks[i]; e.Slack != nil {
+			e.RouteTemplates = routeTemplates(cfg.Routes, e.Name)
 		}
 	}
 	if len(cfg.Routes) == 0 && len(ps) == 0 {
@@ -309,4 +331,26 @@ func filter(n *yaml.Node, keys []string, keep bool) *yaml.Node {
 		}
 	}
 	return &out
+}
+
+// routeTemplates maps route names to the Slack template their targets set for sink.
+func routeTemplates(routes []bridge.RouteConfig, sink string) map[string]string {
+	out := map[string]string{}
+	for _, r := range routes {
+		for _, t := range r.To {
+			if t.Sink == sink && t.Template != "" {
+				out[r.Name] = t.Template
+			}
+		}
+	}
+	return out
+}
+
+func otherTemplate(targets []bridge.TargetConfig, sink string) bool {
+	for _, t := range targets {
+		if t.Sink == sink && t.Template != "" {
+			return true
+		}
+	}
+	return false
 }

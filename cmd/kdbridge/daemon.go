@@ -279,7 +279,7 @@ func (d *daemon) buildSink(e sinkEntry) (*liveSink, error) {
 		}
 		ls.spec.Sink, ls.spec.MaxInFlight, ls.closer = s, s.MaxInFlight(), s
 	case "slack":
-		s, err := slack.New(e.Name, *e.Slack, slack.Options{Logger: log, KV: d.st})
+		s, err := slack.New(e.Name, *e.Slack, slack.Options{Logger: log, KV: d.st, RouteTemplates: e.RouteTemplates})
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", e.Name, err)
 		}

@@ -28,7 +28,7 @@ func newMetrics(sources func() []bridge.Source) *metrics {
 			Name: "kdbridge_events_received_total", Help: "Events handed over by sources, by source and type (before de-duplication).",
 		}, []string{"source", "type"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kdbridge_deliveries_total", Help: "Delivery attempts by sink and outcome (delivered, retry, dead_letter).",
+			Name: "kdbridge_deliveries_total", Help: "Delivery attempts by sink and outcome (delivered, retry, paused, dead_letter).",
 		}, []string{"sink", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kdbridge_delivery_latency_seconds", Help: "Time from the message's Kinetic createdAt (or the event's time) to its delivery, by sink.",
@@ -61,6 +61,8 @@ func (m *metrics) observe(o bridge.Outcome) {
 	case o.Dead:
 		m.deliveries.WithLabelValues(sink, "dead_letter").Inc()
 		m.deadTotal.WithLabelValues(sink).Inc()
+	case isPause(o.Err):
+		m.deliveries.WithLabelValues(sink, "paused").Inc()
 	default:
 		m.deliveries.WithLabelValues(sink, "retry").Inc()
 	}
@@ -132,4 +134,10 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descSubs, prometheus.GaugeValue, float64(n), name, state)
 		}
 	}
+}
+
+// isPause reports a failure that asked for a wait (429 Retry-After, a paced Slack channel).
+func isPause(err error) bool {
+	_, ok := bridge.RetryAfterOf(err)
+	return ok
 }

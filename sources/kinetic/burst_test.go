@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,17 @@ func TestBurstThroughSlowConsumerDisconnect(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
+				have := map[string]bool{}
+				for _, e := range got {
+					have[e.Message.ID] = true
+				}
+				var missing []int
+				for i, m := range srvOrder(srv, id, nil) {
+					if !have[m] {
+						missing = append(missing, i)
+					}
+				}
+				t.Logf("discussion %s misses positions %v; its log:\n%s", id, missing, strings.Join(h.logs.lines(id), "\n"))
 				t.Fatalf("discussion %d: %d of %d messages after 60s (connections %d)", d, len(got), len(want[d]), srv.Stats().ConnectionsTotal)
 			}
 			time.Sleep(10 * time.Millisecond)

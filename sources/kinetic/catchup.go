@@ -37,12 +37,12 @@ type worker struct {
 	cancel    context.CancelFunc // stops this worker
 	done      chan struct{}      // closed when run has returned
 
-	mu      sync.Mutex
-	queue   []item
-	holding bool          // a subscribe is in flight: live events wait in held until its ack
-	held    []decoded     // live events that arrived on the connection before the subscribe's ack
-	ackedAt time.Time     // when the latest subscribe was acknowledged
-	wake    chan struct{} // 1-buffered: something was queued
+	mu           sync.Mutex
+	queue        []item
+	holding      bool          // a subscribe is in flight: live events wait in held until its ack
+	held         []decoded     // live events that arrived on the connection before the subscribe's ack
+	subscribedAt time.Time     // when the first subscribe was sent
+	wake         chan struct{} // 1-buffered: something was queued
 
 	// Owned by the run goroutine.
 	cp       Checkpoint
@@ -123,6 +123,12 @@ func (w *worker) live(d decoded) {
 func (w *worker) hold() {
 	w.mu.Lock()
 	w.holding = true
+	if w.subscribedAt.IsZero() {
+		// The first subscribe is the start of "now" for a first start (see catchUpOnce):
+		// sent before the server can register it, so nothing posted after it is history. A
+		// later reconnect's must not move it while that catch-up is still to run.
+		w.subscribedAt = time.Now()
+	}
 	w.mu.Unlock()
 }
 
@@ -130,7 +136,6 @@ func (w *worker) hold() {
 // the subscribe was sent.
 func (w *worker) catchUp() {
 	w.mu.Lock()
-	w.ackedAt = time.Now()
 	w.queueCatchUpLocked()
 	w.releaseLocked()
 	w.mu.Unlock()
@@ -401,12 +406,12 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	everything := !have && w.fromStart
 	var cutoff time.Time // without a checkpoint: replay messages created since
 	if !have {
-		// A first start replays no history, but its "now" is when the subscription began,
-		// not when this page is read: a message posted in between is news, and the live
+		// A first start replays no history, but its "now" is when it first subscribed, not
+		// when this page is read: a message posted in between is news, and the live
 		// stream may not survive to deliver it (a server may drop a slow connection). The
 		// margin covers clock skew to the server; it can only cause redeliveries.
 		w.mu.Lock()
-		since := w.ackedAt
+		since := w.subscribedAt
 		w.mu.Unlock()
 		if since.IsZero() {
 			since = started

@@ -1,20 +1,26 @@
 package main
 
 import (
+	"context"
+	"time"
+
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/kdbridge/kdbridge/sinks/slack"
 
 	"github.com/kdbridge/kdbridge/internal/config"
 )
 
 // runCheck validates a configuration without any network call and prints either every
 // problem or a summary. Secrets are never printed: the summary names keys, not values.
-func runCheck(args []string, stdout, stderr io.Writer) error {
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check", stderr)
 	var cf configFlags
 	cf.register(fs)
+	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -28,8 +34,56 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprint(stdout, summary(cfg))
+	if *online {
+		return checkOnline(ctx, cfg, stdout)
+	}
 	return nil
 }
+
+// checkOnline probes every slack sink with its token: the one network check `check` makes,
+// and only when asked.
+func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
+	problems := 0
+	for _, e := range cfg.Sinks {
+		if e.Slack == nil {
+			continue
+		}
+		channels := []string{e.Slack.Channel}
+		for _, r := range cfg.Routes {
+			for _, t := range r.To {
+				if t.Sink == e.Name {
+					channels = append(channels, t.Channel)
+				}
+			}
+		}
+		s, err := slack.New(e.Name, *e.Slack, slack.Options{KV: noKV{}})
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", e.Name, err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res := s.Probe(pctx, channels)
+		cancel()
+		_ = s.Close()
+		if len(res.Problems) == 0 {
+			fmt.Fprintf(w, "online: %s: token OK (workspace %q, bot %q), every channel reachable\n", e.Name, res.Team, res.Bot)
+			continue
+		}
+		for _, p := range res.Problems {
+			fmt.Fprintf(w, "online: %s: %s\n", e.Name, p)
+		}
+		problems += len(res.Problems)
+	}
+	if problems > 0 {
+		return fmt.Errorf("%w: %d problem(s) found online", errProblems, problems)
+	}
+	return nil
+}
+
+// noKV is the store a probing Slack sink gets: probing reads and writes no message map.
+type noKV struct{}
+
+func (noKV) Get(context.Context, string, string) ([]byte, bool, error) { return nil, false, nil }
+func (noKV) Put(context.Context, string, string, []byte) error         { return nil }
 
 func summary(cfg *Config) string {
 	var b strings.Builder

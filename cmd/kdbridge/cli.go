@@ -34,7 +34,7 @@ const usage = `kdbridge mirrors Kinetic Platform Discussions into Slack channels
 
 Usage:
   kdbridge run -config FILE        run the daemon
-  kdbridge check -config FILE      validate a configuration (no network calls)
+  kdbridge check -config FILE      validate a configuration (no network calls; -online also asks Slack)
   kdbridge demo                    a self-contained demo: simulator, console and webhook receiver
   kdbridge simulate -listen ADDR   run the Kinetic simulator on its own
   kdbridge receive -secret whsec_…  a webhook receiver that verifies signatures and prints deliveries
@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return runDaemon(ctx, rest, stdout, stderr)
 	case "check":
-		return runCheck(rest, stdout, stderr)
+		return runCheck(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "simulate":

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kdbridge/kdbridge/sinks/slack/slacktest"
+)
+
+func TestCheckOnline(t *testing.T) {
+	fake := slacktest.NewServer(slacktest.Options{Channels: []slacktest.Channel{
+		{ID: "C0OK00001", Name: "ops"},
+		{ID: "C0OUT0001", Name: "outside", NotMember: true},
+		{ID: "C0OLD0001", Name: "old", Archived: true},
+	}})
+	defer fake.Close()
+	cfgFor := func(token string) string {
+		return writeConfig(t, fmt.Sprintf(`
+sources:
+  - {name: acme, type: kinetic, url: "https://acme.example.com", client_id: u, client_secret: s,
+     discussions: [9fa2b330-fa5e-11e8-88ef-7bbe80231820]}
+sinks:
+  - {name: sl, type: slack, token: %q, api_url: %q, channel: "#ops"}
+routes:
+  - {name: r1, to: [{sink: sl, channel: C0OUT0001}]}
+  - {name: r2, to: [{sink: sl, channel: C0OLD0001}]}
+  - {name: r3, to: [{sink: sl, channel: "#nowhere"}]}
+  - {name: r4, to: [sl]}
+`, token, fake.URL()))
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(fake.Token())}, &out, &out)
+	if !errors.Is(err, errProblems) {
+		t.Fatalf("check -online = %v, want problems:\n%s", err, out.String())
+	}
+	for _, want := range []string{"channel C0OUT0001: the bot is not a member", "channel C0OLD0001: is archived", "channel #nowhere: ", "channel_not_found"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "online: sl: channel #ops") {
+		t.Errorf("a good channel was reported:\n%s", out.String())
+	}
+	if n := len(fake.CallsOf("chat.postMessage")); n != 0 {
+		t.Errorf("check -online posted %d messages", n)
+	}
+
+	out.Reset()
+	const wrong = "xoxb-wrong-token-never-printed"
+	err = run(context.Background(), []string{"check", "-online", "-config", cfgFor(wrong)}, &out, &out)
+	if !errors.Is(err, errProblems) || !strings.Contains(out.String(), "invalid_auth") || strings.Contains(out.String(), wrong) {
+		t.Errorf("wrong token: %v\n%s", err, out.String())
+	}
+}

@@ -5,13 +5,14 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
 	"text/template"
 	"unicode/utf8"
+
+	"github.com/kdbridge/kdbridge/internal/config"
 )
 
 // textData is what a message template sees. Every string in it is escaped for Slack already,
@@ -73,7 +74,7 @@ var openerBeforeField = regexp.MustCompile(`<[!@#]?\s*\{\{`)
 func parseTextTemplate(src string) (*template.Template, error) {
 	t, err := template.New("template").Funcs(textFuncs).Option("missingkey=error").Parse(src)
 	if err != nil {
-		return nil, templateError(err)
+		return nil, config.TemplateError(err)
 	}
 	if loc := openerBeforeField.FindStringIndex(src); loc != nil {
 		line := 1 + strings.Count(src[:loc[0]], "\n")
@@ -108,7 +109,7 @@ func compileTextTemplate(src string) (*template.Template, error) {
 func executeText(t *template.Template, d textData) (string, error) {
 	var b bytes.Buffer
 	if err := t.Execute(&b, d); err != nil {
-		return "", templateError(err)
+		return "", config.TemplateError(err)
 	}
 	// A template may join two fields into a broadcast word ("…@" + "here…").
 	return defuse(b.String()), nil
@@ -130,7 +131,7 @@ var iconFuncs = template.FuncMap{
 func parseIconTemplate(src string) (*template.Template, error) {
 	t, err := template.New("icon_url").Funcs(iconFuncs).Option("missingkey=error").Parse(src)
 	if err != nil {
-		return nil, templateError(err)
+		return nil, config.TemplateError(err)
 	}
 	return t, nil
 }
@@ -140,28 +141,9 @@ func parseIconTemplate(src string) (*template.Template, error) {
 func executeIcon(t *template.Template, u textUser) (string, error) {
 	var b bytes.Buffer
 	if err := t.Execute(&b, u); err != nil {
-		return "", templateError(err)
+		return "", config.TemplateError(err)
 	}
 	return strings.TrimSpace(b.String()), nil
-}
-
-// templatePos matches the position text/template puts in front of its errors:
-// "template: NAME:LINE: msg" or "template: NAME:LINE:COL: executing "NAME" at <...>: msg".
-var templatePos = regexp.MustCompile(`^template: [^:]*:(\d+):(?:(\d+):)? (?:executing "[^"]*" )?`)
-
-// templateError restates a text/template error as "template line 3: ...", which reads well
-// after the key path that config.Locate puts in front of it.
-func templateError(err error) error {
-	msg := err.Error()
-	m := templatePos.FindStringSubmatchIndex(msg)
-	if m == nil {
-		return errors.New(strings.TrimPrefix(msg, "template: "))
-	}
-	pos := "template line " + msg[m[2]:m[3]]
-	if m[4] >= 0 {
-		pos += ", column " + msg[m[4]:m[5]]
-	}
-	return errors.New(pos + ": " + msg[m[1]:])
 }
 
 // sampleUser and sampleTemplateData are what Validate runs templates against.

@@ -3,16 +3,15 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"strings"
 	"text/template"
 	"time"
 	"unicode/utf8"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/config"
 )
 
 // templateFuncs are what a body or header template may call beyond text/template's builtins.
@@ -102,7 +101,7 @@ func text(v any) string {
 func parseTemplate(name, src string) (*template.Template, error) {
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=error").Parse(src)
 	if err != nil {
-		return nil, templateError(err)
+		return nil, config.TemplateError(err)
 	}
 	return t, nil
 }
@@ -111,28 +110,9 @@ func parseTemplate(name, src string) (*template.Template, error) {
 func execute(t *template.Template, env bridge.Envelope) ([]byte, error) {
 	var b bytes.Buffer
 	if err := t.Execute(&b, env); err != nil {
-		return nil, templateError(err)
+		return nil, config.TemplateError(err)
 	}
 	return b.Bytes(), nil
-}
-
-// templatePos matches the position text/template puts in front of its errors:
-// "template: NAME:LINE: msg" or "template: NAME:LINE:COL: executing "NAME" at <...>: msg".
-var templatePos = regexp.MustCompile(`^template: [^:]*:(\d+):(?:(\d+):)? (?:executing "[^"]*" )?`)
-
-// templateError restates a text/template error as "template line 3: ...", which reads well
-// after the key path that config.Locate puts in front of it.
-func templateError(err error) error {
-	msg := err.Error()
-	m := templatePos.FindStringSubmatchIndex(msg)
-	if m == nil {
-		return errors.New(strings.TrimPrefix(msg, "template: "))
-	}
-	pos := "template line " + msg[m[2]:m[3]]
-	if m[4] >= 0 {
-		pos += ", column " + msg[m[4]:m[5]]
-	}
-	return errors.New(pos + ": " + msg[m[1]:])
 }
 
 // sampleEnvelope is what Validate runs templates against: every field set, and text with

@@ -192,30 +192,7 @@ const maxDepth = 4
 // name (or a looked-up mention), teams as "@Team", quoted messages in quotes. Attachment
 // tokens are left out: the message's Attachments, which carry URLs, are rendered instead.
 func renderTokens(ctx context.Context, tokens []bridge.Token, mention mentioner, depth int) string {
-	var b strings.Builder
-	prevText := true
-	for _, t := range tokens {
-		part := renderToken(ctx, t, mention, depth)
-		if part == "" {
-			continue
-		}
-		isText := t.Type == "text"
-		// Adjacent text tokens are one text in pieces; around a user or team token a missing
-		// space would glue words together ("Hi@Bob").
-		if b.Len() > 0 && (!isText || !prevText) && needSpace(b.String(), part) {
-			b.WriteByte(' ')
-		}
-		b.WriteString(part)
-		prevText = isText
-	}
-	return b.String()
-}
-
-func needSpace(before, after string) bool {
-	last, _ := utf8.DecodeLastRuneInString(before)
-	first, _ := utf8.DecodeRuneInString(after)
-	return !unicode.IsSpace(last) && !unicode.IsSpace(first) &&
-		!strings.ContainsRune("([{\"'“", last) && !strings.ContainsRune(".,;:!?)]}\"'”", first)
+	return bridge.JoinTokens(tokens, func(t bridge.Token) string { return renderToken(ctx, t, mention, depth) })
 }
 
 func renderToken(ctx context.Context, t bridge.Token, mention mentioner, depth int) string {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/kdbridge/kdbridge/bridge"
 )
@@ -24,30 +21,7 @@ func renderContent(tokens []bridge.Token) string {
 }
 
 func renderTokens(tokens []bridge.Token, depth int) string {
-	var b strings.Builder
-	prevText := true
-	for _, t := range tokens {
-		part := renderToken(t, depth)
-		if part == "" {
-			continue
-		}
-		isText := t.Type == "text"
-		// Adjacent text tokens are one text split in pieces; around a user, team or file
-		// token a missing space would glue words together ("Hi@Bob").
-		if b.Len() > 0 && (!isText || !prevText) && needSpace(b.String(), part) {
-			b.WriteByte(' ')
-		}
-		b.WriteString(part)
-		prevText = isText
-	}
-	return b.String()
-}
-
-func needSpace(before, after string) bool {
-	last, _ := utf8.DecodeLastRuneInString(before)
-	first, _ := utf8.DecodeRuneInString(after)
-	return !unicode.IsSpace(last) && !unicode.IsSpace(first) &&
-		!strings.ContainsRune("([{", last) && !strings.ContainsRune(".,;:!?)]}", first)
+	return bridge.JoinTokens(tokens, func(t bridge.Token) string { return renderToken(t, depth) })
 }
 
 func renderToken(t bridge.Token, depth int) string {

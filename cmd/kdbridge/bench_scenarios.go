@@ -1,0 +1,609 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge/store"
+	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
+)
+
+// The scenarios of issue 8. Each starts its own simulator and receiver in this process and
+// the system under test (kdbridge or the raw client) beside them, and measures from the
+// outside: send times are taken just before PostMessage, arrival times in the receiver.
+
+// benchSizes are the sizes of the scenarios: issue 8's, or tiny ones for the smoke test.
+type benchSizes struct {
+	BurstMessages, BurstDiscussions     int
+	Posters                             int // goroutines posting a burst
+	SteadyRate                          int // messages a second
+	SteadyFor                           time.Duration
+	SteadyDiscussions                   int
+	FanoutTargets                       int
+	ScaleDiscussions                    int
+	CatchupMessages, CatchupDiscussions int
+	// Quiet is how long the simulator must see no REST call, and the system under test use
+	// almost no CPU, for it to count as at rest (its start-up catch-ups done).
+	Quiet time.Duration
+	// Timeout bounds each wait (subscriptions, deliveries).
+	Timeout time.Duration
+}
+
+var benchFullSizes = benchSizes{
+	BurstMessages: 20000, BurstDiscussions: 200, Posters: 4,
+	SteadyRate: 1000, SteadyFor: 20 * time.Second, SteadyDiscussions: 200,
+	FanoutTargets:    3,
+	ScaleDiscussions: 10000,
+	CatchupMessages:  50000, CatchupDiscussions: 200,
+	Quiet:   time.Second,
+	Timeout: 2 * time.Minute,
+}
+
+var benchSmokeSizes = benchSizes{
+	BurstMessages: 200, BurstDiscussions: 50, Posters: 4,
+	SteadyRate: 1000, SteadyFor: 200 * time.Millisecond, SteadyDiscussions: 50,
+	FanoutTargets:    3,
+	ScaleDiscussions: 200,
+	CatchupMessages:  500, CatchupDiscussions: 50,
+	Quiet:   150 * time.Millisecond,
+	Timeout: 30 * time.Second,
+}
+
+// Scenario names, in the order they run.
+var benchScenarios = []string{"burst", "steady", "fanout", "scale", "catchup"}
+
+// benchResult is one run of one scenario in one mode.
+type benchResult struct {
+	Scenario string `json:"scenario"`
+	Mode     string `json:"mode"`
+	Run      int    `json:"run"`
+
+	Sent            int `json:"sent"`             // messages posted in the measured phase
+	Expected        int `json:"expected"`         // deliveries expected: sent × targets
+	Delivered       int `json:"delivered"`        // distinct (message, target) deliveries
+	Duplicates      int `json:"duplicates"`       // deliveries of a message a target already had
+	OrderViolations int `json:"order_violations"` // first deliveries older than one before them in the same discussion
+	Unexpected      int `json:"unexpected"`       // deliveries of messages not posted in the measured phase
+
+	Elapsed      time.Duration `json:"elapsed_ns"`     // the measured window
+	EventsPerSec float64       `json:"events_per_s"`   // Delivered / Elapsed
+	PostedPerSec float64       `json:"posted_per_s"`   // how fast the harness posted
+	P50          time.Duration `json:"p50_ns"`         // send → arrival
+	P90          time.Duration `json:"p90_ns"`         //
+	P99          time.Duration `json:"p99_ns"`         //
+	Max          time.Duration `json:"max_ns"`         //
+	Subscribe    time.Duration `json:"subscribe_ns"`   // start → every discussion subscribed
+	Settle       time.Duration `json:"settle_ns"`      // start → at rest (scale)
+	CPU          time.Duration `json:"cpu_ns"`         // the system under test's CPU in the measured window
+	CPUTotal     time.Duration `json:"cpu_total_ns"`   // its CPU over its whole life (the last process, for catch-up)
+	HarnessCPU   time.Duration `json:"harness_cpu_ns"` // this process's CPU (simulator, posters, receiver) in the measured window
+	PeakRSS      int64         `json:"peak_rss"`       // VmHWM
+	EndRSS       int64         `json:"end_rss"`        // VmRSS at the end (scale: at rest)
+	StoreBytes   int64         `json:"store_bytes"`    // kdbridge.db at the end
+	SlowKills    int64         `json:"slow_kills"`     // connections the simulator dropped as slow consumers
+	Connections  int64         `json:"connections"`    // websockets the simulator accepted
+	FailedTries  int64         `json:"failed_tries"`   // failed delivery attempts the system under test reported
+	// kdbridge's Go memory at the end (scale: at rest), from its /metrics.
+	HeapInuse  int64  `json:"heap_inuse"`  // go_memstats_heap_inuse_bytes
+	HeapKept   int64  `json:"heap_kept"`   // idle heap not yet returned to the OS (heap_idle − heap_released)
+	StackInuse int64  `json:"stack_inuse"` // go_memstats_stack_inuse_bytes
+	Goroutines int64  `json:"goroutines"`  // go_goroutines
+	Err        string `json:"err,omitempty"`
+}
+
+// CPUPerEvent is the measured window's CPU per message posted.
+func (r benchResult) CPUPerEvent() time.Duration {
+	if r.Sent == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Sent)
+}
+
+// benchRun runs one scenario once in one mode.
+type benchRun struct {
+	scenario   string
+	mode       string
+	run        int
+	sizes      benchSizes
+	inProcess  bool
+	stateDir   string // fresh, for this run only
+	profile    string // CPU profile file of kdbridge, or ""
+	memProfile string // heap profile file of kdbridge, taken at the end, or ""
+	secret     string
+	logLevel   string
+}
+
+func (r *benchRun) do(ctx context.Context) (benchResult, error) {
+	s := r.sizes
+	switch r.scenario {
+	case "burst":
+		return r.delivery(ctx, s.BurstDiscussions, s.BurstMessages, 1, 0)
+	case "steady":
+		return r.delivery(ctx, s.SteadyDiscussions, int(float64(s.SteadyRate)*s.SteadyFor.Seconds()), 1, s.SteadyRate)
+	case "fanout":
+		return r.delivery(ctx, s.BurstDiscussions, s.BurstMessages, s.FanoutTargets, 0)
+	case "scale":
+		return r.scale(ctx)
+	case "catchup":
+		return r.catchup(ctx)
+	}
+	return benchResult{}, fmt.Errorf("%w: unknown scenario %q", errUsage, r.scenario)
+}
+
+func (r *benchRun) result() benchResult {
+	return benchResult{Scenario: r.scenario, Mode: r.mode, Run: r.run}
+}
+
+func benchSim(discussions int) (*kinetictest.Server, []string) {
+	// A send buffer deep enough for a whole burst: the simulator drops a connection whose
+	// buffer fills (a slow consumer), and what we measure here is the daemon, not the
+	// recovery from that (which the table would show as slow-consumer kills).
+	sim := kinetictest.NewServer(kinetictest.Options{SendBuffer: 1 << 17})
+	ids := make([]string, discussions)
+	for i := range ids {
+		ids[i] = sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Bench discussion " + strconv.Itoa(i)}).ID
+	}
+	return sim, ids
+}
+
+func (r *benchRun) spec(sim *kinetictest.Server, ids, targets []string, cps map[string]string) benchSpec {
+	return benchSpec{
+		Mode: r.mode, SimURL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret",
+		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, Checkpoints: cps,
+		CPUProfile: r.profile, LogLevel: r.logLevel,
+	}
+}
+
+// benchWait polls cond until it holds, the system under test ends, ctx ends or timeout passes.
+func benchWait(ctx context.Context, sut benchSUT, timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sut.exited():
+			return fmt.Errorf("the system under test ended while waiting for %s; its log:\n%s", what, sut.logTail())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// benchRest waits until the simulator has had no REST call for quiet and the system under
+// test used under 5% of a core meanwhile: its start-up catch-ups are over.
+func benchRest(ctx context.Context, sim *kinetictest.Server, sut benchSUT, quiet, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	rest, cpu, since := sim.Stats().RESTRequests, sut.cpu(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sut.exited():
+			return fmt.Errorf("the system under test ended while settling; its log:\n%s", sut.logTail())
+		case <-time.After(quiet / 10):
+		}
+		now := time.Now()
+		r, c := sim.Stats().RESTRequests, sut.cpu()
+		if r != rest || c-cpu > quiet/20 {
+			rest, cpu, since = r, c, now
+		} else if now.Sub(since) >= quiet {
+			return nil
+		}
+		if now.After(deadline) {
+			return fmt.Errorf("not at rest after %s", timeout)
+		}
+	}
+}
+
+var benchUser = kinetictest.User{Username: "alice", DisplayName: "Alice Example", Email: "alice@example.com"}
+
+// benchText is a message of a realistic length.
+func benchText(n int) string {
+	return "Update " + strconv.Itoa(n) + ": the deploy finished, error rates are back to normal; closing the incident once the customer confirms."
+}
+
+// benchSent is what a posting phase sent: message id → time just before PostMessage.
+type benchSent struct {
+	at          map[string]time.Time
+	first, last time.Time
+	errs        int
+}
+
+// benchPost posts total messages back to back from posters goroutines, each owning a
+// disjoint share of the discussions, so a discussion's order is its poster's.
+func benchPost(sim *kinetictest.Server, ids []string, total, posters, offset int) benchSent {
+	posters = max(1, min(posters, len(ids)))
+	parts := make([]benchSent, posters)
+	var wg sync.WaitGroup
+	for g := range posters {
+		var mine []string
+		for i := g; i < len(ids); i += posters {
+			mine = append(mine, ids[i])
+		}
+		n := total / posters
+		if g < total%posters {
+			n++
+		}
+		wg.Go(func() {
+			p := &parts[g]
+			p.at = make(map[string]time.Time, n)
+			for k := range n {
+				t := time.Now()
+				m, err := sim.PostMessage(mine[k%len(mine)], benchUser, benchText(offset+k*posters+g))
+				if err != nil {
+					p.errs++
+					continue
+				}
+				p.at[m.ID] = t
+				if p.first.IsZero() {
+					p.first = t
+				}
+			}
+			p.last = time.Now()
+		})
+	}
+	wg.Wait()
+	return benchMergeSent(parts)
+}
+
+// benchPace posts total messages at rate a second from one goroutine, round-robin over ids.
+func benchPace(sim *kinetictest.Server, ids []string, total, rate int) benchSent {
+	s := benchSent{at: make(map[string]time.Time, total)}
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := range total {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		t := time.Now()
+		m, err := sim.PostMessage(ids[i%len(ids)], benchUser, benchText(i))
+		if err != nil {
+			s.errs++
+			continue
+		}
+		s.at[m.ID] = t
+		if s.first.IsZero() {
+			s.first = t
+		}
+	}
+	s.last = time.Now()
+	return s
+}
+
+func benchMergeSent(parts []benchSent) benchSent {
+	var out benchSent
+	n := 0
+	for _, p := range parts {
+		n += len(p.at)
+	}
+	out.at = make(map[string]time.Time, n)
+	for _, p := range parts {
+		for k, v := range p.at {
+			out.at[k] = v
+		}
+		if !p.first.IsZero() && (out.first.IsZero() || p.first.Before(out.first)) {
+			out.first = p.first
+		}
+		if p.last.After(out.last) {
+			out.last = p.last
+		}
+		out.errs += p.errs
+	}
+	return out
+}
+
+// collect fills in what the receiver saw against what was sent: counts, order, latencies
+// from each send to the first arrival, and the window from the first send to the last
+// arrival.
+func (res *benchResult) collect(sim *kinetictest.Server, ids []string, recv *benchReceiver, sent benchSent) {
+	res.Sent = len(sent.at)
+	res.Expected = res.Sent * len(recv.targets)
+	var lats []time.Duration
+	var last time.Time
+	for _, t := range recv.targets {
+		t.mu.Lock()
+		res.Duplicates += t.dups
+		res.Unexpected += t.unexpected
+		for id, at := range t.first {
+			s, ok := sent.at[id]
+			if !ok {
+				res.Unexpected++
+				continue
+			}
+			res.Delivered++
+			lats = append(lats, at.Sub(s))
+			if at.After(last) {
+				last = at
+			}
+		}
+		t.mu.Unlock()
+	}
+	// Order: the simulator's order of each discussion is the truth.
+	for _, d := range ids {
+		pos := map[string]int{}
+		for i, m := range sim.Messages(d) {
+			pos[m.ID] = i
+		}
+		for _, t := range recv.targets {
+			t.mu.Lock()
+			prev := -1
+			for _, id := range t.order[d] {
+				p, ok := pos[id]
+				if !ok {
+					continue
+				}
+				if p < prev {
+					res.OrderViolations++
+				}
+				prev = max(prev, p)
+			}
+			t.mu.Unlock()
+		}
+	}
+	slices.Sort(lats)
+	if n := len(lats); n > 0 {
+		q := func(f float64) time.Duration { return lats[min(n-1, int(f*float64(n)))] }
+		res.P50, res.P90, res.P99, res.Max = q(0.50), q(0.90), q(0.99), lats[n-1]
+	}
+	if !sent.first.IsZero() && last.After(sent.first) {
+		res.Elapsed = last.Sub(sent.first)
+		res.EventsPerSec = float64(res.Delivered) / res.Elapsed.Seconds()
+	}
+	if d := sent.last.Sub(sent.first); d > 0 {
+		res.PostedPerSec = float64(res.Sent) / d.Seconds()
+	}
+	st := sim.Stats()
+	res.SlowKills, res.Connections = st.SlowConsumers, st.ConnectionsTotal
+}
+
+// finish stops the system under test and records what only the end can tell; with
+// -memprofile, kdbridge's heap profile is taken first, from its loopback /debug/pprof.
+func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
+	res.EndRSS, res.PeakRSS = sut.mem()
+	var perr error
+	if r.mode == benchKdbridge && !r.inProcess && sut.addr() != "" {
+		res.goMemory("http://" + sut.addr() + "/metrics")
+	}
+	if r.memProfile != "" && sut.addr() != "" {
+		perr = benchFetch("http://"+sut.addr()+"/debug/pprof/heap", r.memProfile)
+	}
+	rep, err := sut.stop()
+	res.FailedTries += rep.Failed
+	if fi, serr := os.Stat(filepath.Join(r.stateDir, store.FileName)); serr == nil {
+		res.StoreBytes = fi.Size()
+	}
+	return errors.Join(err, perr)
+}
+
+// goMemory reads the Go runtime's memory figures from kdbridge's /metrics.
+func (res *benchResult) goMemory(url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			m[f[0]] = v
+		}
+	}
+	res.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
+	res.HeapKept = int64(m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"])
+	res.StackInuse = int64(m["go_memstats_stack_inuse_bytes"])
+	res.Goroutines = int64(m["go_goroutines"])
+}
+
+func benchFetch(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// delivery is burst (rate 0: back to back), steady (paced at rate) and fan-out (targets > 1).
+func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets, rate int) (res benchResult, err error) {
+	res = r.result()
+	sim, ids := benchSim(discussions)
+	defer sim.Close()
+	recv, err := startBenchReceiver(targets, messages)
+	if err != nil {
+		return res, err
+	}
+	defer recv.close()
+	start := time.Now()
+	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = sut.stop()
+		}
+	}()
+	if err := benchWait(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
+		return res, err
+	}
+	res.Subscribe = time.Since(start)
+	if err := benchRest(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
+		return res, err
+	}
+	cpu0, self0 := sut.cpu(), benchSelfCPU()
+	var sent benchSent
+	if rate > 0 {
+		sent = benchPace(sim, ids, messages, rate)
+	} else {
+		sent = benchPost(sim, ids, messages, r.sizes.Posters, 0)
+	}
+	want := int64(len(sent.at) * targets)
+	werr := benchWait(ctx, sut, r.sizes.Timeout, "deliveries", func() bool { return recv.unique() >= want })
+	res.CPU, res.HarnessCPU = sut.cpu()-cpu0, benchSelfCPU()-self0
+	res.CPUTotal = sut.cpu()
+	stopped = true
+	ferr := r.finish(&res, sut)
+	res.collect(sim, ids, recv, sent)
+	if sent.errs > 0 {
+		return res, fmt.Errorf("%d posts failed", sent.errs)
+	}
+	return res, errors.Join(werr, ferr)
+}
+
+// scale subscribes to many discussions: the time until all are subscribed, and the RSS once
+// the start-up catch-ups are over.
+func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
+	res = r.result()
+	sim, ids := benchSim(r.sizes.ScaleDiscussions)
+	defer sim.Close()
+	recv, err := startBenchReceiver(1, 0)
+	if err != nil {
+		return res, err
+	}
+	defer recv.close()
+	start := time.Now()
+	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = sut.stop()
+		}
+	}()
+	if err := benchWait(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
+		return res, err
+	}
+	res.Subscribe = time.Since(start)
+	res.Elapsed = res.Subscribe
+	res.CPU = sut.cpu()
+	if err := benchRest(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
+		return res, err
+	}
+	// At rest since the quiet window began.
+	res.Settle = time.Since(start) - r.sizes.Quiet
+	res.CPUTotal = sut.cpu()
+	stopped = true
+	err = r.finish(&res, sut)
+	st := sim.Stats()
+	res.SlowKills, res.Connections = st.SlowConsumers, st.ConnectionsTotal
+	return res, err
+}
+
+// catchup delivers messages posted while the system under test was down. kdbridge gets its
+// checkpoints from a first run that delivered one message per discussion; the raw client is
+// handed the same message ids.
+func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
+	res = r.result()
+	s := r.sizes
+	sim, ids := benchSim(s.CatchupDiscussions)
+	defer sim.Close()
+	recv, err := startBenchReceiver(1, s.CatchupMessages)
+	if err != nil {
+		return res, err
+	}
+	defer recv.close()
+
+	var cps map[string]string
+	if r.mode == benchKdbridge {
+		spec := r.spec(sim, ids, recv.URLs(), nil)
+		spec.CPUProfile = "" // the profile is of the catch-up
+		sut, err := benchStartSUT(ctx, spec, r.inProcess)
+		if err != nil {
+			return res, err
+		}
+		err = benchWait(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
+		if err == nil {
+			err = benchRest(ctx, sim, sut, s.Quiet, s.Timeout)
+		}
+		if err == nil {
+			benchPost(sim, ids, len(ids), 1, 0)
+			err = benchWait(ctx, sut, s.Timeout, "the first run's deliveries", func() bool { return recv.unique() >= int64(len(ids)) })
+		}
+		_, serr := sut.stop()
+		if err := errors.Join(err, serr); err != nil {
+			return res, fmt.Errorf("first run: %w", err)
+		}
+	} else {
+		cps = map[string]string{}
+		for _, d := range ids {
+			m, err := sim.PostMessage(d, benchUser, "checkpoint")
+			if err != nil {
+				return res, err
+			}
+			cps[d] = m.ID
+		}
+	}
+	recv.reset(s.CatchupMessages)
+	sent := benchPost(sim, ids, s.CatchupMessages, s.Posters, 0)
+
+	start := time.Now()
+	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), cps), r.inProcess)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = sut.stop()
+		}
+	}()
+	want := int64(len(sent.at))
+	werr := benchWait(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
+	res.Subscribe = time.Since(start)
+	if werr == nil {
+		werr = benchWait(ctx, sut, s.Timeout, "deliveries", func() bool { return recv.unique() >= want })
+	}
+	res.CPU = sut.cpu()
+	res.CPUTotal = res.CPU
+	stopped = true
+	ferr := r.finish(&res, sut)
+	res.collect(sim, ids, recv, sent)
+	// Measured from the restart: the messages were posted while nothing was running.
+	res.Elapsed = 0
+	var last time.Time
+	for _, t := range recv.targets {
+		t.mu.Lock()
+		if t.last.After(last) {
+			last = t.last
+		}
+		t.mu.Unlock()
+	}
+	if last.After(start) {
+		res.Elapsed = last.Sub(start)
+		res.EventsPerSec = float64(res.Delivered) / res.Elapsed.Seconds()
+	}
+	res.P50, res.P90, res.P99, res.Max = 0, 0, 0, 0 // send → arrival spans the downtime: meaningless
+	return res, errors.Join(werr, ferr)
+}

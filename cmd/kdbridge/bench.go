@@ -38,7 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sut := fs.String("sut", "", "") // hidden: run a system under test described by this file
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
-		return nil // the usage is printed; a help request is not a run
+		return errHelp // the usage is printed; a help request is not a run
 	case err != nil:
 		return fmt.Errorf("%w: %v", errUsage, err)
 	case fs.NArg() > 0:

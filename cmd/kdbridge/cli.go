@@ -20,6 +20,9 @@ var (
 // errUsage marks a command-line mistake (exit code 2).
 var errUsage = errors.New("usage")
 
+// errHelp marks a -h request: the command's usage is printed and it does nothing else (exit 0).
+var errHelp = errors.New("help requested")
+
 // errProblems marks an invalid configuration (exit code 1, problems already printed).
 var errProblems = errors.New("configuration has problems")
 
@@ -40,6 +43,8 @@ Usage:
   kdbridge receive -secret whsec_…  a webhook receiver that verifies signatures and prints deliveries
   kdbridge dlq list|replay|drop -config FILE [-sink S] [-since T] [ID…]
                                    dead-lettered deliveries (daemon running or not)
+  kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
+                                   measure throughput, latency and memory against the simulator
   kdbridge healthcheck             ask a running daemon's /healthz (exit 0 when healthy)
   kdbridge version                 print version information
 
@@ -53,7 +58,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: no command given", errUsage)
 	}
-	cmd, rest := args[0], args[1:]
+	err := runCommand(ctx, args[0], args[1:], stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil // the command printed its usage and did nothing else
+	}
+	return err
+}
+
+func runCommand(ctx context.Context, cmd string, rest []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return runDaemon(ctx, rest, stdout, stderr)
@@ -69,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReceive(ctx, rest, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -108,7 +122,7 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return errHelp
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

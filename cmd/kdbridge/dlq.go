@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,6 +35,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	all := fs.Bool("all", false, "drop: allow dropping every dead letter when no id, -sink or -since narrows it")
 	asJSON := fs.Bool("json", false, "list: print JSON")
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	f := bridge.DeadLetterFilter{IDs: fs.Args(), Sink: *sink}

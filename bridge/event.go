@@ -63,6 +63,9 @@ type Discussion struct {
 	ID    string `json:"id"`
 	Title string `json:"title,omitempty"`
 	URL   string `json:"url,omitempty"`
+	// Related lists what the discussion is about (a Submission, a Form, a Team…), as the
+	// source last read it.
+	Related []RelatedItem `json:"related_items,omitempty"`
 }
 
 // Message is a Kinetic discussion message in canonical form.

@@ -16,7 +16,8 @@ import (
 type RouteConfig struct {
 	Name          string         `yaml:"name"`
 	Source        string         `yaml:"source"`         // "" = every source
-	Discussions   []string       `yaml:"discussions"`    // ids or "*"; default "*"
+	Discussions   []string       `yaml:"discussions"`    // ids or "*"; default "*" unless match is set
+	Match         []MatchRule    `yaml:"match"`          // also (or instead) discussions that match any rule
 	Events        []string       `yaml:"events"`         // canonical types or globs; default message.*
 	SkipAuthors   []string       `yaml:"skip_authors"`   // usernames; the source's own user is always skipped
 	IncludeSystem bool           `yaml:"include_system"` // also route System messages ("Participant Joined"...)
@@ -49,7 +50,7 @@ func (t *TargetConfig) UnmarshalYAML(n *yaml.Node) error {
 
 // Defaults fills the defaults of a route.
 func (r *RouteConfig) Defaults() {
-	if len(r.Discussions) == 0 {
+	if len(r.Discussions) == 0 && len(r.Match) == 0 {
 		r.Discussions = []string{"*"}
 	}
 	if len(r.Events) == 0 {
@@ -71,6 +72,9 @@ func (r *RouteConfig) Validate(sources, sinks map[string]bool) error {
 		if strings.TrimSpace(d) == "" {
 			errs = append(errs, config.Fieldf(fmt.Sprintf("discussions[%d]", i), "empty discussion id"))
 		}
+	}
+	if r.Match != nil {
+		errs = append(errs, ValidateMatch("match", r.Match)...)
 	}
 	for i, e := range r.Events {
 		if !knownEventPattern(e) {
@@ -166,7 +170,7 @@ func (rt *route) selects(e Event, self string) bool {
 	if rt.cfg.Source != "" && rt.cfg.Source != e.Source {
 		return false
 	}
-	if !rt.allDisc && !rt.discussions[e.Discussion.ID] {
+	if !rt.allDisc && !rt.discussions[e.Discussion.ID] && !MatchesAny(rt.cfg.Match, e.Discussion) {
 		return false
 	}
 	if !matchAny(rt.cfg.Events, e.Type) {

@@ -115,3 +115,78 @@ func TestTargetShorthandAndStrictness(t *testing.T) {
 		t.Fatalf("targets = %+v, %v", one, err)
 	}
 }
+
+// TestRouteMatch: a route selects discussions by what they are about (match:), by id, or
+// both; match: alone does not select every discussion.
+func TestRouteMatch(t *testing.T) {
+	doc, ps := config.Parse([]byte(`
+- name: incidents
+  match:
+    - related: {type: submission}
+    - title: "Incident *"
+  to: [slack]
+- name: one-form
+  discussions: [d7]
+  match:
+    - {related: {type: Form, key: services/it}, title: "*urgent*"}
+  to: [audit]
+`))
+	if len(ps) > 0 {
+		t.Fatal(ps.Err())
+	}
+	var rs []RouteConfig
+	if ps := config.Decode(doc, &rs, "routes"); len(ps) > 0 {
+		t.Fatal(ps.Err())
+	}
+	for i := range rs {
+		rs[i].Defaults()
+		if err := rs[i].Validate(map[string]bool{}, map[string]bool{"slack": true, "audit": true}); err != nil {
+			t.Fatalf("route %s: %v", rs[i].Name, err)
+		}
+	}
+	if len(rs[0].Discussions) != 0 {
+		t.Fatalf("a route with match: defaulted to discussions %v", rs[0].Discussions)
+	}
+	r := NewRouter(rs, nil)
+	ev := func(id, title string, related ...RelatedItem) Event {
+		return Event{Source: "acme", Type: MessageCreated, Discussion: Discussion{ID: id, Title: title, Related: related},
+			Message: &Message{Kind: KindUser, Author: User{Username: "alice"}}}
+	}
+	tests := []struct {
+		name string
+		e    Event
+		want []string
+	}{
+		{"related type, any key, any case", ev("d1", "x", RelatedItem{"Submission", "s-1"}), []string{"incidents"}},
+		{"title glob", ev("d2", "incident 7"), []string{"incidents"}},
+		{"neither", ev("d3", "Change 7", RelatedItem{"Team", "ops"}), nil},
+		{"related items unknown", ev("d4", "Change 7"), nil},
+		{"listed id", ev("d7", "anything"), []string{"one-form"}},
+		{"rule needs both", ev("d8", "URGENT: printer", RelatedItem{"Form", "services/it"}), []string{"one-form"}},
+		{"rule needs both: key differs", ev("d9", "urgent", RelatedItem{"Form", "services/hr"}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, tg := range r.Targets(tt.e) {
+				got = append(got, tg.Route)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("routes = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	bad := RouteConfig{Name: "x", Match: []MatchRule{{}, {Related: &RelatedItem{Key: "k"}}, {Title: "[x"}}, To: []TargetConfig{{Sink: "audit"}}}
+	bad.Defaults()
+	err := bad.Validate(nil, map[string]bool{"audit": true})
+	for _, want := range []string{"match[0]: a rule needs related: or title:", "match[1].related.type: is required", "match[2].title"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation error %v lacks %q", err, want)
+		}
+	}
+	empty := RouteConfig{Name: "x", Match: []MatchRule{}, To: []TargetConfig{{Sink: "audit"}}}
+	if err := empty.Validate(nil, map[string]bool{"audit": true}); err == nil || !strings.Contains(err.Error(), "match: at least one rule") {
+		t.Errorf("an empty match: list validated: %v", err)
+	}
+}

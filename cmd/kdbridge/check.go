@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"errors"
@@ -114,7 +115,11 @@ func summary(cfg *Config) string {
 		if src == "" {
 			src = "*"
 		}
-		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(r.Discussions, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
+		which := slices.Clone(r.Discussions)
+		for _, m := range r.Match {
+			which = append(which, "("+m.String()+")")
+		}
+		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
 	fmt.Fprintf(&b, "state: %s (retention %s), http: %s, log: %s/%s\n", cfg.State.Dir, cfg.State.Retention, cfg.HTTP.Listen, cfg.Log.Level, cfg.Log.Format)
 	return b.String()

@@ -33,9 +33,13 @@ type delivery struct {
 		Data      struct {
 			Source     string `json:"source"`
 			Discussion struct {
-				ID    string `json:"id"`
-				Title string `json:"title"`
-				URL   string `json:"url"`
+				ID      string `json:"id"`
+				Title   string `json:"title"`
+				URL     string `json:"url"`
+				Related []struct {
+					Type string `json:"type"`
+					Key  string `json:"key"`
+				} `json:"related_items"`
 			} `json:"discussion"`
 			Message struct {
 				ID        string          `json:"id"`

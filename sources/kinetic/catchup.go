@@ -2,8 +2,10 @@ package kinetic
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +50,9 @@ type worker struct {
 	cp       Checkpoint
 	haveCP   bool
 	title    string
-	recent   *ring // ids of events handed over
-	versions *ring // message id → versionId handed over
+	related  []bridge.RelatedItem // nil until read; replaced, never changed in place (events share it)
+	recent   *ring                // ids of events handed over
+	versions *ring                // message id → versionId handed over
 }
 
 // item is a queued live event, or (ev nil) a catch-up to run.
@@ -275,12 +278,13 @@ func (w *worker) deliver(ctx context.Context, ds []decoded) {
 		if d.title != "" {
 			w.title = d.title
 		}
+		w.trackRelated(d)
 		ev := d.event
 		if w.recent.has(ev.ID) || batch[ev.ID] {
 			continue
 		}
 		batch[ev.ID] = true
-		ev.Discussion.Title = w.title
+		ev.Discussion.Title, ev.Discussion.Related = w.title, w.related
 		evs = append(evs, ev)
 	}
 	w.emitAll(ctx, evs)
@@ -345,6 +349,24 @@ func (w *worker) setCheckpoint(ctx context.Context, cp Checkpoint) {
 	}
 }
 
+// trackRelated keeps the discussion's related items current as relatedItem events pass.
+// It copies: the slice already handed over with events is shared by them.
+func (w *worker) trackRelated(d decoded) {
+	if d.related == nil {
+		return
+	}
+	ri := *d.related
+	same := func(x bridge.RelatedItem) bool { return strings.EqualFold(x.Type, ri.Type) && x.Key == ri.Key }
+	switch d.event.Type {
+	case bridge.RelatedItemCreated:
+		if !slices.ContainsFunc(w.related, same) {
+			w.related = append(slices.Clip(w.related), ri)
+		}
+	case bridge.RelatedItemDeleted:
+		w.related = slices.DeleteFunc(slices.Clone(w.related), same)
+	}
+}
+
 func (w *worker) publishCheckpoint() {
 	cp, title := w.cp, w.title
 	w.s.st.update(w.id, func(d *DiscussionStatus) {
@@ -393,12 +415,22 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 // newest message. It returns the number of events emitted.
 func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	s := w.s
-	if title, err := s.rest.discussionTitle(ctx, w.id); err == nil && title != "" {
-		w.title = title
-		w.publishCheckpoint()
-	} else if err != nil && ctx.Err() == nil {
-		w.log.Debug("kinetic: cannot fetch the discussion title", "error", err)
+	// The title and related items go with every event: routes select discussions by them
+	// (match:), so events wait until they are known, like any catch-up that fails.
+	d, err := s.rest.discussion(ctx, w.id)
+	if err != nil {
+		return 0, fmt.Errorf("reading the discussion: %w", err)
 	}
+	if d.Title != "" {
+		w.title = d.Title
+	}
+	if d.Related != nil || w.related == nil {
+		w.related = d.Related
+		if w.related == nil {
+			w.related = []bridge.RelatedItem{}
+		}
+	}
+	w.publishCheckpoint()
 
 	cp, have := w.cp, w.haveCP
 	backfill := s.cfg.Backfill.D()
@@ -487,7 +519,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	batch := make([]bridge.Event, 0, min(len(all), maxBatch))
 	for i, p := range all {
 		if !w.recent.has(p.ev.ID) {
-			p.ev.Discussion.Title = w.title
+			p.ev.Discussion.Title, p.ev.Discussion.Related = w.title, w.related
 			batch = append(batch, p.ev)
 		}
 		if len(batch) == maxBatch || (i == len(all)-1 && len(batch) > 0) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
 )
 
@@ -60,16 +61,16 @@ func TestConfigValidate(t *testing.T) {
 		{"everything", func(c *Config) { *c = Config{} }, []string{"url", "client_id", "client_secret", "discussions"}},
 		{"discover only", func(c *Config) {
 			c.Discussions = nil
-			c.Discover = &DiscoverConfig{Match: []MatchRule{{Related: &RelatedRule{Type: "Submission"}}}}
+			c.Discover = &DiscoverConfig{Match: []bridge.MatchRule{{Related: &bridge.RelatedItem{Type: "Submission"}}}}
 		}, nil},
 		{"discover without rules", func(c *Config) { c.Discover = &DiscoverConfig{} }, []string{"discover.match"}},
 		{"discover rules", func(c *Config) {
-			c.Discover = &DiscoverConfig{Every: config.Duration(10 * time.Millisecond), Match: []MatchRule{
+			c.Discover = &DiscoverConfig{Every: config.Duration(10 * time.Millisecond), Match: []bridge.MatchRule{
 				{Title: "Incident *"},
 				{},
 				{Title: "Incident [0-9"},
-				{Related: &RelatedRule{Key: "x"}},
-				{Related: &RelatedRule{Type: "Form", Key: "services/it"}, Title: `bad\`},
+				{Related: &bridge.RelatedItem{Key: "x"}},
+				{Related: &bridge.RelatedItem{Type: "Form", Key: "services/it"}, Title: `bad\`},
 			}}
 		}, []string{"discover.every", "discover.match[1]", "discover.match[2].title", "discover.match[3].related.type", "discover.match[4].title"}},
 	}

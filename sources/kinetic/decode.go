@@ -425,8 +425,9 @@ func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message
 
 // decoded is a decoded per-topic event.
 type decoded struct {
-	event bridge.Event
-	title string // discussion events: the title in the payload
+	event   bridge.Event
+	title   string              // discussion events: the title in the payload
+	related *bridge.RelatedItem // relatedItem events: the item
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -476,6 +477,7 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 		k, _ := scalarString(fields["key"])
 		if t != "" && k != "" {
 			object = t + "/" + k
+			out.related = &bridge.RelatedItem{Type: t, Key: k}
 		}
 	case bridge.DiscussionUpdated, bridge.DiscussionDeleted:
 		object, _ = scalarString(fields["id"])

@@ -33,12 +33,12 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
 )
 
@@ -56,22 +56,9 @@ const watermarkKey = "~discover"
 
 // DiscoverConfig is the discover: block of a Kinetic source.
 type DiscoverConfig struct {
-	Every           config.Duration `yaml:"every"`            // poll interval; default 1m, at least 1s
-	Match           []MatchRule     `yaml:"match"`            // a discussion that matches any rule is subscribed
-	IncludeArchived bool            `yaml:"include_archived"` // default false: archived discussions are not (or no longer) subscribed
-}
-
-// MatchRule selects discussions by a related item, by title, or by both (then both must
-// match).
-type MatchRule struct {
-	Related *RelatedRule `yaml:"related"` // a related item of this type, and key if set
-	Title   string       `yaml:"title"`   // a glob over the title, case-insensitive, such as "Incident *"
-}
-
-// RelatedRule matches a related item of a discussion (protocol §5.7, §6).
-type RelatedRule struct {
-	Type string `yaml:"type"` // such as Submission, Form, Team
-	Key  string `yaml:"key"`  // optional: such as a submission id
+	Every           config.Duration    `yaml:"every"`            // poll interval; default 1m, at least 1s
+	Match           []bridge.MatchRule `yaml:"match"`            // a discussion that matches any rule is subscribed
+	IncludeArchived bool               `yaml:"include_archived"` // default false: archived discussions are not (or no longer) subscribed
 }
 
 func (d *DiscoverConfig) defaults() {
@@ -84,47 +71,23 @@ func (d *DiscoverConfig) validate(add func(field, format string, args ...any)) {
 	if e := d.Every.D(); e < minDiscoverEvery || e > maxDiscoverEvery {
 		add("discover.every", "%s is out of range (%s to %s)", e, minDiscoverEvery, maxDiscoverEvery)
 	}
-	if len(d.Match) == 0 {
-		add("discover.match", "at least one rule is required (related: or title:)")
-	}
-	for i, r := range d.Match {
-		field := config.Path("discover.match", i)
-		if r.Related == nil && r.Title == "" {
-			add(field, "a rule needs related: or title:")
-			continue
-		}
-		if r.Related != nil && strings.TrimSpace(r.Related.Type) == "" {
-			add(field+".related.type", "is required (such as Submission)")
-		}
-		if r.Title != "" {
-			if _, err := path.Match(r.Title, ""); err != nil {
-				add(field+".title", "%q is not a valid glob (path.Match syntax): %v", r.Title, err)
-			}
+	for _, err := range bridge.ValidateMatch("discover.match", d.Match) {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			add(fe.Field, "%s", fe.Msg)
 		}
 	}
 }
 
-// matches reports whether a listed discussion satisfies the rule.
-func (r MatchRule) matches(d listedDiscussion) bool {
-	if r.Title != "" && !titleMatches(r.Title, d.Title) {
-		return false
+// matches reports whether a listed discussion satisfies the rule. The server filtered by
+// related type and key already; the rule checks them again when the answer lists the related
+// items, in case a server ignores the filter and lists everything, and trusts the server's
+// filter when it does not.
+func matches(r bridge.MatchRule, d listedDiscussion) bool {
+	if d.Related == nil {
+		r.Related = nil
 	}
-	if r.Related != nil && d.Related != nil {
-		// The server filtered by type and key already; checked again, when the answer lists
-		// the related items, in case a server ignores the filter and lists everything.
-		return slices.ContainsFunc(d.Related, func(ri RelatedRule) bool {
-			return strings.EqualFold(ri.Type, r.Related.Type) && (r.Related.Key == "" || strings.EqualFold(ri.Key, r.Related.Key))
-		})
-	}
-	return true
-}
-
-// titleMatches matches a title against a glob: path.Match syntax, case-insensitive, with '/'
-// an ordinary character (mapped to NUL on both sides, so that '*' matches across it).
-func titleMatches(pattern, title string) bool {
-	fold := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "/", "\x00") }
-	ok, _ := path.Match(fold(pattern), fold(title))
-	return ok
+	return r.Matches(d.Title, d.Related)
 }
 
 // globLiteral returns the longest run of literal characters of a valid glob, trimmed:
@@ -164,13 +127,13 @@ func globLiteral(pattern string) string {
 // discoverQuery is one GET /discussions query and the rules whose candidates it lists.
 type discoverQuery struct {
 	q     url.Values // filters only: no limit, pageToken or archived
-	rules []MatchRule
+	rules []bridge.MatchRule
 }
 
 // queries turns the rules into as few queries as it can: identical ones are merged, and when
 // one title-only rule needs the unfiltered list, every title-only rule reads that one.
 func (d *DiscoverConfig) queries() []discoverQuery {
-	unfiltered := slices.ContainsFunc(d.Match, func(r MatchRule) bool { return r.Related == nil && globLiteral(r.Title) == "" })
+	unfiltered := slices.ContainsFunc(d.Match, func(r bridge.MatchRule) bool { return r.Related == nil && globLiteral(r.Title) == "" })
 	var out []discoverQuery
 	index := map[string]int{}
 	for _, r := range d.Match {
@@ -190,7 +153,7 @@ func (d *DiscoverConfig) queries() []discoverQuery {
 			continue
 		}
 		index[k] = len(out)
-		out = append(out, discoverQuery{q: q, rules: []MatchRule{r}})
+		out = append(out, discoverQuery{q: q, rules: []bridge.MatchRule{r}})
 	}
 	return out
 }
@@ -328,7 +291,7 @@ func (s *Source) listMatching(ctx context.Context) (found []listedDiscussion, ar
 					case d.IsArchived && !dc.IncludeArchived:
 						archived[d.ID] = true
 					case seen[d.ID]:
-					case slices.ContainsFunc(dq.rules, func(r MatchRule) bool { return r.matches(d) }):
+					case slices.ContainsFunc(dq.rules, func(r bridge.MatchRule) bool { return matches(r, d) }):
 						seen[d.ID] = true
 						found = append(found, d)
 					}

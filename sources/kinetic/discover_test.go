@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
 )
 
@@ -50,26 +51,26 @@ func TestTitleMatches(t *testing.T) {
 		{"*", "", true},
 	}
 	for _, tt := range tests {
-		if got := titleMatches(tt.pattern, tt.title); got != tt.want {
-			t.Errorf("titleMatches(%q, %q) = %t, want %t", tt.pattern, tt.title, got, tt.want)
+		if got := bridge.TitleMatches(tt.pattern, tt.title); got != tt.want {
+			t.Errorf("bridge.TitleMatches(%q, %q) = %t, want %t", tt.pattern, tt.title, got, tt.want)
 		}
 	}
 }
 
 func TestDiscoverQueries(t *testing.T) {
-	rel := func(typ, key string) *RelatedRule { return &RelatedRule{Type: typ, Key: key} }
+	rel := func(typ, key string) *bridge.RelatedItem { return &bridge.RelatedItem{Type: typ, Key: key} }
 	tests := []struct {
 		name  string
-		rules []MatchRule
+		rules []bridge.MatchRule
 		want  []string // encoded queries, in order
 	}{
-		{"title literal", []MatchRule{{Title: "Incident *"}}, []string{"title=Incident"}},
-		{"related", []MatchRule{{Related: rel("Submission", "")}, {Related: rel("Form", "services/it")}},
+		{"title literal", []bridge.MatchRule{{Title: "Incident *"}}, []string{"title=Incident"}},
+		{"related", []bridge.MatchRule{{Related: rel("Submission", "")}, {Related: rel("Form", "services/it")}},
 			[]string{"type=Submission", "key=services%2Fit&type=Form"}},
-		{"both in one rule", []MatchRule{{Related: rel("Team", ""), Title: "*ops*"}}, []string{"title=ops&type=Team"}},
-		{"identical merged", []MatchRule{{Title: "Incident *"}, {Title: "incident*"}, {Title: "Incident ?"}},
+		{"both in one rule", []bridge.MatchRule{{Related: rel("Team", ""), Title: "*ops*"}}, []string{"title=ops&type=Team"}},
+		{"identical merged", []bridge.MatchRule{{Title: "Incident *"}, {Title: "incident*"}, {Title: "Incident ?"}},
 			[]string{"title=Incident", "title=incident"}},
-		{"an unfiltered title rule serves all title rules", []MatchRule{{Title: "Incident *"}, {Title: "*"}, {Related: rel("Team", "")}},
+		{"an unfiltered title rule serves all title rules", []bridge.MatchRule{{Title: "Incident *"}, {Title: "*"}, {Related: rel("Team", "")}},
 			[]string{"", "type=Team"}},
 	}
 	for _, tt := range tests {
@@ -89,21 +90,21 @@ func TestDiscoverQueries(t *testing.T) {
 }
 
 func TestMatchRule(t *testing.T) {
-	d := listedDiscussion{ID: "x", Title: "Incident 9", Related: []RelatedRule{{Type: "Submission", Key: "s-1"}}}
+	d := listedDiscussion{ID: "x", Title: "Incident 9", Related: []bridge.RelatedItem{{Type: "Submission", Key: "s-1"}}}
 	for _, tt := range []struct {
-		rule MatchRule
+		rule bridge.MatchRule
 		d    listedDiscussion
 		want bool
 	}{
-		{MatchRule{Title: "incident*"}, d, true},
-		{MatchRule{Related: &RelatedRule{Type: "Submission"}}, d, true},
-		{MatchRule{Related: &RelatedRule{Type: "Submission", Key: "s-1"}, Title: "Incident *"}, d, true},
-		{MatchRule{Related: &RelatedRule{Type: "Submission", Key: "s-2"}}, d, false}, // a server that ignored key
-		{MatchRule{Related: &RelatedRule{Type: "Team"}}, d, false},
-		{MatchRule{Related: &RelatedRule{Type: "Team"}}, listedDiscussion{ID: "y"}, true}, // no relatedItems listed: the server's filter is trusted
-		{MatchRule{Related: &RelatedRule{Type: "Submission"}, Title: "Change *"}, d, false},
+		{bridge.MatchRule{Title: "incident*"}, d, true},
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Submission"}}, d, true},
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Submission", Key: "s-1"}, Title: "Incident *"}, d, true},
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Submission", Key: "s-2"}}, d, false}, // a server that ignored key
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Team"}}, d, false},
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Team"}}, listedDiscussion{ID: "y"}, true}, // no relatedItems listed: the server's filter is trusted
+		{bridge.MatchRule{Related: &bridge.RelatedItem{Type: "Submission"}, Title: "Change *"}, d, false},
 	} {
-		if got := tt.rule.matches(tt.d); got != tt.want {
+		if got := matches(tt.rule, tt.d); got != tt.want {
 			t.Errorf("%+v matches %+v = %t, want %t", tt.rule, tt.d, got, tt.want)
 		}
 	}
@@ -140,9 +141,9 @@ func TestDiscoveryPicksUpAndDrops(t *testing.T) {
 	post(t, srv, incident.ID, "history", 3)
 	post(t, srv, change.ID, "history", 2)
 
-	h := start(t, srv, []string{static.ID}, withDiscover(DiscoverConfig{Match: []MatchRule{
+	h := start(t, srv, []string{static.ID}, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{
 		{Title: "incident *"},
-		{Related: &RelatedRule{Type: "Submission"}},
+		{Related: &bridge.RelatedItem{Type: "Submission"}},
 	}}))
 	st := h.waitStatus("the matches subscribed", func(st Status) bool {
 		return st.Ready() && len(st.Discussions) == 3
@@ -215,7 +216,7 @@ func TestDiscoveryPicksUpAndDrops(t *testing.T) {
 func TestDiscoveryFailureKeepsSet(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 1"})
-	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []MatchRule{{Title: "Incident*"}}}))
+	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Title: "Incident*"}}}))
 	h.waitStatus("discovered", func(st Status) bool { return st.Ready() && len(st.Discussions) == 1 })
 
 	srv.FailREST(1<<30, http.StatusServiceUnavailable)
@@ -251,7 +252,7 @@ func TestDiscoveryPaging(t *testing.T) {
 		srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: fmt.Sprint("team ", i),
 			Related: []kinetictest.RelatedItem{{Type: "Team", Key: "ops"}}})
 	}
-	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []MatchRule{{Related: &RelatedRule{Type: "Submission"}}}}),
+	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Related: &bridge.RelatedItem{Type: "Submission"}}}}),
 		func(c *Config, o *Options, tm *timing) { c.PageSize = 2 })
 	st := h.waitStatus("all pages", func(st Status) bool { return st.Ready() && len(st.Discussions) == 7 })
 	if ids := statusIDs(st); !slices.Equal(ids, want) {
@@ -264,7 +265,7 @@ func TestDiscoveryPaging(t *testing.T) {
 func TestDiscoveredRefusedAndEvicted(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 1"})
-	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []MatchRule{{Title: "Incident*"}}}),
+	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Title: "Incident*"}}}),
 		func(c *Config, o *Options, tm *timing) { tm.discoverEvery = time.Hour }) // one poll only: Forbid hides it from the list
 	h.waitStatus("discovered", func(st Status) bool { return st.Ready() && len(st.Discussions) == 1 })
 	want := post(t, srv, d.ID, "m", 1)
@@ -300,7 +301,7 @@ func TestDiscoveryAfterRestart(t *testing.T) {
 	lunch := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Lunch"})
 	cps := &MemoryCheckpoints{}
 	opts := []harnessOpt{
-		withDiscover(DiscoverConfig{Match: []MatchRule{{Title: "Incident*"}}}),
+		withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Title: "Incident*"}}}),
 		func(c *Config, o *Options, tm *timing) { o.Checkpoints = cps },
 	}
 	h1 := start(t, srv, nil, opts...)
@@ -334,14 +335,45 @@ func TestDiscoveryTitleQuery(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	match := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 12 db"})
 	srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Post-incident review"}) // has the literal, fails the glob
-	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []MatchRule{{Title: "incident [0-9]*"}}}))
+	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Title: "incident [0-9]*"}}}))
 	st := h.waitStatus("discovered", func(st Status) bool { return st.Ready() && st.Discovered > 0 })
 	if ids := statusIDs(st); !slices.Equal(ids, []string{match.ID}) {
 		t.Errorf("discovered %v, want only %s", ids, match.ID)
 	}
-	dc := DiscoverConfig{Match: []MatchRule{{Title: "incident [0-9]*"}}}
+	dc := DiscoverConfig{Match: []bridge.MatchRule{{Title: "incident [0-9]*"}}}
 	q := dc.queries()
 	if len(q) != 1 || q[0].q.Encode() != (url.Values{"title": {"incident"}}).Encode() {
 		t.Errorf("queries %+v", q)
+	}
+}
+
+// TestEventsCarryRelatedItems: every event names what its discussion is about, as read at
+// subscribe and kept current by relatedItem events, so that routes can select by it.
+func TestEventsCarryRelatedItems(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{})
+	sub := kinetictest.RelatedItem{Type: "Submission", Key: "s-42"}
+	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 42", Related: []kinetictest.RelatedItem{sub}})
+	h := start(t, srv, []string{d.ID})
+	h.waitReady()
+
+	post(t, srv, d.ID, "before", 1)
+	first := h.waitMessages(d.ID, 1)[0]
+	want := []bridge.RelatedItem{{Type: "Submission", Key: "s-42"}}
+	if first.Discussion.Title != "Incident 42" || !slices.Equal(first.Discussion.Related, want) {
+		t.Fatalf("discussion of the first event = %+v, want title Incident 42 and %v", first.Discussion, want)
+	}
+
+	team := kinetictest.RelatedItem{Type: "Team", Key: "ops"}
+	if err := srv.AddRelatedItem(d.ID, team); err != nil {
+		t.Fatal(err)
+	}
+	post(t, srv, d.ID, "after", 1)
+	second := h.waitMessages(d.ID, 2)[1]
+	want = append(want, bridge.RelatedItem{Type: "Team", Key: "ops"})
+	if !slices.Equal(second.Discussion.Related, want) {
+		t.Errorf("related items after relatedItem.created = %v, want %v", second.Discussion.Related, want)
+	}
+	if len(first.Discussion.Related) != 1 {
+		t.Errorf("an event already handed over changed: %v", first.Discussion.Related)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/kdbridge/kdbridge/bridge"
 )
 
 // maxRESTBody bounds a REST answer: a page of 1000 large messages fits, a runaway body does not.
@@ -149,15 +150,14 @@ func (r *restClient) messages(ctx context.Context, discussion string, limit int,
 	return p, err
 }
 
-// discussionTitle fetches a discussion's title.
-func (r *restClient) discussionTitle(ctx context.Context, discussion string) (string, error) {
+// discussion fetches what kdbridge reads of one discussion (GET /discussions/{id}): its
+// title and related items.
+func (r *restClient) discussion(ctx context.Context, discussion string) (listedDiscussion, error) {
 	var d struct {
-		Discussion struct {
-			Title string `json:"title"`
-		} `json:"discussion"`
+		Discussion wireDiscussion `json:"discussion"`
 	}
 	err := r.get(ctx, "/discussions/"+url.PathEscape(discussion), nil, &d)
-	return d.Discussion.Title, err
+	return d.Discussion.listed(), err
 }
 
 // listedDiscussion is what discovery reads of a discussion in GET /discussions (§5.1).
@@ -165,8 +165,8 @@ type listedDiscussion struct {
 	ID         string
 	Title      string
 	IsArchived bool
-	CreatedAt  time.Time     // zero when absent or unreadable
-	Related    []RelatedRule // nil when the answer does not list relatedItems
+	CreatedAt  time.Time            // zero when absent or unreadable
+	Related    []bridge.RelatedItem // nil when the answer does not list relatedItems
 }
 
 // discussionsPage is one page of GET /discussions.
@@ -179,33 +179,40 @@ type discussionsPage struct {
 // archived, limit, pageToken; protocol §4.1).
 func (r *restClient) discussions(ctx context.Context, q url.Values) (discussionsPage, error) {
 	var p struct {
-		Discussions []struct {
-			ID           lenientString   `json:"id"`
-			Title        lenientString   `json:"title"`
-			IsArchived   bool            `json:"isArchived"`
-			CreatedAt    json.RawMessage `json:"createdAt"`
-			RelatedItems *[]struct {
-				Type lenientString `json:"type"`
-				Key  lenientString `json:"key"`
-			} `json:"relatedItems"`
-		} `json:"discussions"`
-		NextPageToken *string `json:"nextPageToken"`
+		Discussions   []wireDiscussion `json:"discussions"`
+		NextPageToken *string          `json:"nextPageToken"`
 	}
 	if err := r.get(ctx, "/discussions", q, &p); err != nil {
 		return discussionsPage{}, err
 	}
 	out := discussionsPage{NextPageToken: p.NextPageToken, Discussions: make([]listedDiscussion, 0, len(p.Discussions))}
 	for _, d := range p.Discussions {
-		ld := listedDiscussion{ID: string(d.ID), Title: string(d.Title), IsArchived: d.IsArchived, CreatedAt: parseTime(d.CreatedAt)}
-		if d.RelatedItems != nil {
-			ld.Related = make([]RelatedRule, 0, len(*d.RelatedItems))
-			for _, ri := range *d.RelatedItems {
-				ld.Related = append(ld.Related, RelatedRule{Type: string(ri.Type), Key: string(ri.Key)})
-			}
-		}
-		out.Discussions = append(out.Discussions, ld)
+		out.Discussions = append(out.Discussions, d.listed())
 	}
 	return out, nil
+}
+
+// wireDiscussion is the part of a Kinetic discussion object (§5.1) that kdbridge reads.
+type wireDiscussion struct {
+	ID           lenientString   `json:"id"`
+	Title        lenientString   `json:"title"`
+	IsArchived   bool            `json:"isArchived"`
+	CreatedAt    json.RawMessage `json:"createdAt"`
+	RelatedItems *[]struct {
+		Type lenientString `json:"type"`
+		Key  lenientString `json:"key"`
+	} `json:"relatedItems"`
+}
+
+func (d wireDiscussion) listed() listedDiscussion {
+	ld := listedDiscussion{ID: string(d.ID), Title: string(d.Title), IsArchived: d.IsArchived, CreatedAt: parseTime(d.CreatedAt)}
+	if d.RelatedItems != nil {
+		ld.Related = make([]bridge.RelatedItem, 0, len(*d.RelatedItems))
+		for _, ri := range *d.RelatedItems {
+			ld.Related = append(ld.Related, bridge.RelatedItem{Type: string(ri.Type), Key: string(ri.Key)})
+		}
+	}
+	return ld
 }
 
 // truncate shortens s to at most n bytes on a rune boundary, marking the cut.

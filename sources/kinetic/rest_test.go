@@ -92,7 +92,8 @@ func TestRESTRetries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &restFake{statuses: tt.statuses}
 			r := newRESTFake(t, f)
-			title, err := r.discussionTitle(t.Context(), "d1")
+			d, err := r.discussion(t.Context(), "d1")
+			title := d.Title
 			var he *httpError
 			switch {
 			case tt.wantErr == 0 && (err != nil || title != "T"):
@@ -143,7 +144,7 @@ func TestRESTBadAnswers(t *testing.T) {
 func TestRESTTokenRefused(t *testing.T) {
 	f := &restFake{tokenErr: http.StatusUnauthorized}
 	r := newRESTFake(t, f)
-	_, err := r.discussionTitle(t.Context(), "d1")
+	_, err := r.discussion(t.Context(), "d1")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !tokenRefused(err) || f.calls != 0 {

@@ -196,13 +196,19 @@ func (d *Dispatcher) resume(ctx context.Context, sinks ...string) error {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	deliverCtx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
+	if err := d.countBacklog(ctx); err != nil {
+		// Only the backlog metrics suffer: they count from zero.
+		d.log.Error("count pending deliveries", "err", err)
+	}
 	d.mu.Lock()
 	d.runCtx, d.deliverCtx = ctx, deliverCtx
 	for _, r := range d.sinks {
 		r.start(ctx, deliverCtx)
 	}
 	d.mu.Unlock()
-	if err := d.resume(ctx); err != nil {
+	// A resume cut short by ctx ending is no failure, and the workers already started still
+	// get their grace period below.
+	if err := d.resume(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}
 	<-ctx.Done()

@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		return err
 	}
 	d.sinks = sinks
-	d.met = newMetrics(d.currentSources)
+	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
 	observe := d.met.observe
 	if deps.observe != nil {
 		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }
@@ -219,6 +219,17 @@ func (d *daemon) currentSources() []bridge.Source {
 		out = append(out, ls.src)
 	}
 	slices.SortFunc(out, func(a, b bridge.Source) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+func (d *daemon) currentSinks() []bridge.Sink {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]bridge.Sink, 0, len(d.sinks))
+	for _, ls := range d.sinks {
+		out = append(out, ls.spec.Sink)
+	}
+	slices.SortFunc(out, func(a, b bridge.Sink) int { return strings.Compare(a.Name(), b.Name()) })
 	return out
 }
 

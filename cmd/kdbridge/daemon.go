@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type daemon struct {
 
 	srcCtx context.Context // parent of every source's context
 	srcWG  sync.WaitGroup  // the sources' supervisors
+	// started is set once every configured source has started: the HTTP listener is up
+	// before, and /readyz must not call a daemon without sources ready.
+	started atomic.Bool
 
 	mu      sync.Mutex // guards cfg, sinks and sources; held for a whole reload
 	cfg     *Config
@@ -156,6 +160,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		}
 	}
 	d.mu.Unlock()
+	d.started.Store(true)
 	log.Info("kdbridge started", "version", version, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", cfg.State.Dir)
 	if deps.ready != nil {
 		deps.ready(addr)

@@ -46,6 +46,8 @@ type Dispatcher struct {
 	opts   DispatcherOptions
 	now    func() time.Time
 
+	backlog backlog // pending deliveries per sink, for metrics (backlog.go)
+
 	mu         sync.RWMutex
 	sinks      map[string]*sinkRunner
 	runCtx     context.Context // set while Run runs: runners started later use it
@@ -138,13 +140,18 @@ func (d *Dispatcher) Emit(ctx context.Context, events ...Event) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	d.backlog.gate.RLock()
+	defer d.backlog.gate.RUnlock()
+	now := d.now()
 	stored, err := d.store.Append(ctx, recs)
 	if err != nil {
 		return fmt.Errorf("store events: %w", err)
 	}
 	for _, r := range stored {
 		for _, t := range r.Targets {
-			d.notify(Queue{Target: t, Discussion: r.Event.Discussion.ID})
+			q := Queue{Target: t, Discussion: r.Event.Discussion.ID}
+			d.backlog.added(q, 1, now)
+			d.notify(q)
 		}
 	}
 	return nil
@@ -196,13 +203,19 @@ func (d *Dispatcher) resume(ctx context.Context, sinks ...string) error {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	deliverCtx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
+	if err := d.countBacklog(ctx); err != nil {
+		// Only the backlog metrics suffer: they count from zero.
+		d.log.Error("count pending deliveries", "err", err)
+	}
 	d.mu.Lock()
 	d.runCtx, d.deliverCtx = ctx, deliverCtx
 	for _, r := range d.sinks {
 		r.start(ctx, deliverCtx)
 	}
 	d.mu.Unlock()
-	if err := d.resume(ctx); err != nil {
+	// A resume cut short by ctx ending is no failure, and the workers already started still
+	// get their grace period below.
+	if err := d.resume(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}
 	<-ctx.Done()
@@ -418,6 +431,7 @@ func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.
 			r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
 			return time.Second, false
 		}
+		r.d.backlog.head(q, p.StoredAt, ok)
 		if !ok {
 			return 0, false
 		}
@@ -449,6 +463,7 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 			log.Error("dead-letter delivery", "err", err)
 			return time.Second
 		}
+		r.d.backlog.removed(p.Queue)
 		return 0
 	}
 	err := r.spec.Sink.Deliver(ctx, d)
@@ -468,6 +483,8 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 			// The delivery happened; failing to record it only means a redelivery later,
 			// with the same webhook-id.
 			log.Error("record delivery", "err", err)
+		} else {
+			r.d.backlog.removed(p.Queue)
 		}
 		return 0
 	}
@@ -517,16 +534,23 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		log.Error("dead-letter delivery", "err", err)
 		return time.Second
 	}
+	r.d.backlog.removed(p.Queue)
 	return 0
 }
 
 // Replay moves matching dead letters back into their queues, re-enables their targets if
 // they were disabled, and schedules them.
 func (d *Dispatcher) Replay(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	d.backlog.gate.RLock()
 	dls, err := d.store.Replay(ctx, f)
 	if err != nil {
+		d.backlog.gate.RUnlock()
 		return nil, err
 	}
+	for _, dl := range dls {
+		d.backlog.added(dl.Pending.Queue, 1, time.Time{}) // the head's time is read when it is delivered
+	}
+	d.backlog.gate.RUnlock()
 	if err := EnableTargets(ctx, d.store, dls); err != nil {
 		return dls, err
 	}

@@ -59,6 +59,23 @@ type Pending struct {
 	FirstTry  time.Time // zero until the first attempt
 	LastError string
 	NextTry   time.Time // zero: now
+	// StoredAt is when the event was stored (for metrics: the age of a queue's head); zero
+	// when the store does not say.
+	StoredAt time.Time
+}
+
+// QueueBacklog is what a store holds pending for one queue.
+type QueueBacklog struct {
+	Queue    Queue
+	Pending  int       // deliveries waiting
+	OldestAt time.Time // when the event of the head was stored
+}
+
+// BacklogCounter is a Store that can count its pending deliveries. The dispatcher asks once,
+// when Run starts, and keeps the numbers itself from then on, so that reading them (each
+// metrics scrape) never touches the store. It may cost a pass over every pending delivery.
+type BacklogCounter interface {
+	Backlog(ctx context.Context) ([]QueueBacklog, error)
 }
 
 // DeadLetter is a delivery that will not be retried until an operator replays it.

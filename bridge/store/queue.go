@@ -76,6 +76,7 @@ func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, 
 		p = bridge.Pending{
 			Seq: seq, Queue: q, Event: e,
 			Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
+			StoredAt: storedAt(tx, eventSeq),
 		}
 		ok = true
 		return nil

@@ -101,6 +101,20 @@ func TestBacklog100k(t *testing.T) {
 		return n >= total
 	})
 	stored := time.Since(start)
+	// The backlog metrics come from counters, not from the store: a scrape stays cheap.
+	// (Events are counted as received just before they are stored.)
+	waitFor(t, "the whole backlog queued", 30*time.Second, func() bool {
+		return scrapeValue(t, addr, `kdbridge_queue_depth{sink="hook"}`) == float64(total)
+	})
+	scrapeStart := time.Now()
+	scrape := httpGet(t, "http://"+addr+"/metrics")
+	scrapeTook := time.Since(scrapeStart)
+	depth, _ := metricValue(scrape, `kdbridge_queue_depth{sink="hook"}`)
+	oldest, _ := metricValue(scrape, `kdbridge_oldest_undelivered_seconds{sink="hook"}`)
+	t.Logf("/metrics with the backlog pending: %s; queue depth %v, oldest undelivered %.1fs", scrapeTook.Round(time.Microsecond), depth, oldest)
+	if depth != float64(total) || oldest <= 0 || oldest > time.Since(start).Seconds() {
+		t.Errorf("queue depth %v (want %d), oldest undelivered %vs (want up to %v)", depth, total, oldest, time.Since(start))
+	}
 	peakRSS, _ := procMemory(t, proc.cmd.Process.Pid)
 	// Let the burst's garbage be collected (the retries of the failing sink keep allocating,
 	// so the collector runs): what matters is what the backlog itself holds.
@@ -124,6 +138,7 @@ func TestBacklog100k(t *testing.T) {
 		return n >= total
 	})
 	drained := time.Since(drainStart)
+	waitFor(t, "an empty queue", 10*time.Second, func() bool { return scrapeValue(t, addr, `kdbridge_queue_depth{sink="hook"}`) == 0 })
 	rssAfter, hwmAfter := procMemory(t, proc.cmd.Process.Pid)
 	proc.terminate(t)
 	t.Logf("%d events across %d discussions stored in %s while the sink was down; RSS right after the burst %d MiB, with the backlog 10 s later %d MiB (peak %d MiB); drained in %s (%.0f events/s); RSS after %d MiB (peak %d MiB)",

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type daemon struct {
 
 	srcCtx context.Context // parent of every source's context
 	srcWG  sync.WaitGroup  // the sources' supervisors
+	// started is set once every configured source has started: the HTTP listener is up
+	// before, and /readyz must not call a daemon without sources ready.
+	started atomic.Bool
 
 	mu      sync.Mutex // guards cfg, sinks and sources; held for a whole reload
 	cfg     *Config
@@ -103,7 +107,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		return err
 	}
 	d.sinks = sinks
-	d.met = newMetrics(d.currentSources)
+	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
 	observe := d.met.observe
 	if deps.observe != nil {
 		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }
@@ -156,6 +160,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		}
 	}
 	d.mu.Unlock()
+	d.started.Store(true)
 	log.Info("kdbridge started", "version", version, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", cfg.State.Dir)
 	if deps.ready != nil {
 		deps.ready(addr)
@@ -219,6 +224,17 @@ func (d *daemon) currentSources() []bridge.Source {
 		out = append(out, ls.src)
 	}
 	slices.SortFunc(out, func(a, b bridge.Source) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+func (d *daemon) currentSinks() []bridge.Sink {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]bridge.Sink, 0, len(d.sinks))
+	for _, ls := range d.sinks {
+		out = append(out, ls.spec.Sink)
+	}
+	slices.SortFunc(out, func(a, b bridge.Sink) int { return strings.Compare(a.Name(), b.Name()) })
 	return out
 }
 

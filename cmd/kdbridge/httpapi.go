@@ -24,6 +24,9 @@ func httpHandler(d *daemon) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		problems := notReady(d.currentSources())
+		if !d.started.Load() {
+			problems = []string{"starting"}
+		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:")

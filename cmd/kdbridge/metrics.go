@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
 
@@ -19,9 +20,12 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	deadTotal  *prometheus.CounterVec
+	own        []prometheus.Collector // the kdbridge_ metrics (the README's table lists them all)
 }
 
-func newMetrics(sources func() []bridge.Source) *metrics {
+// newMetrics reads, at scrape time, the sources' status, the sinks' stats and the
+// dispatcher's backlog through the functions given.
+func newMetrics(sources func() []bridge.Source, sinks func() []bridge.Sink, backlog func() []bridge.SinkBacklog) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -38,9 +42,10 @@ func newMetrics(sources func() []bridge.Source) *metrics {
 			Name: "kdbridge_dead_letters_total", Help: "Deliveries dead-lettered, by sink.",
 		}, []string{"sink"}),
 	}
-	m.reg.MustRegister(m.received, m.deliveries, m.latency, m.deadTotal,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&sourceCollector{sources: sources})
+	m.own = []prometheus.Collector{m.received, m.deliveries, m.latency, m.deadTotal,
+		&sourceCollector{sources: sources}, &backlogCollector{backlog: backlog}, &slackCollector{sinks: sinks}}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -94,10 +99,12 @@ var (
 	descRefusals   = prometheus.NewDesc("kdbridge_source_subscribe_refusals_total", "Subscribes refused by Kinetic (ack-error), each retried on a slow schedule.", []string{"source"}, nil)
 	descEvictions  = prometheus.NewDesc("kdbridge_source_evictions_total", "Subscriptions ended by the server (unsubscribed), each retried on a slow schedule.", []string{"source"}, nil)
 	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
+	descTokens     = prometheus.NewDesc("kdbridge_source_token_refreshes_total", "Requests to the OAuth token endpoint (the first token and every renewal), by result (ok, refused, error).", []string{"source", "result"}, nil)
+	descCatchUp    = prometheus.NewDesc("kdbridge_source_catchup_messages_total", "Message events emitted by REST catch-ups (after a (re)subscribe or a queue overflow).", []string{"source"}, nil)
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered} {
+	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered, descTokens, descCatchUp} {
 		ch <- d
 	}
 }
@@ -120,6 +127,10 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped), name)
 		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.Refusals), name)
 		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions), name)
+		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.CounterValue, float64(s.CatchUpEvents), name)
+		for result, n := range s.TokenRequests {
+			ch <- prometheus.MustNewConstMetric(descTokens, prometheus.CounterValue, float64(n), name, result)
+		}
 		if s.Discovering {
 			ch <- prometheus.MustNewConstMetric(descDiscovered, prometheus.GaugeValue, float64(s.Discovered), name)
 		}
@@ -133,6 +144,69 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		for state, n := range states {
 			ch <- prometheus.MustNewConstMetric(descSubs, prometheus.GaugeValue, float64(n), name, state)
 		}
+	}
+}
+
+// backlogCollector reads the dispatcher's per-sink backlog at scrape time: counters the
+// dispatcher keeps as it works, so a scrape costs nothing that grows with the backlog.
+type backlogCollector struct{ backlog func() []bridge.SinkBacklog }
+
+var (
+	descQueueDepth = prometheus.NewDesc("kdbridge_queue_depth", "Deliveries stored and not yet delivered (nor dead-lettered), by sink.", []string{"sink"}, nil)
+	descOldest     = prometheus.NewDesc("kdbridge_oldest_undelivered_seconds", "Age of the oldest undelivered delivery (since its event was stored), by sink; 0 when none waits.", []string{"sink"}, nil)
+)
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueueDepth
+	ch <- descOldest
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, b := range c.backlog() {
+		age := 0.0
+		if b.Pending > 0 && !b.OldestAt.IsZero() {
+			age = max(now.Sub(b.OldestAt).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(b.Pending), b.Sink)
+		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, b.Sink)
+	}
+}
+
+// pacedSink is a sink that reports its flow control: the Slack sink.
+type pacedSink interface {
+	Name() string
+	Stats() slack.Stats
+}
+
+// slackCollector reads the Slack sinks' counters at scrape time.
+type slackCollector struct{ sinks func() []bridge.Sink }
+
+var (
+	descPacingWait   = prometheus.NewDesc("kdbridge_slack_pacing_wait_seconds_total", "Time deliveries slept for their turn in a channel's rate limit, by sink.", []string{"sink"}, nil)
+	descPacingWaits  = prometheus.NewDesc("kdbridge_slack_pacing_waits_total", "Deliveries that slept for their turn in a channel's rate limit, by sink.", []string{"sink"}, nil)
+	descPacingHanded = prometheus.NewDesc("kdbridge_slack_pacing_deferred_total", "Deliveries handed back to the dispatcher for later instead of sleeping, by sink and reason (busy: the channel's next turns are taken; paused: the channel is paused after a 429).", []string{"sink", "reason"}, nil)
+	descRateLimited  = prometheus.NewDesc("kdbridge_slack_rate_limited_total", "Answers from Slack that asked to slow down (HTTP 429, ratelimited), by sink.", []string{"sink"}, nil)
+)
+
+func (c *slackCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPacingWait, descPacingWaits, descPacingHanded, descRateLimited} {
+		ch <- d
+	}
+}
+
+func (c *slackCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.sinks() {
+		ps, ok := s.(pacedSink)
+		if !ok {
+			continue
+		}
+		st, name := ps.Stats(), ps.Name()
+		ch <- prometheus.MustNewConstMetric(descPacingWait, prometheus.CounterValue, st.PacingWait.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(descPacingWaits, prometheus.CounterValue, float64(st.PacingWaits), name)
+		ch <- prometheus.MustNewConstMetric(descPacingHanded, prometheus.CounterValue, float64(st.Busy), name, "busy")
+		ch <- prometheus.MustNewConstMetric(descPacingHanded, prometheus.CounterValue, float64(st.Paused), name, "paused")
+		ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(st.RateLimited), name)
 	}
 }
 

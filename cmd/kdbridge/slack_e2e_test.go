@@ -451,7 +451,8 @@ func TestSlackRateLimitedChannelDoesNotDelayOthers(t *testing.T) {
 	}
 	ids := r.discussions(titles...)
 	// The sink's own pacing is set out of the way: this test is about Slack's 429.
-	cfg := r.config(t, "127.0.0.1:0", ids, `
+	addr := freeAddr(t)
+	cfg := r.config(t, addr, ids, `
   - name: ops-slack
     type: slack
     token: {token}
@@ -487,6 +488,17 @@ func TestSlackRateLimitedChannelDoesNotDelayOthers(t *testing.T) {
 	}
 	total := len(ids) * (rounds + 1) // a parent per discussion, then the messages
 	waitFor(t, "everything in A", 20*time.Second, func() bool { return len(posted(r.slack, chA)) >= total })
+	// The 429s and the deliveries they held back are counted; the queue ends empty.
+	waitFor(t, "an empty queue", 10*time.Second, func() bool { return scrapeValue(t, addr, `kdbridge_queue_depth{sink="ops-slack"}`) == 0 })
+	scrape := httpGet(t, "http://"+addr+"/metrics")
+	if v, _ := metricValue(scrape, `kdbridge_slack_rate_limited_total{sink="ops-slack"}`); v < 1 || v != float64(r.slack.RateLimited(chA)+r.slack.RateLimited(chB)) {
+		t.Errorf("kdbridge_slack_rate_limited_total = %v, the fake answered %d 429s", v, r.slack.RateLimited(chA)+r.slack.RateLimited(chB))
+	}
+	for _, series := range []string{`kdbridge_slack_pacing_deferred_total{reason="paused",sink="ops-slack"}`, `kdbridge_deliveries_total{outcome="paused",sink="ops-slack"}`} {
+		if v, _ := metricValue(scrape, series); v < 1 {
+			t.Errorf("%s = %v, want the deliveries held back while A was paused", series, v)
+		}
+	}
 	stopAndCheckLogs(t, d, slackToken)
 
 	var slowest time.Duration
@@ -560,7 +572,8 @@ func TestSlackBurstIsPaced(t *testing.T) {
 	r := newSlackRig(t, slacktest.Options{Channels: []slacktest.Channel{{ID: ch, Name: "ops"}}, RateTolerance: 200 * time.Millisecond})
 	r.slack.EnforceRate(1, 3)
 	ids := r.discussions("Busy")
-	cfg := r.config(t, "127.0.0.1:0", ids, `
+	addr := freeAddr(t)
+	cfg := r.config(t, addr, ids, `
   - name: ops-slack
     type: slack
     token: {token}
@@ -579,6 +592,14 @@ func TestSlackBurstIsPaced(t *testing.T) {
 	}
 	waitFor(t, "21 posts", 45*time.Second, func() bool { return len(posted(r.slack, ch)) >= 21 })
 	took := time.Since(start)
+	// The pace is the sink's own waits: about one second before each post past the burst.
+	scrape := httpGet(t, "http://"+addr+"/metrics")
+	waits, _ := metricValue(scrape, `kdbridge_slack_pacing_waits_total{sink="ops-slack"}`)
+	waited, _ := metricValue(scrape, `kdbridge_slack_pacing_wait_seconds_total{sink="ops-slack"}`)
+	t.Logf("%v pacing waits, %.1fs in all", waits, waited)
+	if waits < 10 || waited < 10 || waited > took.Seconds() {
+		t.Errorf("pacing: %v waits of %vs in all, want most of the 18 posts past the burst to wait about a second", waits, waited)
+	}
 	stopAndCheckLogs(t, d, slackToken)
 
 	t.Logf("21 posts in %v", took.Round(time.Millisecond))

@@ -59,6 +59,9 @@ func TestRateLimited(t *testing.T) {
 	if n := len(f.CallsOf("chat.postMessage")); n != 2 {
 		t.Errorf("%d chat.postMessage calls, want 2 (the 429 and the other channel's)", n)
 	}
+	if st := s.Stats(); st.RateLimited != 1 || st.Paused != 1 || st.Busy != 0 {
+		t.Errorf("Stats = %+v, want one 429 and one delivery handed back while paused", st)
+	}
 
 	// A 429 without a usable Retry-After still asks for a pause.
 	f.FailNextWith("chat.update", slacktest.Fault{Status: 429})
@@ -67,6 +70,9 @@ func TestRateLimited(t *testing.T) {
 	err = s2.Deliver(context.Background(), bridge.Delivery{Event: event(bridge.MessageUpdated, "d1", "m1", "", "y"), Target: bridge.Target{Channel: "C0000DEV2"}})
 	if d, ok := bridge.RetryAfterOf(err); !ok || d != defaultRetryAfter {
 		t.Errorf("429 without Retry-After: %v", err)
+	}
+	if st := s2.Stats(); st.RateLimited != 1 {
+		t.Errorf("Stats = %+v, want one 429", st)
 	}
 	// slack-go itself did not retry: one call per attempt.
 	if n := len(f.CallsOf("chat.postMessage")); n != 3 {

@@ -36,6 +36,8 @@ type limiters struct {
 	burst int
 	hold  time.Duration // the longest wait spent sleeping rather than handed back
 	m     map[string]*channelLimiter
+
+	stats *stats // counts waits and hand-backs when set
 }
 
 // maxHold caps hold for very slow rates: a worker never sleeps longer than this in wait.
@@ -53,7 +55,7 @@ func (l *limiters) channel(id string) *channelLimiter {
 	defer l.mu.Unlock()
 	c, ok := l.m[id]
 	if !ok {
-		c = &channelLimiter{lim: rate.NewLimiter(l.rate, l.burst), hold: l.hold}
+		c = &channelLimiter{lim: rate.NewLimiter(l.rate, l.burst), hold: l.hold, stats: l.stats}
 		l.m[id] = c
 	}
 	return c
@@ -61,8 +63,9 @@ func (l *limiters) channel(id string) *channelLimiter {
 
 // channelLimiter is a token bucket that can also be paused until a time.
 type channelLimiter struct {
-	lim  *rate.Limiter
-	hold time.Duration
+	lim   *rate.Limiter
+	hold  time.Duration
+	stats *stats // nil: not counted
 
 	mu          sync.Mutex
 	pausedUntil time.Time
@@ -109,9 +112,11 @@ func (c *channelLimiter) wait(ctx context.Context) error {
 	case d <= 0:
 		return nil
 	case r == nil:
+		c.count(func(s *stats) { s.paused.Add(1) })
 		return bridge.RetryAfter(errPaused, d)
 	case d > c.hold:
 		r.CancelAt(now)
+		c.count(func(s *stats) { s.busy.Add(1) })
 		return bridge.RetryAfter(errBusy, d)
 	}
 	if deadline, ok := ctx.Deadline(); ok && now.Add(d).After(deadline) {
@@ -120,11 +125,22 @@ func (c *channelLimiter) wait(ctx context.Context) error {
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	defer c.count(func(s *stats) {
+		s.pacingWaits.Add(1)
+		s.pacingWaitNanos.Add(uint64(time.Since(now)))
+	})
 	select {
 	case <-ctx.Done():
 		r.Cancel()
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// count adds to the sink's counters, if the limiter has them.
+func (c *channelLimiter) count(add func(*stats)) {
+	if c.stats != nil {
+		add(c.stats)
 	}
 }

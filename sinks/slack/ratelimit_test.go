@@ -130,4 +130,23 @@ func TestSinkUsesTheChannelLimiter(t *testing.T) {
 	if n := len(f.CallsOf("chat.postMessage")); n != 3 {
 		t.Errorf("%d posts, want 3", n)
 	}
+	if st := s.Stats(); st.Busy != 1 || st.PacingWaits != 0 || st.RateLimited != 0 {
+		t.Errorf("Stats = %+v, want one write handed back as busy", st)
+	}
+}
+
+// TestStatsCountPacingWaits: a second post right after the first, within one interval,
+// sleeps for its turn, and the sleep is counted.
+func TestStatsCountPacingWaits(t *testing.T) {
+	f := newFake(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	cfg.Rate, cfg.Burst = 20, 1
+	s := newSink(t, cfg, newMemKV())
+	deliver(t, s, event(bridge.MessageCreated, "d1", "m1", "", "one"), "")
+	deliver(t, s, event(bridge.MessageCreated, "d2", "m2", "", "two"), "")
+	st := s.Stats()
+	if st.PacingWaits != 1 || st.PacingWait <= 0 || st.PacingWait > time.Second || st.Busy != 0 {
+		t.Errorf("Stats = %+v, want one wait of up to 50ms", st)
+	}
 }

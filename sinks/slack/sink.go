@@ -71,6 +71,7 @@ type Sink struct {
 
 	routeText      map[string]*template.Template // by route name; see Options.RouteTemplates
 	limiters       *limiters
+	stats          stats
 	locks          keyedMutex
 	channels       channels
 	users          users
@@ -121,6 +122,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		limiters:  newLimiters(c.cfg.Rate, c.cfg.Burst),
 		users:     users{m: map[string]*userEntry{}},
 	}
+	s.limiters.stats = &s.stats
 	token := c.cfg.Token.Reveal()
 	s.redact = func(text string) string { return config.Redact(text, token) }
 	if s.http == nil {
@@ -415,6 +417,7 @@ func (s *Sink) callContext(ctx context.Context) (context.Context, context.Cancel
 func (s *Sink) failed(ctx context.Context, method, ch string, err error) error {
 	err = s.classify(ctx, method, ch, err)
 	if d, ok := bridge.RetryAfterOf(err); ok {
+		s.stats.rateLimited.Add(1)
 		s.limiters.channel(ch).pause(time.Now().Add(d))
 		s.log.Info("Slack rate-limited the channel; pausing it", "channel", ch, "method", method, "retry_after", d)
 	}

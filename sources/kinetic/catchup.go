@@ -382,6 +382,9 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
 	for {
 		n, err := w.catchUpOnce(ctx)
+		w.s.st.mu.Lock()
+		w.s.st.catchUpEvents += uint64(n) // emitted, also when a shutdown cut the catch-up short
+		w.s.st.mu.Unlock()
 		if err == nil {
 			if n > 0 || logged {
 				w.log.Info("kinetic: caught up", "events", n)

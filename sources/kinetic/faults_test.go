@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -114,6 +115,9 @@ func TestRestartCatchesUpExactlyMissed(t *testing.T) {
 	if !ok || cp.MessageID != after[1] {
 		t.Errorf("checkpoint = %+v, want %s", cp, after[1])
 	}
+	if n := h2.src.Status().CatchUpEvents; n != 7 {
+		t.Errorf("%d events caught up, want the 7 missed", n)
+	}
 }
 
 // An edit made while the source was down becomes message.updated after the restart.
@@ -183,6 +187,10 @@ func TestWrongCredentials(t *testing.T) {
 	const wrong = "wr0ng-Secret-value"
 	h := start(t, srv, []string{d.ID}, func(c *Config, o *Options, tm *timing) { c.ClientSecret = wrong })
 	eventually(t, "several token requests", func() bool { return srv.Stats().TokenRequests >= 5 })
+	eventually(t, "the refusals counted", func() bool { return h.src.Status().TokenRequests[TokenRefused] >= 5 })
+	if st := h.src.Status(); st.TokenRequests[TokenOK] != 0 || st.TokenRequests[TokenError] != 0 {
+		t.Errorf("token requests = %v, want only refusals", st.TokenRequests)
+	}
 
 	lines := h.logs.lines("level=ERROR", "kinetic: token request refused: 401", "check client_id/client_secret")
 	if len(lines) != 1 {
@@ -219,6 +227,10 @@ func TestTokenEndpointFailing(t *testing.T) {
 	h.waitReady()
 	if n := srv.Stats().TokenRequests; n != 4 {
 		t.Errorf("%d token requests, want 4", n)
+	}
+	want := map[string]uint64{TokenOK: 1, TokenRefused: 0, TokenError: 3}
+	if got := h.src.Status().TokenRequests; !maps.Equal(got, want) {
+		t.Errorf("Status().TokenRequests = %v, want %v", got, want)
 	}
 	if n := len(h.logs.lines("level=WARN", "kinetic: cannot connect", "503")); n != 1 {
 		t.Errorf("%d 'cannot connect' lines for the same failure, want 1", n)
@@ -278,6 +290,9 @@ func TestTokenCachingAndRefresh(t *testing.T) {
 	t.Logf("%d token requests for %d identifies", tokens, identifies)
 	if tokens < 2 || tokens >= identifies {
 		t.Errorf("%d token requests for %d identifies: tokens not renewed or not reused", tokens, identifies)
+	}
+	if got := h.src.Status().TokenRequests; got[TokenOK] < 2 || got[TokenOK] > uint64(tokens) || got[TokenError]+got[TokenRefused] != 0 {
+		t.Errorf("Status().TokenRequests = %v, want the %d renewals, all ok", got, tokens)
 	}
 }
 

@@ -30,6 +30,12 @@ type Status struct {
 	Refusals    uint64             // subscribes answered with ack-error (each is retried on a slow schedule)
 	Evictions   uint64             // server-initiated unsubscribes (each is retried on a slow schedule)
 
+	// CatchUpEvents counts the events emitted by REST catch-ups (they are among Emitted).
+	CatchUpEvents uint64
+	// TokenRequests counts requests to the OAuth token endpoint (the first token and every
+	// renewal) by result: TokenOK, TokenRefused (credentials rejected), TokenError.
+	TokenRequests map[string]uint64
+
 	// Discovery (zero without a discover: block).
 	Discovering    bool      // discovery is configured
 	Discovered     int       // discussions that matched in the last successful poll (configured ones included)
@@ -64,6 +70,13 @@ func (s Status) Ready() bool {
 	return true
 }
 
+// Results of token requests, as Status.TokenRequests counts them.
+const (
+	TokenOK      = "ok"
+	TokenRefused = "refused"
+	TokenError   = "error"
+)
+
 // status is the mutable state behind Status, guarded by mu.
 type status struct {
 	mu          sync.Mutex
@@ -81,6 +94,8 @@ type status struct {
 	discovered  int
 	lastDisc    time.Time
 	discErr     string
+
+	catchUpEvents uint64
 }
 
 func newStatus(ids []string) *status {
@@ -133,6 +148,8 @@ func (st *status) snapshot() Status {
 		Discovered:     st.discovered,
 		LastDiscovery:  st.lastDisc,
 		DiscoveryError: st.discErr,
+
+		CatchUpEvents: st.catchUpEvents,
 	}
 	for _, id := range st.order {
 		out.Discussions = append(out.Discussions, *st.discussions[id])

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -37,6 +38,9 @@ type tokenSource struct {
 	tok  *oauth2.Token // guarded by lock
 	mu   sync.Mutex    // guards username
 	user string
+
+	// Requests to the endpoint by result, for Status.
+	ok, refused, failed atomic.Uint64
 }
 
 func newTokenSource(space, clientID string, secret config.Secret, client *http.Client) *tokenSource {
@@ -87,11 +91,24 @@ func (ts *tokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
 		return ts.tok, nil
 	}
 	tok, err := ts.fetch(ctx)
+	switch {
+	case err == nil:
+		ts.ok.Add(1)
+	case tokenRefused(err):
+		ts.refused.Add(1)
+	case ctx.Err() == nil: // not our own shutdown
+		ts.failed.Add(1)
+	}
 	if err != nil {
 		return nil, err
 	}
 	ts.tok = tok
 	return tok, nil
+}
+
+// requests counts the requests to the endpoint so far by result (see Status.TokenRequests).
+func (ts *tokenSource) requests() map[string]uint64 {
+	return map[string]uint64{TokenOK: ts.ok.Load(), TokenRefused: ts.refused.Load(), TokenError: ts.failed.Load()}
 }
 
 // Invalidate drops the cached token if it is still access, so that the next Token call gets

@@ -187,7 +187,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	// a scrape shows each metric's type.
 	src, err := kinetic.New("acme", kinetic.Config{
 		URL: "http://127.0.0.1:1", ClientID: "u", ClientSecret: config.Secret("s"), Discussions: []string{"d1"},
-		Discover: &kinetic.DiscoverConfig{Match: []kinetic.MatchRule{{Title: "x*"}}},
+		Discover: &kinetic.DiscoverConfig{Match: []bridge.MatchRule{{Title: "x*"}}},
 	}, kinetic.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -407,7 +407,17 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 	logged := false
 	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
 	for {
+		// At most catchUps catch-ups of the source run at once (F5): at start-up every
+		// subscribe ack asks for one, and 10,000 concurrent REST conversations cost hundreds
+		// of megabytes for no gain in time. Waiters are served in order (a channel's
+		// blocked senders queue FIFO); a stopped worker stops waiting.
+		select {
+		case w.s.catchUps <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		n, err := w.catchUpOnce(ctx)
+		<-w.s.catchUps
 		if err == nil {
 			if n > 0 || logged {
 				w.log().Info("kinetic: caught up", "events", n)

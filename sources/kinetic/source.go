@@ -47,7 +47,8 @@ type Source struct {
 	run    atomic.Bool
 	idle   func() // closes the idle connections of a transport the source owns
 
-	workers atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+	workers  atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+	catchUps chan struct{}                      // a slot per catch-up running (see catchUpWithRetry)
 
 	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
 	setMu      sync.Mutex
@@ -74,6 +75,7 @@ type timing struct {
 	rest                         retryPolicy   // retry of one REST call
 	badLogEvery                  time.Duration // at most one bad-input line per kind this often
 	queueCap                     int           // live events buffered per discussion
+	catchUps                     int           // catch-ups of the source running at once
 }
 
 func defaultTiming() timing {
@@ -93,6 +95,10 @@ func defaultTiming() timing {
 		rest:           retryPolicy{initial: 500 * time.Millisecond, max: 10 * time.Second, tries: 5},
 		badLogEvery:    10 * time.Second,
 		queueCap:       10000,
+		// Enough to keep the REST API and the emitter busy, few enough that the pages,
+		// HTTP buffers and stacks of catch-ups in flight stay small (docs/performance.md,
+		// F5: unbounded, 10,000 at start-up).
+		catchUps: 16,
 	}
 }
 
@@ -168,6 +174,7 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 // setTiming sets the schedules (tests shorten them); only before Run.
 func (s *Source) setTiming(t timing) {
 	s.t = t
+	s.catchUps = make(chan struct{}, max(t.catchUps, 1))
 	s.rest.retry = t.rest
 	s.bad.every = t.badLogEvery
 }

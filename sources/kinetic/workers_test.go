@@ -3,10 +3,71 @@ package kinetic
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
 )
+
+// At most timing.catchUps catch-ups run at once, and live events that arrive while a
+// discussion's catch-up waits for its turn are handed over after it, in order, once.
+func TestCatchUpsBounded(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{ListDelay: 20 * time.Millisecond})
+	const discussions, perDiscussion, slots = 30, 5, 3
+	var ids []string
+	for i := range discussions {
+		ids = append(ids, srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: fmt.Sprint("d", i)}).ID)
+	}
+	h := start(t, srv, ids, func(c *Config, o *Options, tm *timing) { tm.catchUps = slots })
+	// Posted once the server has the subscriptions, while most catch-ups still wait for a
+	// slot (30 × 20 ms in 3 slots is ~200 ms): news, some of it live, some caught up.
+	eventually(t, "the subscriptions", func() bool { return srv.Stats().Subscriptions == discussions })
+	want := make([][]string, discussions)
+	var wg sync.WaitGroup
+	for d := range discussions {
+		wg.Go(func() { want[d] = post(t, srv, ids[d], "m", perDiscussion) })
+	}
+	wg.Wait()
+	for d, id := range ids {
+		h.waitMessages(id, len(want[d]))
+	}
+	h.waitReady()
+	evs := h.rec.all()
+	for d, id := range ids {
+		exactlyOnce(t, evs, id, want[d])
+	}
+	st := srv.Stats()
+	if st.MaxListings > slots || st.MaxListings < 2 {
+		t.Errorf("at most %d message listings at once, want 2..%d", st.MaxListings, slots)
+	}
+}
+
+// A catch-up waiting for a slot stops when its discussion is no longer wanted, and Run
+// stops while catch-ups wait (goleak, in TestMain, checks that nothing is left behind).
+func TestWaitingCatchUpStopsOnRemoval(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{ListDelay: 100 * time.Millisecond})
+	const discussions = 10
+	var ids []string
+	for i := range discussions {
+		ids = append(ids, srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: fmt.Sprint("d", i)}).ID)
+	}
+	h := start(t, srv, ids, func(c *Config, o *Options, tm *timing) { tm.catchUps = 1 })
+	eventually(t, "the first listing", func() bool { return srv.Stats().MaxListings > 0 })
+	// Nine catch-ups wait behind one slot (~1 s of listings); keep one discussion only.
+	h.src.SetDiscussions(ids[:1])
+	began := time.Now()
+	h.waitReady()
+	if d := time.Since(began); d > 600*time.Millisecond {
+		t.Errorf("ready after %v: removed discussions' catch-ups still ran", d)
+	}
+	h.src.SetDiscussions(ids)
+	eventually(t, "the discussions wanted again", func() bool {
+		st := h.src.Status()
+		return len(st.Discussions) == discussions && st.Discussions[discussions-1].State == StateSubscribed
+	})
+	h.stop() // with catch-ups waiting again
+}
 
 // A quiet discussion has no goroutine: after its catch-up, its worker's goroutine ends, and
 // the next live event starts one again.

@@ -49,6 +49,7 @@ type Source struct {
 
 	workers  atomic.Pointer[map[string]*worker] // those of the current Run, for Status
 	catchUps chan struct{}                      // a slot per catch-up running (see catchUpWithRetry)
+	returned atomic.Bool                        // start-up's memory was returned to the OS (see watchRest)
 
 	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
 	setMu      sync.Mutex
@@ -347,6 +348,7 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 				drained = true
 			}
 		}
+		ss.stopRestWatch()
 		s.st.mu.Lock()
 		s.st.identified = false
 		for _, d := range s.st.discussions {
@@ -393,6 +395,7 @@ type session struct {
 	okCount    int                      // acks of the first round that were ack-ok
 	due        map[string]time.Time     // subscribes to retry, and when
 	timer      *time.Timer
+	restTick   *time.Ticker // while waiting for the first round's catch-ups to end (see watchRest)
 }
 
 // identify sends identify and waits for its ack. An ack-error gets one more try with a
@@ -466,6 +469,7 @@ func (ss *session) loop(ctx context.Context) error {
 	ss.timer = time.NewTimer(time.Hour)
 	ss.timer.Stop()
 	defer ss.timer.Stop()
+	defer ss.stopRestWatch()
 	for {
 		select {
 		case <-ctx.Done():
@@ -478,6 +482,8 @@ func (ss *session) loop(ctx context.Context) error {
 			if err := ss.reconcile(); err != nil {
 				return err
 			}
+		case <-ss.restC():
+			ss.checkRest()
 		case <-ss.timer.C:
 			now := time.Now()
 			for id, at := range ss.due {
@@ -615,6 +621,7 @@ func (ss *session) firstRoundDone() {
 	if len(ss.firstRound) == 0 && ss.firstTotal > 0 {
 		ss.s.log.Info("kinetic: subscribed", "subscribed", ss.okCount, "of", ss.firstTotal)
 		ss.firstTotal = 0
+		ss.watchRest()
 	}
 }
 

@@ -84,6 +84,8 @@ func TestIdleWorkersHaveNoGoroutine(t *testing.T) {
 	// Run, the connection, discovery-free background work and idle HTTP connections (on
 	// both sides of the loopback) stay; one goroutine per discussion would be 200 more.
 	eventually(t, "idle workers to end", func() bool { return runtime.NumGoroutine()-before < discussions/4 })
+	// Start-up's catch-ups are over: their memory goes back to the OS, once.
+	eventually(t, "start-up memory returned", func() bool { return h.src.returned.Load() })
 	for _, id := range ids[:3] {
 		want := post(t, srv, id, "after-idle", 2)
 		exactlyOnce(t, h.waitMessages(id, 2), id, want)

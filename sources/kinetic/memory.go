@@ -15,8 +15,8 @@ const restPoll = 250 * time.Millisecond
 // that peak afterwards (no allocation means no GC; the scavenger returns freed pages
 // slowly), so a daemon at rest keeps tens of megabytes it will not use again. One
 // debug.FreeOSMemory once the first round's catch-ups are over gives them back. Measured
-// with kdbridge bench -scenario scale (10,000 discussions, 2 × 3 runs interleaved, with
-// F4–F6): RSS at rest 80–85 MB without it, 54–55 MB with it (docs/performance.md, F6).
+// with kdbridge bench -scenario scale (10,000 discussions, with F4–F6, 6 runs each): RSS at
+// rest 80–92 MB without it, 54–55 MB with it (docs/performance.md, F6).
 func (ss *session) watchRest() {
 	if ss.s.returned.Load() || ss.restTick != nil {
 		return

@@ -416,6 +416,10 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			<-w.s.catchUps
+			return
+		}
 		n, err := w.catchUpOnce(ctx)
 		<-w.s.catchUps
 		if err == nil {

@@ -27,32 +27,38 @@ const rememberIDs = 4096
 // worker hands over the events of one discussion, in order: live events as they come, and
 // on every subscribe ack a catch-up from the REST API. Both go through one FIFO queue, so a
 // live event that arrives during a catch-up waits until the catch-up has emitted everything
-// older. One goroutine per discussion, for as long as the discussion is wanted during Run.
+// older.
+//
+// A worker costs little while its discussion is quiet, since a source may have tens of
+// thousands: its goroutine (with the context that stops it) runs only while the queue has
+// work and ends when the queue is empty; the rings that remember what was handed over are
+// allocated on first use; the logger is derived when there is something to log.
 type worker struct {
-	s    *Source
-	id   string
-	emit bridge.Emitter
-	log  *slog.Logger
+	s  *Source
+	f  *fleet // the Run the worker belongs to: its context, WaitGroup and emitter
+	id string
 
-	fromStart bool               // without a checkpoint, catch up the whole history (see wanted)
-	after     <-chan struct{}    // if set, closed when an earlier worker of the discussion has stopped
-	cancel    context.CancelFunc // stops this worker
-	done      chan struct{}      // closed when run has returned
+	fromStart bool            // without a checkpoint, catch up the whole history (see wanted)
+	after     <-chan struct{} // if set, closed when an earlier worker of the discussion has stopped
 
 	mu           sync.Mutex
 	queue        []item
-	holding      bool          // a subscribe is in flight: live events wait in held until its ack
-	held         []decoded     // live events that arrived on the connection before the subscribe's ack
-	subscribedAt time.Time     // when the first subscribe was sent
-	wake         chan struct{} // 1-buffered: something was queued
+	holding      bool               // a subscribe is in flight: live events wait in held until its ack
+	held         []decoded          // live events that arrived on the connection before the subscribe's ack
+	subscribedAt time.Time          // when the first subscribe was sent
+	running      bool               // a goroutine is handing over the queue
+	stopped      bool               // no longer wanted: no goroutine is started any more
+	cancel       context.CancelFunc // stops the running goroutine
+	done         chan struct{}      // made by stop while a goroutine runs; closed when it has ended
 
-	// Owned by the run goroutine.
+	// Owned by the running goroutine (there is at most one at a time).
+	loaded   bool // the checkpoint has been read
 	cp       Checkpoint
 	haveCP   bool
 	title    string
 	related  []bridge.RelatedItem // nil until read; replaced, never changed in place (events share it)
-	recent   *ring                // ids of events handed over
-	versions *ring                // message id → versionId handed over
+	recent   ring                 // ids of events handed over
+	versions ring                 // message id → versionId handed over
 }
 
 // item is a queued live event, or (ev nil) a catch-up to run.
@@ -60,18 +66,60 @@ type item struct {
 	ev *decoded
 }
 
-func (s *Source) newWorker(id string, emit bridge.Emitter) *worker {
+func (s *Source) newWorker(f *fleet, id string) *worker {
 	return &worker{
 		s:        s,
+		f:        f,
 		id:       id,
-		emit:     emit,
-		log:      s.log.With("discussion", id),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		recent:   newRing(rememberIDs),
-		versions: newRing(rememberIDs),
+		recent:   ring{limit: rememberIDs},
+		versions: ring{limit: rememberIDs},
 	}
 }
+
+// log is the worker's logger. It is derived on each use, not kept: most discussions log
+// once or never, and a kept logger costs every discussion.
+func (w *worker) log() *slog.Logger { return w.s.log.With("discussion", w.id) }
+
+// startLocked starts the worker's goroutine if there is work and none runs. w.mu is held.
+// Work is queued only by the goroutine running Run (the session), so the WaitGroup that
+// Run waits on is never added to while Run waits on it.
+func (w *worker) startLocked() {
+	if w.running || w.stopped || len(w.queue) == 0 || w.f.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(w.f.ctx)
+	w.running, w.cancel = true, cancel
+	w.f.wg.Go(func() { w.run(ctx) })
+}
+
+// stop stops the worker for good: its queued events are dropped. The returned channel is
+// closed once no goroutine of the worker runs.
+func (w *worker) stop() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if !w.running {
+		return closedChan
+	}
+	if w.done == nil {
+		w.done = make(chan struct{})
+	}
+	w.cancel()
+	return w.done
+}
+
+// exitLocked marks the running goroutine as ended; it returns right after. w.mu is held.
+func (w *worker) exitLocked() {
+	w.running = false
+	w.cancel()
+	w.cancel = nil
+	if w.done != nil {
+		close(w.done)
+		w.done = nil
+	}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // live queues a live event. It never blocks. When the queue is full the live events in it
 // are dropped and replaced by a catch-up: the messages among them come back from the REST
@@ -106,18 +154,18 @@ func (w *worker) live(d decoded) {
 		}
 		w.queue = kept
 		w.queueCatchUpLocked()
+		w.startLocked()
 		w.mu.Unlock()
 		w.s.st.mu.Lock()
 		w.s.st.dropped += uint64(dropped)
 		w.s.st.mu.Unlock()
 		w.s.bad.warn("overflow:"+w.id, "kinetic: event queue full, dropping live events and catching up instead",
 			"discussion", w.id, "dropped", dropped)
-		w.signal()
 		return
 	}
 	w.queue = append(w.queue, item{ev: &d})
+	w.startLocked()
 	w.mu.Unlock()
-	w.signal()
 }
 
 // hold makes live events wait (a subscribe was sent): a server may deliver events of the
@@ -141,16 +189,16 @@ func (w *worker) catchUp() {
 	w.mu.Lock()
 	w.queueCatchUpLocked()
 	w.releaseLocked()
+	w.startLocked()
 	w.mu.Unlock()
-	w.signal()
 }
 
 // release queues the held live events without a catch-up (the subscribe was refused).
 func (w *worker) release() {
 	w.mu.Lock()
 	w.releaseLocked()
+	w.startLocked()
 	w.mu.Unlock()
-	w.signal()
 }
 
 func (w *worker) releaseLocked() {
@@ -168,42 +216,32 @@ func (w *worker) queueCatchUpLocked() {
 	w.queue = append(w.queue, item{})
 }
 
-func (w *worker) signal() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-// next waits for work: a catch-up, or a run of consecutive live events (at most maxBatch),
-// which go to the emitter together. ok is false when ctx is done.
+// next takes the next work: a catch-up, or a run of consecutive live events (at most
+// maxBatch), which go to the emitter together. When the queue is empty, or ctx is done, the
+// goroutine ends (ok false): a later event starts another.
 func (w *worker) next(ctx context.Context) (catchUp bool, evs []decoded, ok bool) {
-	for {
-		w.mu.Lock()
-		if len(w.queue) > 0 {
-			if w.queue[0].ev == nil {
-				w.queue[0] = item{}
-				w.queue = w.queue[1:]
-				w.mu.Unlock()
-				return true, nil, true
-			}
-			n := 0
-			for n < len(w.queue) && n < maxBatch && w.queue[n].ev != nil {
-				evs = append(evs, *w.queue[n].ev)
-				w.queue[n] = item{}
-				n++
-			}
-			w.queue = w.queue[n:]
-			w.mu.Unlock()
-			return false, evs, true
-		}
-		w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return false, nil, false
-		case <-w.wake:
-		}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 || ctx.Err() != nil {
+		w.exitLocked()
+		return false, nil, false
 	}
+	if w.queue[0].ev == nil {
+		w.queue[0] = item{}
+		w.queue = w.queue[1:]
+		return true, nil, true
+	}
+	n := 0
+	for n < len(w.queue) && n < maxBatch && w.queue[n].ev != nil {
+		evs = append(evs, *w.queue[n].ev)
+		w.queue[n] = item{}
+		n++
+	}
+	w.queue = w.queue[n:]
+	if len(w.queue) == 0 {
+		w.queue = nil // let an emptied backlog's array go
+	}
+	return false, evs, true
 }
 
 // queued counts the live events waiting.
@@ -226,15 +264,25 @@ func (w *worker) pendingCatchUp() bool {
 	return slices.ContainsFunc(w.queue, func(it item) bool { return it.ev == nil })
 }
 
+// run hands over the queue until it is empty or ctx is done.
 func (w *worker) run(ctx context.Context) {
+	ok := true
 	if w.after != nil {
 		select {
 		case <-w.after:
+			w.after = nil
 		case <-ctx.Done():
-			return
+			ok = false
 		}
 	}
-	if !w.loadCheckpoint(ctx) {
+	if ok && !w.loaded {
+		ok = w.loadCheckpoint(ctx)
+		w.loaded = ok
+	}
+	if !ok {
+		w.mu.Lock()
+		w.exitLocked()
+		w.mu.Unlock()
 		return
 	}
 	for {
@@ -261,7 +309,7 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 			return true
 		}
 		if !logged {
-			w.log.Error("kinetic: cannot read the checkpoint", "error", err)
+			w.log().Error("kinetic: cannot read the checkpoint", "error", err)
 			logged = true
 		}
 		if !sleep(ctx, b.NextBackOff()) {
@@ -300,7 +348,7 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 	failed := false
 	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
 	for {
-		err := w.emit.Emit(ctx, evs...)
+		err := w.f.emit.Emit(ctx, evs...)
 		if err == nil {
 			break
 		}
@@ -308,7 +356,7 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 			return false
 		}
 		if !failed {
-			w.log.Warn("kinetic: events not accepted, retrying", "event_id", evs[0].ID, "events", len(evs), "error", err)
+			w.log().Warn("kinetic: events not accepted, retrying", "event_id", evs[0].ID, "events", len(evs), "error", err)
 			failed = true
 		}
 		if !sleep(ctx, b.NextBackOff()) {
@@ -316,7 +364,7 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 		}
 	}
 	if failed {
-		w.log.Info("kinetic: events accepted after retries", "event_id", evs[0].ID, "events", len(evs))
+		w.log().Info("kinetic: events accepted after retries", "event_id", evs[0].ID, "events", len(evs))
 	}
 	cp, moved := w.cp, false
 	for _, ev := range evs {
@@ -381,15 +429,29 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 	logged := false
 	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
 	for {
+		// At most catchUps catch-ups of the source run at once (F5): at start-up every
+		// subscribe ack asks for one, and 10,000 concurrent REST conversations cost hundreds
+		// of megabytes for no gain in time. Waiters are served in order (a channel's
+		// blocked senders queue FIFO); a stopped worker stops waiting.
+		select {
+		case w.s.catchUps <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			<-w.s.catchUps
+			return
+		}
 		n, err := w.catchUpOnce(ctx)
+		<-w.s.catchUps
 		w.s.st.mu.Lock()
 		w.s.st.catchUpEvents += uint64(n) // emitted, also when a shutdown cut the catch-up short
 		w.s.st.mu.Unlock()
 		if err == nil {
 			if n > 0 || logged {
-				w.log.Info("kinetic: caught up", "events", n)
+				w.log().Info("kinetic: caught up", "events", n)
 			} else {
-				w.log.Debug("kinetic: caught up", "events", 0)
+				w.s.log.Debug("kinetic: caught up", "discussion", w.id, "events", 0) // no logger derived for this
 			}
 			if !w.pendingCatchUp() {
 				w.s.st.update(w.id, func(d *DiscussionStatus) { d.CaughtUp = true })
@@ -401,7 +463,7 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 		}
 		w.s.st.setError(err)
 		if !logged {
-			w.log.Warn("kinetic: catch-up failed, retrying", "error", err)
+			w.log().Warn("kinetic: catch-up failed, retrying", "error", err)
 			logged = true
 		}
 		if !sleep(ctx, b.NextBackOff()) {
@@ -581,9 +643,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// ring is a bounded map that forgets its oldest keys. It grows as keys arrive: every
-// subscribed discussion has two, and most discussions are quiet, so preallocating the bound
-// would cost hundreds of kilobytes per discussion (gigabytes at 10,000 discussions).
+// ring is a bounded map that forgets its oldest keys. Its zero value (with limit set) is
+// empty and allocates nothing: every subscribed discussion has two, and most discussions are
+// quiet. It grows as keys arrive, since preallocating the bound would cost hundreds of
+// kilobytes per discussion (gigabytes at 10,000 discussions).
 type ring struct {
 	m     map[string]string
 	keys  []string
@@ -591,13 +654,14 @@ type ring struct {
 	limit int
 }
 
-func newRing(n int) *ring { return &ring{m: map[string]string{}, limit: n} }
-
 func (r *ring) has(k string) bool { _, ok := r.m[k]; return ok }
 
 func (r *ring) get(k string) (string, bool) { v, ok := r.m[k]; return v, ok }
 
 func (r *ring) add(k, v string) {
+	if r.m == nil {
+		r.m = map[string]string{}
+	}
 	if _, ok := r.m[k]; ok {
 		r.m[k] = v
 		return

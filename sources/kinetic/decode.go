@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kdbridge/kdbridge/bridge"
 )
@@ -126,6 +127,9 @@ func scalarString(raw json.RawMessage) (string, bool) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", true
 	}
+	if v, ok := plainString(raw); ok {
+		return v, true
+	}
 	var s lenientString
 	if json.Unmarshal(raw, &s) != nil {
 		return "", false
@@ -155,6 +159,30 @@ func unwrapPayload(raw json.RawMessage) json.RawMessage {
 	return raw
 }
 
+// plainString returns the value of b if b is a JSON string without escapes (what ids, names
+// and timestamps are), without another pass of encoding/json: the bytes between the quotes
+// are then the value, as json.Unmarshal would return it. Anything else (escapes, invalid
+// UTF-8, which encoding/json replaces) is for encoding/json.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	inner := b[1 : len(b)-1]
+	ascii := true
+	for _, c := range inner {
+		switch {
+		case c == '"' || c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(inner) {
+		return "", false
+	}
+	return string(inner), true
+}
+
 // lenientString accepts a JSON string, number or bool, so that an id sent as a number is
 // still an id.
 type lenientString string
@@ -165,6 +193,10 @@ func (s *lenientString) UnmarshalJSON(b []byte) error {
 	case len(b) == 0 || string(b) == "null":
 		*s = ""
 	case b[0] == '"':
+		if v, ok := plainString(b); ok {
+			*s = lenientString(v)
+			return nil
+		}
 		var v string
 		if err := json.Unmarshal(b, &v); err != nil {
 			return err
@@ -190,9 +222,11 @@ type wireUser struct {
 func (u *wireUser) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		var name string
-		if err := json.Unmarshal(b, &name); err != nil {
-			return err
+		name, ok := plainString(b)
+		if !ok {
+			if err := json.Unmarshal(b, &name); err != nil {
+				return err
+			}
 		}
 		*u = wireUser{Username: lenientString(name)}
 		return nil
@@ -237,8 +271,8 @@ func parseTime(raw json.RawMessage) time.Time {
 		}
 		return time.UnixMilli(int64(n)).UTC()
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	s, ok := plainString(raw)
+	if !ok && json.Unmarshal(raw, &s) != nil {
 		return time.Time{}
 	}
 	return parseTimeString(s)
@@ -362,41 +396,41 @@ func (d decoder) fileURL(discussion, message, document, filename string) string 
 		url.PathEscape(strings.ReplaceAll(filename, " ", "_"))
 }
 
-// message decodes a Message payload.
+// message decodes a Message payload. The payload is decoded in one pass into typed fields
+// (typedMessage); only when that fails (a field of an unexpected shape: content as a string,
+// a user as a bare name, an id as an object…) is it decoded again field by field
+// (wireMessage), where one field of the wrong type costs that field, not the message. Both
+// give the same message whenever the typed pass succeeds.
 func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message, error) {
-	var w wireMessage
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return bridge.Message{}, bad(badPayload, "message: %v", err)
+	var p parsedMessage
+	var t typedMessage
+	if json.Unmarshal(raw, &t) == nil {
+		p = t.parsed()
+	} else {
+		var err error
+		if p, err = lenientMessage(raw); err != nil {
+			return bridge.Message{}, err
+		}
 	}
-	if w.ID == "" {
+	if p.id == "" {
 		return bridge.Message{}, bad(badMissingField, "message without id")
 	}
 	m := bridge.Message{
-		ID:        string(w.ID),
-		VersionID: string(w.VersionID),
-		Action:    string(w.Action),
-		Content:   decodeTokens(w.Content),
-		Author:    decodeUser(w.CreatedBy),
-		CreatedAt: parseTime(w.CreatedAt),
-		UpdatedAt: parseTime(w.UpdatedAt),
+		ID:        p.id,
+		VersionID: p.versionID,
+		ParentID:  p.parentID,
+		Action:    p.action,
+		Content:   p.content,
+		Author:    p.author,
+		CreatedAt: p.createdAt,
+		UpdatedAt: p.updatedAt,
 		Kind:      bridge.KindUser,
 	}
-	if strings.EqualFold(string(w.Type), "System") || (w.Type == "" && w.Action != "") {
+	if strings.EqualFold(p.typ, "System") || (p.typ == "" && p.action != "") {
 		m.Kind = bridge.KindSystem
 	}
 	if m.Content == nil {
 		m.Content = []bridge.Token{}
-	}
-	m.ParentID, _ = scalarString(w.ParentID)
-	if m.ParentID == "" && len(w.Parent) > 0 {
-		var p struct {
-			ID lenientString `json:"id"`
-		}
-		if json.Unmarshal(w.Parent, &p) == nil {
-			m.ParentID = string(p.ID)
-		} else if s, ok := scalarString(w.Parent); ok {
-			m.ParentID = s
-		}
 	}
 	if m.Kind == bridge.KindSystem {
 		if s, ok := renderSystem(m.Action, m.Content); ok {
@@ -423,6 +457,142 @@ func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message
 	return m, nil
 }
 
+// parsedMessage is what message reads from a payload, by either path.
+type parsedMessage struct {
+	id, versionID, typ, action, parentID string
+	content                              []bridge.Token
+	author                               bridge.User
+	createdAt, updatedAt                 time.Time
+}
+
+// lenientMessage reads a Message payload field by field (see wireMessage).
+func lenientMessage(raw json.RawMessage) (parsedMessage, error) {
+	var w wireMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return parsedMessage{}, bad(badPayload, "message: %v", err)
+	}
+	p := parsedMessage{
+		id:        string(w.ID),
+		versionID: string(w.VersionID),
+		typ:       string(w.Type),
+		action:    string(w.Action),
+		content:   decodeTokens(w.Content),
+		author:    decodeUser(w.CreatedBy),
+		createdAt: parseTime(w.CreatedAt),
+		updatedAt: parseTime(w.UpdatedAt),
+	}
+	p.parentID, _ = scalarString(w.ParentID)
+	if p.parentID == "" && len(w.Parent) > 0 {
+		var pr struct {
+			ID lenientString `json:"id"`
+		}
+		if json.Unmarshal(w.Parent, &pr) == nil {
+			p.parentID = string(pr.ID)
+		} else if s, ok := scalarString(w.Parent); ok {
+			p.parentID = s
+		}
+	}
+	return p, nil
+}
+
+// typedMessage is a Message payload in the shape servers send it, decoded in one pass. Each
+// field decodes as the lenient path reads it, or fails (and the lenient path runs). Every
+// UnmarshalJSON below replaces its value, so a key given twice means its last value, as in
+// wireMessage.
+type typedMessage struct {
+	ID        lenientString `json:"id"`
+	VersionID lenientString `json:"versionId"`
+	Type      lenientString `json:"type"`
+	Action    lenientString `json:"action"`
+	Content   typedTokens   `json:"content"`
+	CreatedBy wireUser      `json:"createdBy"`
+	CreatedAt typedTime     `json:"createdAt"`
+	UpdatedAt typedTime     `json:"updatedAt"`
+	Parent    typedParent   `json:"parent"`
+	ParentID  lenientString `json:"parentId"`
+}
+
+func (t *typedMessage) parsed() parsedMessage {
+	p := parsedMessage{
+		id:        string(t.ID),
+		versionID: string(t.VersionID),
+		typ:       string(t.Type),
+		action:    string(t.Action),
+		parentID:  string(t.ParentID),
+		content:   t.Content,
+		author:    t.CreatedBy.user(),
+		createdAt: time.Time(t.CreatedAt),
+		updatedAt: time.Time(t.UpdatedAt),
+	}
+	if p.parentID == "" {
+		p.parentID = string(t.Parent)
+	}
+	return p
+}
+
+// typedTokens is content as an array of token objects (or null). Anything else — content
+// JSON-encoded in a string, one token without its array, an element that is not an object —
+// fails, for decodeTokens to read leniently.
+type typedTokens []bridge.Token
+
+func (ts *typedTokens) UnmarshalJSON(b []byte) error {
+	*ts = nil
+	if string(b) == "null" {
+		return nil
+	}
+	var elems []struct {
+		Type  lenientString   `json:"type"`
+		Name  lenientString   `json:"name"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(b, &elems); err != nil {
+		return err
+	}
+	tokens := make([]bridge.Token, 0, len(elems))
+	for _, e := range elems {
+		if e.Type == "" {
+			continue // as decodeTokens: not a token
+		}
+		t := bridge.Token{Type: string(e.Type), Name: string(e.Name)}
+		if v := bytes.TrimSpace(e.Value); len(v) > 0 && string(v) != "null" {
+			t.Value = v // encoding/json copied it already
+		}
+		tokens = append(tokens, t)
+	}
+	*ts = tokens
+	return nil
+}
+
+// typedTime is a timestamp read as parseTime reads it; it never fails.
+type typedTime time.Time
+
+func (t *typedTime) UnmarshalJSON(b []byte) error {
+	*t = typedTime(parseTime(b))
+	return nil
+}
+
+// typedParent is the id of a parent given as {"id": …} (or null). A parent given as a bare id
+// fails, for the lenient path.
+type typedParent string
+
+func (p *typedParent) UnmarshalJSON(b []byte) error {
+	*p = ""
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return errors.New("parent is not an object")
+	}
+	var v struct {
+		ID lenientString `json:"id"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = typedParent(v.ID)
+	return nil
+}
+
 // decoded is a decoded per-topic event.
 type decoded struct {
 	event   bridge.Event
@@ -442,6 +612,18 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	if len(payload) == 0 || payload[0] != '{' {
 		return decoded{}, bad(badPayload, "%s: payload is not an object", name)
 	}
+	out := decoded{}
+	switch typ {
+	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
+		// Decoded as a message only: the fields map below would be a second parse of the
+		// payload for nothing.
+		m, err := d.message(discussion, payload)
+		if err != nil {
+			return decoded{}, err
+		}
+		out.event = d.messageEvent(discussion, typ, m, payload, received)
+		return out, nil
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &fields); err != nil {
 		return decoded{}, bad(badPayload, "%s: %v", name, err)
@@ -452,16 +634,8 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 		Discussion: bridge.Discussion{ID: discussion, URL: d.discussionURL(discussion)},
 		Raw:        append(json.RawMessage(nil), payload...),
 	}
-	out := decoded{}
 	var object, version string
 	switch typ {
-	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
-		m, err := d.message(discussion, payload)
-		if err != nil {
-			return decoded{}, err
-		}
-		out.event = d.messageEvent(discussion, typ, m, payload, received)
-		return out, nil
 	case bridge.ParticipantCreated, bridge.ParticipantUpdated, bridge.ParticipantDeleted:
 		object = decodeUser(fields["user"]).Username
 		if object == "" {

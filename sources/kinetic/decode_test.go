@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -308,6 +309,46 @@ func FuzzDecodeFrame(f *testing.F) {
 			if _, err := json.Marshal(ev); err != nil {
 				t.Fatalf("event does not marshal: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzMessageTyped checks the one-pass decode of a Message payload against the lenient one:
+// whenever the typed pass succeeds, it must read exactly what the lenient pass reads (message
+// falls back to the lenient pass only when the typed one fails).
+func FuzzMessageTyped(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var fr struct {
+			Payload json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(b, &fr) == nil && len(fr.Payload) > 0 {
+			f.Add([]byte(unwrapPayload(fr.Payload)))
+		}
+	}
+	f.Add([]byte(`{"id":"m1","createdBy":{"username":"a","email":"x"},"createdBy":{"username":"b"}}`))
+	f.Add([]byte(`{"id":"m1","content":[{"type":"text","name":"n","value":1}],"content":[{"type":"text","value":2}]}`))
+	f.Add([]byte(`{"id":"m1","parent":{"id":"p1"},"parent":null,"Content":null,"createdBy":null}`))
+	f.Add([]byte(`{"id":"m\u0031","createdBy":"bob","parent":"p0","createdAt":1546344000}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return // payloads reach message validated (by the frame or the REST page)
+		}
+		var typed typedMessage
+		if json.Unmarshal(data, &typed) != nil {
+			return
+		}
+		got := typed.parsed()
+		want, err := lenientMessage(data)
+		if err != nil {
+			t.Fatalf("typed pass succeeded, lenient failed: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("typed and lenient differ:\n typed   %+v\n lenient %+v", got, want)
 		}
 	})
 }

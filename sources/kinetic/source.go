@@ -47,7 +47,9 @@ type Source struct {
 	run    atomic.Bool
 	idle   func() // closes the idle connections of a transport the source owns
 
-	workers atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+	workers  atomic.Pointer[map[string]*worker] // those of the current Run, for Status
+	catchUps chan struct{}                      // a slot per catch-up running (see catchUpWithRetry)
+	returned atomic.Bool                        // start-up's memory was returned to the OS (see watchRest)
 
 	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
 	setMu      sync.Mutex
@@ -74,6 +76,7 @@ type timing struct {
 	rest                         retryPolicy   // retry of one REST call
 	badLogEvery                  time.Duration // at most one bad-input line per kind this often
 	queueCap                     int           // live events buffered per discussion
+	catchUps                     int           // catch-ups of the source running at once
 }
 
 func defaultTiming() timing {
@@ -93,6 +96,10 @@ func defaultTiming() timing {
 		rest:           retryPolicy{initial: 500 * time.Millisecond, max: 10 * time.Second, tries: 5},
 		badLogEvery:    10 * time.Second,
 		queueCap:       10000,
+		// Enough to keep the REST API and the emitter busy, few enough that the pages,
+		// HTTP buffers and stacks of catch-ups in flight stay small (docs/performance.md,
+		// F5: unbounded, 10,000 at start-up).
+		catchUps: 16,
 	}
 }
 
@@ -168,6 +175,7 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 // setTiming sets the schedules (tests shorten them); only before Run.
 func (s *Source) setTiming(t timing) {
 	s.t = t
+	s.catchUps = make(chan struct{}, max(t.catchUps, 1))
 	s.rest.retry = t.rest
 	s.bad.every = t.badLogEvery
 }
@@ -341,6 +349,7 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 				drained = true
 			}
 		}
+		ss.stopRestWatch()
 		s.st.mu.Lock()
 		s.st.identified = false
 		for _, d := range s.st.discussions {
@@ -387,6 +396,7 @@ type session struct {
 	okCount    int                      // acks of the first round that were ack-ok
 	due        map[string]time.Time     // subscribes to retry, and when
 	timer      *time.Timer
+	restTick   *time.Ticker // while waiting for the first round's catch-ups to end (see watchRest)
 }
 
 // identify sends identify and waits for its ack. An ack-error gets one more try with a
@@ -460,6 +470,7 @@ func (ss *session) loop(ctx context.Context) error {
 	ss.timer = time.NewTimer(time.Hour)
 	ss.timer.Stop()
 	defer ss.timer.Stop()
+	defer ss.stopRestWatch()
 	for {
 		select {
 		case <-ctx.Done():
@@ -472,6 +483,8 @@ func (ss *session) loop(ctx context.Context) error {
 			if err := ss.reconcile(); err != nil {
 				return err
 			}
+		case <-ss.restC():
+			ss.checkRest()
 		case <-ss.timer.C:
 			now := time.Now()
 			for id, at := range ss.due {
@@ -609,6 +622,7 @@ func (ss *session) firstRoundDone() {
 	if len(ss.firstRound) == 0 && ss.firstTotal > 0 {
 		ss.s.log.Info("kinetic: subscribed", "subscribed", ss.okCount, "of", ss.firstTotal)
 		ss.firstTotal = 0
+		ss.watchRest()
 	}
 }
 

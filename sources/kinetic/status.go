@@ -176,3 +176,15 @@ func (st *status) setError(err error) {
 	st.lastErr = err.Error()
 	st.lastErrAt = time.Now()
 }
+
+// subscribedCaughtUp reports whether every wanted discussion that is subscribed is caught up.
+func (st *status) subscribedCaughtUp() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, id := range st.order {
+		if d := st.discussions[id]; d.State == StateSubscribed && !d.CaughtUp {
+			return false
+		}
+	}
+	return true
+}

@@ -139,19 +139,14 @@ func (f *fleet) sync(want []wanted) {
 		if f.byID[wd.id] != nil {
 			continue
 		}
-		w := f.s.newWorker(wd.id, f.emit)
+		// No goroutine yet: the worker starts one when it has work (a subscribe ack).
+		w := f.s.newWorker(f, wd.id)
 		w.fromStart = wd.fromStart
 		// A worker stopped a moment ago for the same discussion may still be handing over
 		// events and setting the checkpoint; the new one reads the checkpoint after it.
 		w.after = f.retired[wd.id]
 		delete(f.retired, wd.id)
-		ctx, cancel := context.WithCancel(f.ctx)
-		w.cancel = cancel
 		f.byID[wd.id] = w
-		f.wg.Go(func() {
-			defer close(w.done)
-			w.run(ctx)
-		})
 		changed = true
 	}
 	for id, w := range f.byID {
@@ -160,8 +155,7 @@ func (f *fleet) sync(want []wanted) {
 		}
 		// Events still queued for it are dropped: the discussion is no longer wanted. Its
 		// checkpoint stays, so that wanting it again catches up from there.
-		w.cancel()
-		f.retired[id] = w.done
+		f.retired[id] = w.stop()
 		delete(f.byID, id)
 		f.s.st.forget(id)
 		changed = true

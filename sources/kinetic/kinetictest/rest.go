@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxRequestBody bounds REST request bodies (attachments included).
@@ -181,6 +182,16 @@ func (s *Server) deleteDiscussionREST(r *http.Request, a actor) (any, error) {
 // listMessages serves GET /discussions/{id}/messages: newest first, limit default 25
 // (the browser's) and at most 1000, paged by opaque tokens anchored on a message.
 func (s *Server) listMessages(r *http.Request, a actor) (any, error) {
+	defer s.stats.listing()()
+	if d := s.opts.ListDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return nil, r.Context().Err()
+		}
+	}
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"), 25, 1000)
 	if err != nil {

@@ -36,6 +36,10 @@ type Options struct {
 	// for that long. Default none: the real server's idle timeout is unknown (§7). Stall
 	// does not pause it: a stall longer than IdleTimeout ends with the connection closed.
 	IdleTimeout time.Duration
+	// ListDelay, if positive, makes every message listing (GET …/messages) take at least
+	// that long, as a loaded server would; with it, Stats.MaxMessageListings shows how many
+	// listings a client runs at once.
+	ListDelay time.Duration
 }
 
 func (o *Options) setDefaults() {

@@ -16,6 +16,8 @@ type Stats struct {
 	Subscriptions    int64 // active (connection, discussion) subscriptions now
 	Messages         int64 // messages created (user and system)
 	RESTRequests     int64 // Discussions REST calls
+	MessageListings  int64 // message listings (GET …/messages) being answered now
+	MaxListings      int64 // the most message listings answered at once
 	BadFrames        int64 // client frames that were not a JSON object or not text
 	SlowConsumers    int64 // connections closed because their send buffer was full
 	Frames           int64 // frames queued to connections (acks, events, raw)
@@ -26,6 +28,19 @@ type counters struct {
 	acksOK, acksError                                   atomic.Int64
 	connectionsTotal, subscriptions, messages           atomic.Int64
 	restRequests, badFrames, slowConsumers, frames      atomic.Int64
+	listings, maxListings                               atomic.Int64
+}
+
+// listing counts a message listing in flight; the returned func ends it.
+func (c *counters) listing() func() {
+	n := c.listings.Add(1)
+	for {
+		m := c.maxListings.Load()
+		if n <= m || c.maxListings.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return func() { c.listings.Add(-1) }
 }
 
 // Stats returns a snapshot of the counters.
@@ -46,6 +61,8 @@ func (s *Server) Stats() Stats {
 		Subscriptions:    c.subscriptions.Load(),
 		Messages:         c.messages.Load(),
 		RESTRequests:     c.restRequests.Load(),
+		MessageListings:  c.listings.Load(),
+		MaxListings:      c.maxListings.Load(),
 		BadFrames:        c.badFrames.Load(),
 		SlowConsumers:    c.slowConsumers.Load(),
 		Frames:           c.frames.Load(),

@@ -159,7 +159,7 @@ routes: [{name: r, to: [out]}]
 	}
 	daemon := exec.CommandContext(ctx, out, "run")
 	daemon.Env = imageEnv
-	var logs bytes.Buffer
+	var logs syncBuffer // written by exec's copying goroutines while the test reads it
 	daemon.Stdout, daemon.Stderr = &logs, &logs
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)

@@ -86,6 +86,9 @@ type Options struct {
 	// Retention is how long event IDs are remembered for dedupe. It is informational: the
 	// caller decides when to prune and passes the cut-off to Prune.
 	Retention time.Duration
+
+	// doneDelay replaces the package's doneDelay when set (tests).
+	doneDelay time.Duration
 }
 
 // Bolt is the bbolt-backed bridge.Store. It is safe for concurrent use; writes from all
@@ -99,6 +102,7 @@ type Bolt struct {
 
 	writes    chan *write   // to the committer (commit.go)
 	kick      chan struct{} // tells the committer that Done calls are queued
+	doneFull  chan struct{} // tells it that so many are queued that they should not wait
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -124,6 +128,9 @@ func Open(dir string, opts Options) (*Bolt, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.doneDelay == 0 {
+		opts.doneDelay = doneDelay
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create state directory: %w", err)
 	}
@@ -148,14 +155,15 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Bolt{
-		db:      db,
-		log:     opts.Logger,
-		now:     opts.Now,
-		opts:    opts,
-		writes:  make(chan *write),
-		kick:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		doneSet: map[string]struct{}{},
+		db:       db,
+		log:      opts.Logger,
+		now:      opts.Now,
+		opts:     opts,
+		writes:   make(chan *write),
+		kick:     make(chan struct{}, 1),
+		doneFull: make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		doneSet:  map[string]struct{}{},
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)
 	s.wg.Add(1)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -9,6 +10,11 @@ import (
 // maxGroup caps how many writes share one transaction, so that one commit (and the memory
 // of its dirty pages) stays small even when many writers queue up behind a slow disk.
 const maxGroup = 128
+
+// doneDelay is how long Done calls wait for a write to share their commit with. In a burst
+// most commits would otherwise carry only Done calls, one fsync each; waiting lets them ride
+// on the next Append instead. It is also the longest a Done stays uncommitted (see Done).
+const doneDelay = 20 * time.Millisecond
 
 // write is one caller's share of a group commit.
 type write struct {
@@ -46,19 +52,35 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return <-w.done
 }
 
-// commitLoop owns the single writer. It commits writes and queued Done calls together, and
+// commitLoop owns the single writer. It commits writes and queued Done calls together (Done
+// calls alone only after doneDelay, or once many are queued), and
 // stops when Close is called, after answering every write it has accepted and recording
 // the last Done calls; writes cannot be accepted after it returns because s.writes is
 // unbuffered.
 func (s *Bolt) commitLoop() {
 	defer s.wg.Done()
 	group := make([]*write, 0, maxGroup)
+	company := time.NewTimer(s.opts.doneDelay)
+	company.Stop()
 	for {
 		group = group[:0]
 		select {
 		case w := <-s.writes:
 			group = append(group, w)
 		case <-s.kick:
+			// Only Done calls so far. Nobody waits for them, so give a write up to
+			// doneDelay to come and share the fsync, rather than paying one for them alone.
+			company.Reset(s.opts.doneDelay)
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			case <-company.C:
+			case <-s.doneFull:
+			case <-s.quit:
+				s.commit(nil, s.takeDones())
+				return
+			}
+			company.Stop()
 		case <-s.quit:
 			s.commit(nil, s.takeDones())
 			return

@@ -18,12 +18,14 @@ const maxQueuedDones = 8192
 //
 // Done is the hottest write: every delivery ends with one, from every worker of every sink.
 // So it does not wait for its commit. It returns as soon as the removal is queued for the
-// next group commit, which usually starts at once and takes one fsync for all the Done
-// calls (and writes) that queued meanwhile. From the moment Done returns, Head and Queues
-// no longer see the delivery. The price: a crash (kill -9, power loss) before that commit
-// loses the Done, so the delivery is made again after restart, with the same event ID and
-// so the same webhook-id — a redelivery, which the at-least-once contract allows. Nothing
-// can be lost this way; only delivered twice.
+// next group commit. That commit is the next write's (an Append, usually), or, when no
+// write comes within doneDelay (20ms), one of its own for all the Done calls queued by then:
+// Done calls alone are not worth an fsync each. From the moment Done returns, Head and
+// Queues no longer see the delivery. The price: a crash (kill -9, power loss) in the window
+// before that commit — up to doneDelay plus one commit — loses the Done, so the delivery is
+// made again after restart, with the same event ID and so the same webhook-id: a
+// redelivery, which the at-least-once contract allows. Nothing can be lost this way; only
+// delivered twice.
 func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: done: %w", err)
@@ -41,10 +43,18 @@ func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
 		s.doneSet[key] = struct{}{}
 		s.doneQ = append(s.doneQ, key)
 	}
+	full := len(s.doneQ) >= maxQueuedDones/2
 	s.doneMu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default: // the committer has been told already
+	}
+	if full {
+		// Commit now rather than after doneDelay, before callers have to wait for room.
+		select {
+		case s.doneFull <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }

@@ -114,6 +114,13 @@ type Bolt struct {
 	doneSet  map[string]struct{}
 	doneQ    []string
 	closed   bool
+
+	// Values put later and not yet committed (kv.go).
+	laterMu     sync.Mutex
+	later       map[laterKey]laterValue
+	laterGen    uint64
+	laterTimer  *time.Timer // flushes them when nothing else commits
+	laterClosed bool
 }
 
 var _ bridge.Store = (*Bolt)(nil)
@@ -164,6 +171,7 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		doneFull: make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		doneSet:  map[string]struct{}{},
+		later:    map[laterKey]laterValue{},
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)
 	s.wg.Add(1)
@@ -196,6 +204,7 @@ func (s *Bolt) Path() string { return s.db.Path() }
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeDones()
+		s.closeLater()
 		close(s.quit)
 		s.wg.Wait()
 		if err := s.db.Close(); err != nil {

@@ -103,11 +103,12 @@ func (s *Bolt) commitLoop() {
 // transaction is rolled back as a whole, so each write is then run on its own to get its
 // own answer; failures are rare (a bug, a full disk), so the extra commits do not matter.
 func (s *Bolt) commit(group []*write, dones []string) {
-	if len(group) == 0 && len(dones) == 0 {
+	later := s.takeLater()
+	if len(group) == 0 && len(dones) == 0 && len(later) == 0 {
 		return
 	}
 	defer s.forgetDones(dones)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	rest := func(tx *bolt.Tx) error {
 		// Dones first: a Done that returned before some write was made applies before it,
 		// as if it had been committed at once.
 		if err := applyDones(tx, dones); err != nil {
@@ -119,7 +120,24 @@ func (s *Bolt) commit(group []*write, dones []string) {
 			}
 		}
 		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		// Values put later go first too: a Put of the same key that is in this group was
+		// made after them (Put drops the value put later that it replaces).
+		if err := applyLater(tx, later); err != nil {
+			return err
+		}
+		return rest(tx)
 	})
+	if err != nil && len(later) > 0 {
+		// Try the values put later on their own: one that cannot be written must not fail
+		// every commit from now on, so it is dropped (it costs a longer catch-up at most).
+		if err := s.db.Update(func(tx *bolt.Tx) error { return applyLater(tx, later) }); err != nil {
+			s.log.Error("store: could not write values put later; they are dropped", "values", len(later), "err", err)
+		}
+		err = s.db.Update(rest)
+	}
+	s.laterWritten(later)
 	if err == nil {
 		for _, w := range group {
 			w.done <- nil

@@ -59,6 +59,8 @@ type Pending struct {
 	FirstTry  time.Time // zero until the first attempt
 	LastError string
 	NextTry   time.Time // zero: now
+	// Shared, if not nil, is shared by the deliveries of Event to its other targets.
+	Shared *Shared
 }
 
 // DeadLetter is a delivery that will not be retried until an operator replays it.

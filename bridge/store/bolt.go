@@ -115,6 +115,11 @@ type Bolt struct {
 	doneQ    []string
 	closed   bool
 
+	// Recently appended events, decoded, for Head (cache.go); txCached lists the entries
+	// added by the transaction the committer is running, to be taken back if it fails.
+	cache    *eventCache
+	txCached []uint64
+
 	// Values put later and not yet committed (kv.go).
 	laterMu     sync.Mutex
 	later       map[laterKey]laterValue
@@ -172,6 +177,7 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		quit:     make(chan struct{}),
 		doneSet:  map[string]struct{}{},
 		later:    map[laterKey]laterValue{},
+		cache:    newEventCache(),
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)
 	s.wg.Add(1)

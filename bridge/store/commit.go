@@ -111,7 +111,7 @@ func (s *Bolt) commit(group []*write, dones []string) {
 	rest := func(tx *bolt.Tx) error {
 		// Dones first: a Done that returned before some write was made applies before it,
 		// as if it had been committed at once.
-		if err := applyDones(tx, dones); err != nil {
+		if err := s.applyDones(tx, dones); err != nil {
 			return err
 		}
 		for _, w := range group {
@@ -121,7 +121,7 @@ func (s *Bolt) commit(group []*write, dones []string) {
 		}
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.runTx(func(tx *bolt.Tx) error {
 		// Values put later go first too: a Put of the same key that is in this group was
 		// made after them (Put drops the value put later that it replaces).
 		if err := applyLater(tx, later); err != nil {
@@ -132,10 +132,10 @@ func (s *Bolt) commit(group []*write, dones []string) {
 	if err != nil && len(later) > 0 {
 		// Try the values put later on their own: one that cannot be written must not fail
 		// every commit from now on, so it is dropped (it costs a longer catch-up at most).
-		if err := s.db.Update(func(tx *bolt.Tx) error { return applyLater(tx, later) }); err != nil {
+		if err := s.runTx(func(tx *bolt.Tx) error { return applyLater(tx, later) }); err != nil {
 			s.log.Error("store: could not write values put later; they are dropped", "values", len(later), "err", err)
 		}
-		err = s.db.Update(rest)
+		err = s.runTx(rest)
 	}
 	s.laterWritten(later)
 	if err == nil {
@@ -154,11 +154,11 @@ func (s *Bolt) commit(group []*write, dones []string) {
 	}
 	s.log.Warn("store group commit failed; retrying its writes one by one", "writes", len(group), "dones", len(dones), "err", err)
 	if len(dones) > 0 {
-		if err := s.db.Update(func(tx *bolt.Tx) error { return applyDones(tx, dones) }); err != nil {
+		if err := s.runTx(func(tx *bolt.Tx) error { return s.applyDones(tx, dones) }); err != nil {
 			s.logLostDones(len(dones), err)
 		}
 	}
 	for _, w := range group {
-		w.done <- s.db.Update(w.fn)
+		w.done <- s.runTx(w.fn)
 	}
 }

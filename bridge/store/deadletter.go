@@ -114,7 +114,7 @@ func (s *Bolt) Drop(ctx context.Context, f bridge.DeadLetterFilter) (int, error)
 			if err := deadB.Delete(m.key); err != nil {
 				return err
 			}
-			if err := release(events, m.eventSeq); err != nil {
+			if err := s.release(events, m.eventSeq); err != nil {
 				return err
 			}
 		}

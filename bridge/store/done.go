@@ -100,7 +100,7 @@ func (s *Bolt) closeDones() {
 }
 
 // applyDones removes delivered pending entries in tx.
-func applyDones(tx *bolt.Tx, keys []string) error {
+func (s *Bolt) applyDones(tx *bolt.Tx, keys []string) error {
 	pending, events := tx.Bucket(bucketPending), tx.Bucket(bucketEvents)
 	for _, k := range keys {
 		key := []byte(k)
@@ -115,7 +115,7 @@ func applyDones(tx *bolt.Tx, keys []string) error {
 		if err := pending.Delete(key); err != nil {
 			return err
 		}
-		if err := release(events, eventSeq); err != nil {
+		if err := s.release(events, eventSeq); err != nil {
 			return err
 		}
 	}

@@ -86,8 +86,9 @@ func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
 }
 
 // release drops one reference to an event and deletes its body when nothing needs it any
-// more. The ids entry stays, so the event is still deduplicated until Prune.
-func release(events *bolt.Bucket, eventSeq uint64) error {
+// more, from the file and the cache. The ids entry stays, so the event is still deduplicated
+// until Prune.
+func (s *Bolt) release(events *bolt.Bucket, eventSeq uint64) error {
 	k := seqKey(eventSeq)
 	v := events.Get(k)
 	if len(v) < 4 {
@@ -95,6 +96,7 @@ func release(events *bolt.Bucket, eventSeq uint64) error {
 	}
 	refs := binary.BigEndian.Uint32(v)
 	if refs <= 1 {
+		s.cache.remove(eventSeq)
 		return events.Delete(k)
 	}
 	// bbolt values are read-only views into the map: write a copy.

@@ -13,9 +13,13 @@
 // Layout (all sequence numbers are big-endian uint64, so byte order is append order):
 //
 //	meta     "schema" → format version
-//	events   seq → refs(uint32) ‖ event JSON; refs counts pending deliveries and dead
-//	         letters that still need the body. The bucket's sequence numbers events and
-//	         replayed deliveries alike: a delivery's seq is its event's, or its replay's.
+//	events   seq → refs(uint32) ‖ event JSON; refs counts the pending deliveries and dead
+//	         letters that needed the body when it was stored. The bucket's sequence numbers
+//	         events and replayed deliveries alike: a delivery's seq is its event's, or its
+//	         replay's.
+//	released seq → uint32: how many of an event's references are gone, while some are
+//	         left; the body goes with the last. Kept apart so that a Done writes 4 bytes,
+//	         not the whole body again.
 //	ids      event ID → seq ‖ stored-at: the dedupe index, kept until Prune
 //	stored   seq → stored-at ‖ event ID: the dedupe index in age order, so Prune reads only
 //	         the old end
@@ -53,7 +57,12 @@ import (
 const FileName = "kdbridge.db"
 
 // schemaVersion is bumped when the layout above changes incompatibly.
-const schemaVersion = "1"
+//
+// Schema 2 added the released bucket. Open upgrades a schema 1 file in place: a schema 1
+// body's count is what was left of its references, and with no releases recorded it reads
+// the same in schema 2. An older kdbridge refuses a schema 2 file (it would keep bodies
+// whose releases it cannot see).
+const schemaVersion = "2"
 
 // lockTimeout bounds the wait for the file lock: a second process gets an error quickly
 // instead of hanging behind the daemon that holds the directory.
@@ -66,16 +75,17 @@ var ErrClosed = errors.New("store is closed")
 var ErrInUse = errors.New("state directory is in use by another kdbridge process")
 
 var (
-	bucketMeta    = []byte("meta")
-	bucketEvents  = []byte("events")
-	bucketIDs     = []byte("ids")
-	bucketStored  = []byte("stored")
-	bucketPending = []byte("pending")
-	bucketDead    = []byte("dead")
-	bucketKV      = []byte("kv")
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketIDs      = []byte("ids")
+	bucketStored   = []byte("stored")
+	bucketPending  = []byte("pending")
+	bucketDead     = []byte("dead")
+	bucketKV       = []byte("kv")
+	bucketReleased = []byte("released")
 )
 
-var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV}
+var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased}
 
 // Options configures Open. The zero value is usable.
 type Options struct {
@@ -194,7 +204,8 @@ func initSchema(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil:
+	case v == nil, string(v) == "1":
+		// New, or schema 1, which needs only the released bucket created above.
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)

@@ -101,7 +101,7 @@ func (s *Bolt) closeDones() {
 
 // applyDones removes delivered pending entries in tx.
 func (s *Bolt) applyDones(tx *bolt.Tx, keys []string) error {
-	pending, events := tx.Bucket(bucketPending), tx.Bucket(bucketEvents)
+	pending := tx.Bucket(bucketPending)
 	for _, k := range keys {
 		key := []byte(k)
 		v := pending.Get(key)
@@ -115,7 +115,7 @@ func (s *Bolt) applyDones(tx *bolt.Tx, keys []string) error {
 		if err := pending.Delete(key); err != nil {
 			return err
 		}
-		if err := s.release(events, eventSeq); err != nil {
+		if err := s.release(tx, eventSeq); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
 	bolt "go.etcd.io/bbolt"
@@ -68,21 +69,36 @@ func TestHeadFromCache(t *testing.T) {
 		t.Fatal("the event stayed in the cache after its body was deleted")
 	}
 
-	// Without the cache (a restart), Head decodes the same event from the file.
-	mustAppend(t, s, rec(ev("d", 1), tgt("a")))
+	// Without the cache (a restart), Head decodes the same event from the file, once for
+	// all its targets.
+	mustAppend(t, s, rec(ev("d", 1), tgt("a"), tgt("b")))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = openT(t, dir, Options{})
-	p, _ := mustHead(t, s, qa)
-	if p.Shared != nil || mustJSON(t, p.Event) != mustJSON(t, ev("d", 1)) {
-		t.Fatalf("Head after restart = %s (shared %p)", mustJSON(t, p.Event), p.Shared)
+	pa, _ = mustHead(t, s, qa)
+	pb, _ = mustHead(t, s, qb)
+	if mustJSON(t, pa.Event) != mustJSON(t, ev("d", 1)) {
+		t.Fatalf("Head after restart = %s", mustJSON(t, pa.Event))
+	}
+	if pa.Shared == nil || pa.Shared != pb.Shared || pa.Event.Message != pb.Event.Message {
+		t.Fatal("the targets of an event decoded by Head do not share it")
+	}
+	mustDone(t, s, pa)
+	mustDone(t, s, pb)
+	flush(t, s)
+	if _, ok := s.cache.get(pa.Seq); ok {
+		t.Fatal("a decoded event stayed cached after its body was deleted")
 	}
 }
 
-// The cache stays bounded whatever the backlog, and a full cache still serves the newest.
+// The cache stays bounded whatever the backlog. When full it keeps the oldest events, which
+// are delivered next, until they go or grow stale.
 func TestEventCacheIsBounded(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{})
+	var clk clock
+	clk.Set(time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC))
+	s.cache.now = clk.Now
 	const n = eventCacheSize + 500
 	recs := make([]bridge.Record, 0, 500)
 	for i := range n {
@@ -93,16 +109,26 @@ func TestEventCacheIsBounded(t *testing.T) {
 		}
 	}
 	mustAppend(t, s, recs...)
+	cached := func(seq uint64) bool {
+		_, ok := s.cache.get(seq)
+		return ok
+	}
 	s.cache.mu.Lock()
 	size, order := len(s.cache.m), len(s.cache.order)
-	_, newest := s.cache.m[uint64(n)]
 	s.cache.mu.Unlock()
-	if size > eventCacheSize || order > 4*eventCacheSize || !newest {
-		t.Fatalf("cache holds %d entries (order %d, newest cached %v) after %d appends; bound %d", size, order, newest, n, eventCacheSize)
+	if size != eventCacheSize || order > 4*eventCacheSize || !cached(1) || cached(n) {
+		t.Fatalf("cache holds %d entries (order %d, oldest cached %v, newest %v) after %d appends; bound %d",
+			size, order, cached(1), cached(n), n, eventCacheSize)
+	}
+	// Entries stuck for longer than cacheStaleAfter make room for new events.
+	clk.Set(clk.Now().Add(cacheStaleAfter))
+	mustAppend(t, s, rec(ev("d", n), tgt("a")))
+	if cached(1) || !cached(n+1) {
+		t.Fatalf("after %s the oldest entry is cached %v, the new event %v", cacheStaleAfter, cached(1), cached(n+1))
 	}
 	// Draining through the cache and past it delivers everything in order.
 	got := drain(t, s, bridge.Queue{Target: tgt("a"), Discussion: "d"})
-	if len(got) != n || got[0] != "0" || got[n-1] != fmt.Sprint(n-1) {
+	if len(got) != n+1 || got[0] != "0" || got[n] != fmt.Sprint(n) {
 		t.Fatalf("drained %d events, first %v", len(got), got[:1])
 	}
 	if bodies(t, s) != 0 {
@@ -110,8 +136,21 @@ func TestEventCacheIsBounded(t *testing.T) {
 	}
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()
-	if len(s.cache.m) != 0 {
-		t.Fatalf("cache holds %d entries after draining", len(s.cache.m))
+	if len(s.cache.m) != 0 || len(s.cache.decoded) != 0 {
+		t.Fatalf("cache holds %d appended and %d decoded entries after draining", len(s.cache.m), len(s.cache.decoded))
+	}
+}
+
+func TestDecodedCacheIsBounded(t *testing.T) {
+	c := newEventCache()
+	for seq := range uint64(10 * decodedCacheSize) {
+		c.addDecoded(seq, ev("d", int(seq)))
+		if len(c.decoded) > decodedCacheSize || len(c.decodedOrder) > 4*decodedCacheSize {
+			t.Fatalf("after %d adds: %d entries, order %d", seq+1, len(c.decoded), len(c.decodedOrder))
+		}
+	}
+	if _, ok := c.get(10*decodedCacheSize - 1); !ok {
+		t.Fatal("the newest decoded event is not cached")
 	}
 }
 

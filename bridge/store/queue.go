@@ -73,9 +73,11 @@ func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, 
 		}
 		ce, cached := s.cache.get(eventSeq)
 		if !cached {
-			if ce.event, err = loadEvent(tx.Bucket(bucketEvents), eventSeq); err != nil {
+			e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+			if err != nil {
 				return err
 			}
+			ce = s.cache.addDecoded(eventSeq, e)
 		}
 		p = bridge.Pending{
 			Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,

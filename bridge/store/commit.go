@@ -53,7 +53,7 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 }
 
 // commitLoop owns the single writer. It commits writes and queued Done calls together (Done
-// calls alone only after doneDelay, or once many are queued), and
+// calls alone only after doneDelay, or once doneBatch are queued), and
 // stops when Close is called, after answering every write it has accepted and recording
 // the last Done calls; writes cannot be accepted after it returns because s.writes is
 // unbuffered.

@@ -70,12 +70,11 @@ func TestDoneAloneIsCommittedAfterTheDelay(t *testing.T) {
 	}
 }
 
-// Many queued Done calls do not wait for company: they are committed before Done callers
-// would have to wait for room.
+// Many queued Done calls do not wait for company: doneBatch of them are worth a commit.
 func TestManyDonesCommitWithoutWaitingForTheDelay(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{doneDelay: time.Hour})
 	ctx := context.Background()
-	const n = maxQueuedDones/2 + 10
+	const n = doneBatch + 10
 	recs := make([]bridge.Record, 0, n)
 	for i := range n {
 		recs = append(recs, rec(ev(fmt.Sprint("d", i%64), i), tgt("a")))
@@ -91,7 +90,7 @@ func TestManyDonesCommitWithoutWaitingForTheDelay(t *testing.T) {
 		if err := s.Done(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		if i == maxQueuedDones/2-1 {
+		if i == doneBatch-1 {
 			trigger = p
 		}
 	}

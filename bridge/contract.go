@@ -37,16 +37,23 @@ func (t Target) Key() string {
 }
 
 // Delivery is one event on its way to one target.
+//
+// Event, and everything it points to (Message, Content, Attachments, Raw), may be shared
+// with the deliveries of the same event to other targets, which run at the same time: a
+// sink reads it and never modifies it.
 type Delivery struct {
 	Event   Event
 	Target  Target
 	Attempt int // 1 for the first try
+	// Shared holds renderings of Event that other targets' deliveries reuse; it may be nil.
+	Shared *Shared
 }
 
 // Sink delivers one event to one target. Deliver is called concurrently for different
-// discussions and never concurrently for the same discussion and target. It returns nil on
-// success; a PermanentError when retrying cannot help; a RetryAfterError when the far side
-// asked for a pause; any other error to be retried with backoff.
+// discussions and never concurrently for the same discussion and target. It must not modify
+// d.Event (see Delivery). It returns nil on success; a PermanentError when retrying cannot
+// help; a RetryAfterError when the far side asked for a pause; any other error to be retried
+// with backoff.
 type Sink interface {
 	Name() string
 	Deliver(ctx context.Context, d Delivery) error

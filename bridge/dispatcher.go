@@ -448,7 +448,7 @@ func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.
 // deliver makes one attempt and records its outcome; it returns a wait when the delivery
 // stays at the head of its queue for a later retry.
 func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
-	d := Delivery{Event: p.Event, Target: p.Queue.Target, Attempt: p.Attempts + 1}
+	d := Delivery{Event: p.Event, Target: p.Queue.Target, Attempt: p.Attempts + 1, Shared: p.Shared}
 	now := r.d.now()
 	if p.FirstTry.IsZero() {
 		p.FirstTry = now

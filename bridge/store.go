@@ -62,6 +62,8 @@ type Pending struct {
 	// StoredAt is when the event was stored (for metrics: the age of a queue's head); zero
 	// when the store does not say.
 	StoredAt time.Time
+	// Shared, if not nil, is shared by the deliveries of Event to its other targets.
+	Shared *Shared
 }
 
 // QueueBacklog is what a store holds pending for one queue.

@@ -22,6 +22,7 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 	}
 	// Encode before queueing, so that the shared commit does not wait for it.
 	bodies := make([][]byte, len(recs))
+	events := make([]bridge.Event, len(recs)) // for the cache, not shared with the caller
 	for i, r := range recs {
 		if r.Event.ID == "" {
 			return nil, errors.New("store: append: event without an id")
@@ -31,13 +32,14 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 			return nil, fmt.Errorf("store: append: encode event %s: %w", r.Event.ID, err)
 		}
 		bodies[i] = b
+		events[i] = cloneEvent(r.Event)
 	}
 	now := stamp(s.now())
 	var stored []bridge.Record
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		stored = stored[:0]
 		for i, r := range recs {
-			rec, ok, err := appendOne(tx, r, bodies[i], now)
+			rec, ok, err := s.appendOne(tx, r, bodies[i], events[i], now)
 			if err != nil {
 				return fmt.Errorf("event %s: %w", r.Event.ID, err)
 			}
@@ -53,8 +55,9 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 	return stored, nil
 }
 
-// appendOne writes one record in tx unless its event ID is known.
-func appendOne(tx *bolt.Tx, r bridge.Record, body, now []byte) (bridge.Record, bool, error) {
+// appendOne writes one record in tx unless its event ID is known, and caches its event for
+// Head (cached is r.Event, copied).
+func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridge.Event, now []byte) (bridge.Record, bool, error) {
 	ids, events := tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
 	// These keys only grow at the end (of the bucket, or of a queue's range), so pages
 	// that split are not written to again: fill them instead of leaving them half empty.
@@ -83,6 +86,7 @@ func appendOne(tx *bolt.Tx, r bridge.Record, body, now []byte) (bridge.Record, b
 	if err := events.Put(k, encodeEvent(uint32(len(r.Targets)), body)); err != nil {
 		return r, false, err
 	}
+	s.cacheInTx(seq, cached)
 	pending := tx.Bucket(bucketPending)
 	pending.FillPercent = 0.9
 	for i, t := range r.Targets {

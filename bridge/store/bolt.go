@@ -13,9 +13,13 @@
 // Layout (all sequence numbers are big-endian uint64, so byte order is append order):
 //
 //	meta     "schema" → format version
-//	events   seq → refs(uint32) ‖ event JSON; refs counts pending deliveries and dead
-//	         letters that still need the body. The bucket's sequence numbers events and
-//	         replayed deliveries alike: a delivery's seq is its event's, or its replay's.
+//	events   seq → refs(uint32) ‖ event JSON; refs counts the pending deliveries and dead
+//	         letters that needed the body when it was stored. The bucket's sequence numbers
+//	         events and replayed deliveries alike: a delivery's seq is its event's, or its
+//	         replay's.
+//	released seq → uint32: how many of an event's references are gone, while some are
+//	         left; the body goes with the last. Kept apart so that a Done writes 4 bytes,
+//	         not the whole body again.
 //	ids      event ID → seq ‖ stored-at: the dedupe index, kept until Prune
 //	stored   seq → stored-at ‖ event ID: the dedupe index in age order, so Prune reads only
 //	         the old end
@@ -53,7 +57,12 @@ import (
 const FileName = "kdbridge.db"
 
 // schemaVersion is bumped when the layout above changes incompatibly.
-const schemaVersion = "1"
+//
+// Schema 2 added the released bucket. Open upgrades a schema 1 file in place: a schema 1
+// body's count is what was left of its references, and with no releases recorded it reads
+// the same in schema 2. An older kdbridge refuses a schema 2 file (it would keep bodies
+// whose releases it cannot see).
+const schemaVersion = "2"
 
 // lockTimeout bounds the wait for the file lock: a second process gets an error quickly
 // instead of hanging behind the daemon that holds the directory.
@@ -66,16 +75,17 @@ var ErrClosed = errors.New("store is closed")
 var ErrInUse = errors.New("state directory is in use by another kdbridge process")
 
 var (
-	bucketMeta    = []byte("meta")
-	bucketEvents  = []byte("events")
-	bucketIDs     = []byte("ids")
-	bucketStored  = []byte("stored")
-	bucketPending = []byte("pending")
-	bucketDead    = []byte("dead")
-	bucketKV      = []byte("kv")
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketIDs      = []byte("ids")
+	bucketStored   = []byte("stored")
+	bucketPending  = []byte("pending")
+	bucketDead     = []byte("dead")
+	bucketKV       = []byte("kv")
+	bucketReleased = []byte("released")
 )
 
-var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV}
+var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased}
 
 // Options configures Open. The zero value is usable.
 type Options struct {
@@ -86,6 +96,9 @@ type Options struct {
 	// Retention is how long event IDs are remembered for dedupe. It is informational: the
 	// caller decides when to prune and passes the cut-off to Prune.
 	Retention time.Duration
+
+	// doneDelay replaces the package's doneDelay when set (tests).
+	doneDelay time.Duration
 }
 
 // Bolt is the bbolt-backed bridge.Store. It is safe for concurrent use; writes from all
@@ -99,6 +112,7 @@ type Bolt struct {
 
 	writes    chan *write   // to the committer (commit.go)
 	kick      chan struct{} // tells the committer that Done calls are queued
+	doneFull  chan struct{} // tells it that so many are queued that they should not wait
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -110,6 +124,18 @@ type Bolt struct {
 	doneSet  map[string]struct{}
 	doneQ    []string
 	closed   bool
+
+	// Recently appended events, decoded, for Head (cache.go); txCached lists the entries
+	// added by the transaction the committer is running, to be taken back if it fails.
+	cache    *eventCache
+	txCached []uint64
+
+	// Values put later and not yet committed (kv.go).
+	laterMu     sync.Mutex
+	later       map[laterKey]laterValue
+	laterGen    uint64
+	laterTimer  *time.Timer // flushes them when nothing else commits
+	laterClosed bool
 }
 
 var _ bridge.Store = (*Bolt)(nil)
@@ -123,6 +149,9 @@ func Open(dir string, opts Options) (*Bolt, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.doneDelay == 0 {
+		opts.doneDelay = doneDelay
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create state directory: %w", err)
@@ -148,14 +177,17 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Bolt{
-		db:      db,
-		log:     opts.Logger,
-		now:     opts.Now,
-		opts:    opts,
-		writes:  make(chan *write),
-		kick:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
-		doneSet: map[string]struct{}{},
+		db:       db,
+		log:      opts.Logger,
+		now:      opts.Now,
+		opts:     opts,
+		writes:   make(chan *write),
+		kick:     make(chan struct{}, 1),
+		doneFull: make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		doneSet:  map[string]struct{}{},
+		later:    map[laterKey]laterValue{},
+		cache:    newEventCache(),
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)
 	s.wg.Add(1)
@@ -172,7 +204,8 @@ func initSchema(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil:
+	case v == nil, string(v) == "1":
+		// New, or schema 1, which needs only the released bucket created above.
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)
@@ -188,6 +221,7 @@ func (s *Bolt) Path() string { return s.db.Path() }
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeDones()
+		s.closeLater()
 		close(s.quit)
 		s.wg.Wait()
 		if err := s.db.Close(); err != nil {

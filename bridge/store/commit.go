@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -9,6 +10,11 @@ import (
 // maxGroup caps how many writes share one transaction, so that one commit (and the memory
 // of its dirty pages) stays small even when many writers queue up behind a slow disk.
 const maxGroup = 128
+
+// doneDelay is how long Done calls wait for a write to share their commit with. In a burst
+// most commits would otherwise carry only Done calls, one fsync each; waiting lets them ride
+// on the next Append instead. It is also the longest a Done stays uncommitted (see Done).
+const doneDelay = 20 * time.Millisecond
 
 // write is one caller's share of a group commit.
 type write struct {
@@ -46,19 +52,35 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return <-w.done
 }
 
-// commitLoop owns the single writer. It commits writes and queued Done calls together, and
+// commitLoop owns the single writer. It commits writes and queued Done calls together (Done
+// calls alone only after doneDelay, or once doneBatch are queued), and
 // stops when Close is called, after answering every write it has accepted and recording
 // the last Done calls; writes cannot be accepted after it returns because s.writes is
 // unbuffered.
 func (s *Bolt) commitLoop() {
 	defer s.wg.Done()
 	group := make([]*write, 0, maxGroup)
+	company := time.NewTimer(s.opts.doneDelay)
+	company.Stop()
 	for {
 		group = group[:0]
 		select {
 		case w := <-s.writes:
 			group = append(group, w)
 		case <-s.kick:
+			// Only Done calls so far. Nobody waits for them, so give a write up to
+			// doneDelay to come and share the fsync, rather than paying one for them alone.
+			company.Reset(s.opts.doneDelay)
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			case <-company.C:
+			case <-s.doneFull:
+			case <-s.quit:
+				s.commit(nil, s.takeDones())
+				return
+			}
+			company.Stop()
 		case <-s.quit:
 			s.commit(nil, s.takeDones())
 			return
@@ -81,14 +103,15 @@ func (s *Bolt) commitLoop() {
 // transaction is rolled back as a whole, so each write is then run on its own to get its
 // own answer; failures are rare (a bug, a full disk), so the extra commits do not matter.
 func (s *Bolt) commit(group []*write, dones []string) {
-	if len(group) == 0 && len(dones) == 0 {
+	later := s.takeLater()
+	if len(group) == 0 && len(dones) == 0 && len(later) == 0 {
 		return
 	}
 	defer s.forgetDones(dones)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	rest := func(tx *bolt.Tx) error {
 		// Dones first: a Done that returned before some write was made applies before it,
 		// as if it had been committed at once.
-		if err := applyDones(tx, dones); err != nil {
+		if err := s.applyDones(tx, dones); err != nil {
 			return err
 		}
 		for _, w := range group {
@@ -97,7 +120,24 @@ func (s *Bolt) commit(group []*write, dones []string) {
 			}
 		}
 		return nil
+	}
+	err := s.runTx(func(tx *bolt.Tx) error {
+		// Values put later go first too: a Put of the same key that is in this group was
+		// made after them (Put drops the value put later that it replaces).
+		if err := applyLater(tx, later); err != nil {
+			return err
+		}
+		return rest(tx)
 	})
+	if err != nil && len(later) > 0 {
+		// Try the values put later on their own: one that cannot be written must not fail
+		// every commit from now on, so it is dropped (it costs a longer catch-up at most).
+		if err := s.runTx(func(tx *bolt.Tx) error { return applyLater(tx, later) }); err != nil {
+			s.log.Error("store: could not write values put later; they are dropped", "values", len(later), "err", err)
+		}
+		err = s.runTx(rest)
+	}
+	s.laterWritten(later)
 	if err == nil {
 		for _, w := range group {
 			w.done <- nil
@@ -114,11 +154,11 @@ func (s *Bolt) commit(group []*write, dones []string) {
 	}
 	s.log.Warn("store group commit failed; retrying its writes one by one", "writes", len(group), "dones", len(dones), "err", err)
 	if len(dones) > 0 {
-		if err := s.db.Update(func(tx *bolt.Tx) error { return applyDones(tx, dones) }); err != nil {
+		if err := s.runTx(func(tx *bolt.Tx) error { return s.applyDones(tx, dones) }); err != nil {
 			s.logLostDones(len(dones), err)
 		}
 	}
 	for _, w := range group {
-		w.done <- s.db.Update(w.fn)
+		w.done <- s.runTx(w.fn)
 	}
 }

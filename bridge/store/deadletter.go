@@ -109,12 +109,12 @@ func (s *Bolt) Drop(ctx context.Context, f bridge.DeadLetterFilter) (int, error)
 		if err != nil {
 			return err
 		}
-		events, deadB := tx.Bucket(bucketEvents), tx.Bucket(bucketDead)
+		deadB := tx.Bucket(bucketDead)
 		for _, m := range ms {
 			if err := deadB.Delete(m.key); err != nil {
 				return err
 			}
-			if err := release(events, m.eventSeq); err != nil {
+			if err := s.release(tx, m.eventSeq); err != nil {
 				return err
 			}
 		}

@@ -12,18 +12,26 @@ import (
 // waits for the committer, which is then the bottleneck anyway.
 const maxQueuedDones = 8192
 
+// doneBatch is how many queued Done calls are worth a commit of their own without waiting
+// for doneDelay. It also bounds the delivered entries that Head must step over at the front
+// of a queue (they stay in the file until their commit), which matters when one queue is
+// drained very fast.
+const doneBatch = 256
+
 // Done removes a delivered pending delivery and releases its event; the event body goes as
 // soon as no delivery or dead letter needs it (its ID stays, for dedupe, until Prune). Done
 // of a delivery that is no longer pending is a no-op.
 //
 // Done is the hottest write: every delivery ends with one, from every worker of every sink.
 // So it does not wait for its commit. It returns as soon as the removal is queued for the
-// next group commit, which usually starts at once and takes one fsync for all the Done
-// calls (and writes) that queued meanwhile. From the moment Done returns, Head and Queues
-// no longer see the delivery. The price: a crash (kill -9, power loss) before that commit
-// loses the Done, so the delivery is made again after restart, with the same event ID and
-// so the same webhook-id — a redelivery, which the at-least-once contract allows. Nothing
-// can be lost this way; only delivered twice.
+// next group commit. That commit is the next write's (an Append, usually), or, when no write
+// comes within doneDelay (20ms) or once doneBatch (256) Done calls are queued, one of their
+// own: Done calls alone are not worth an fsync each. From the moment Done returns, Head and
+// Queues no longer see the delivery. The price: a crash (kill -9, power loss) in the window
+// before that commit — up to doneDelay plus one commit — loses the Done, so the delivery is
+// made again after restart, with the same event ID and so the same webhook-id: a
+// redelivery, which the at-least-once contract allows. Nothing can be lost this way; only
+// delivered twice.
 func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: done: %w", err)
@@ -41,10 +49,18 @@ func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
 		s.doneSet[key] = struct{}{}
 		s.doneQ = append(s.doneQ, key)
 	}
+	full := len(s.doneQ) >= doneBatch
 	s.doneMu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default: // the committer has been told already
+	}
+	if full {
+		// Enough of them: commit now rather than after doneDelay.
+		select {
+		case s.doneFull <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -90,8 +106,8 @@ func (s *Bolt) closeDones() {
 }
 
 // applyDones removes delivered pending entries in tx.
-func applyDones(tx *bolt.Tx, keys []string) error {
-	pending, events := tx.Bucket(bucketPending), tx.Bucket(bucketEvents)
+func (s *Bolt) applyDones(tx *bolt.Tx, keys []string) error {
+	pending := tx.Bucket(bucketPending)
 	for _, k := range keys {
 		key := []byte(k)
 		v := pending.Get(key)
@@ -105,7 +121,7 @@ func applyDones(tx *bolt.Tx, keys []string) error {
 		if err := pending.Delete(key); err != nil {
 			return err
 		}
-		if err := release(events, eventSeq); err != nil {
+		if err := s.release(tx, eventSeq); err != nil {
 			return err
 		}
 	}

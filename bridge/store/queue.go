@@ -44,7 +44,9 @@ func (s *Bolt) Queues(ctx context.Context) ([]bridge.Queue, error) {
 }
 
 // Head returns the oldest pending delivery of q with its attempt history. It costs one
-// cursor seek whatever the length of the queue.
+// cursor seek whatever the length of the queue. A recently appended event comes from the
+// cache, not decoded again, and is the same for every target: its Message and slices are
+// shared, read-only (see bridge.Delivery), along with p.Shared.
 func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
 	var p bridge.Pending
 	var ok bool
@@ -69,12 +71,16 @@ func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, 
 		if err != nil {
 			return err
 		}
-		e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
-		if err != nil {
-			return err
+		ce, cached := s.cache.get(eventSeq)
+		if !cached {
+			e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+			if err != nil {
+				return err
+			}
+			ce = s.cache.addDecoded(eventSeq, e)
 		}
 		p = bridge.Pending{
-			Seq: seq, Queue: q, Event: e,
+			Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,
 			Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
 			StoredAt: storedAt(tx, eventSeq),
 		}

@@ -65,7 +65,8 @@ type dead struct {
 }
 
 // encodeEvent makes an events value: the count of references (pending deliveries and dead
-// letters) in front of the event JSON.
+// letters) in front of the event JSON. The count is written once, by Append; releases are
+// counted in the released bucket, so that no Done rewrites the body (see release).
 func encodeEvent(refs uint32, body []byte) []byte {
 	v := make([]byte, 4, 4+len(body))
 	binary.BigEndian.PutUint32(v, refs)
@@ -86,19 +87,35 @@ func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
 }
 
 // release drops one reference to an event and deletes its body when nothing needs it any
-// more. The ids entry stays, so the event is still deduplicated until Prune.
-func release(events *bolt.Bucket, eventSeq uint64) error {
+// more, from the file and the cache. The ids entry stays, so the event is still deduplicated
+// until Prune.
+//
+// The references left are the count in front of the body minus the count of releases in the
+// released bucket. Schema 1 rewrote the body with a smaller count instead, once per target's
+// Done; its files have no released entries, so their counts read the same here.
+func (s *Bolt) release(tx *bolt.Tx, eventSeq uint64) error {
+	events, released := tx.Bucket(bucketEvents), tx.Bucket(bucketReleased)
 	k := seqKey(eventSeq)
 	v := events.Get(k)
 	if len(v) < 4 {
 		return nil // already gone: nothing left to release
 	}
 	refs := binary.BigEndian.Uint32(v)
-	if refs <= 1 {
-		return events.Delete(k)
+	var n uint32
+	if r := released.Get(k); len(r) == 4 {
+		n = binary.BigEndian.Uint32(r)
 	}
-	// bbolt values are read-only views into the map: write a copy.
-	return events.Put(k, encodeEvent(refs-1, v[4:]))
+	n++
+	if n < refs {
+		return released.Put(k, binary.BigEndian.AppendUint32(nil, n))
+	}
+	s.cache.remove(eventSeq)
+	if n > 1 {
+		if err := released.Delete(k); err != nil {
+			return err
+		}
+	}
+	return events.Delete(k)
 }
 
 // stamp encodes a time for the dedupe index.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/kdbridge/kdbridge/sinks/webhook"
 )
 
 // The raw ceiling: the same path as kdbridge's — token, Topic Hub websocket, identify,
@@ -25,8 +27,9 @@ import (
 // kdbridge as a ratio of what this client reaches on the same machine.
 
 // benchRawPosters is the number of POSTing goroutines per target, as many as a webhook sink's
-// default max_in_flight. A discussion always goes to the same one, so order holds.
-const benchRawPosters = 8
+// default max_in_flight, so that the ceiling has the concurrency kdbridge has. A discussion
+// always goes to the same one, so order holds.
+const benchRawPosters = webhook.DefaultMaxInFlight
 
 const benchTopicPrefix = "discussions/discussion/"
 

@@ -343,7 +343,7 @@ func selfUsers(cfg *Config) map[string]string {
 }
 
 // storeCheckpoints keeps the Kinetic source's catch-up checkpoints in the store.
-type storeCheckpoints struct{ st bridge.Store }
+type storeCheckpoints struct{ st *store.Bolt }
 
 const checkpointNS = "checkpoints"
 
@@ -364,5 +364,16 @@ func (c storeCheckpoints) SetCheckpoint(ctx context.Context, source, discussion 
 	if err != nil {
 		return err
 	}
-	return c.st.Put(ctx, checkpointNS, source+"/"+discussion, b)
+	key := source + "/" + discussion
+	// Once a key has a checkpoint, a newer one is written behind, with the next commit,
+	// rather than with an fsync of its own that the source would wait for after every
+	// batch: the batch's events are durable already (Emit returned), and losing the newer
+	// checkpoint in a crash only makes the next catch-up start from the older one, whose
+	// re-fetched events Append drops as known. The first checkpoint of a key is written
+	// durably: losing it would mean no checkpoint at all, which starts a discussion from
+	// "now" (and the discovery watermark over), skipping what was missed.
+	if _, ok, err := c.st.Get(ctx, checkpointNS, key); err == nil && ok {
+		return c.st.PutLater(checkpointNS, key, b)
+	}
+	return c.st.Put(ctx, checkpointNS, key, b)
 }

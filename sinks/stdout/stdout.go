@@ -65,7 +65,7 @@ func (s *Sink) Deliver(ctx context.Context, d bridge.Delivery) error {
 	if s.text {
 		line = textLine(d.Event)
 	} else {
-		env, err := bridge.MarshalEnvelope(d.Event)
+		env, err := d.Shared.Envelope(d.Event) // shared with other targets: copied below, not changed
 		if err != nil {
 			return bridge.Permanent(fmt.Errorf("stdout: encoding event %s: %w", d.Event.ID, err))
 		}

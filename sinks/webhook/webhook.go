@@ -126,19 +126,19 @@ func (s *Sink) Close() error {
 // Retry-After when given; 410 and other 4xx are permanent, and so is a template that cannot
 // render the event.
 func (s *Sink) Deliver(ctx context.Context, d bridge.Delivery) error {
-	if err := s.deliver(ctx, d.Event); err != nil {
+	if err := s.deliver(ctx, d.Event, d.Shared); err != nil {
 		return &redactedError{err: err, hidden: s.hidden}
 	}
 	return nil
 }
 
-func (s *Sink) deliver(ctx context.Context, e bridge.Event) error {
+func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Shared) error {
 	ep := s.c.endpoint.display
 	if e.ID == "" || strings.Contains(e.ID, ".") {
 		// Standard Webhooks: the id is part of the signed content, delimited by '.'.
 		return bridge.Permanent(fmt.Errorf("webhook %s: event id %q cannot be a webhook-id (empty, or contains '.')", ep, e.ID))
 	}
-	body, headers, err := s.render(e)
+	body, headers, err := s.render(e, shared)
 	if err != nil {
 		// The same event renders the same way every time: retrying cannot help.
 		return bridge.Permanent(fmt.Errorf("webhook %s: %s: %w", ep, e.Type, err))
@@ -181,8 +181,10 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event) error {
 	return s.classify(resp, respBody)
 }
 
-// render produces the body and the configured headers for e.
-func (s *Sink) render(e bridge.Event) ([]byte, [][2]string, error) {
+// render produces the body and the configured headers for e. Without a body template the
+// body is the envelope, which is the same for every target: it comes from shared, encoded
+// once for all of them (and must not be modified). A template is this sink's own.
+func (s *Sink) render(e bridge.Event, shared *bridge.Shared) ([]byte, [][2]string, error) {
 	var env bridge.Envelope
 	if s.c.body != nil || s.hasHeaderTemplates() {
 		env = bridge.NewEnvelope(e)
@@ -196,7 +198,7 @@ func (s *Sink) render(e bridge.Event) ([]byte, [][2]string, error) {
 		if s.c.jsonBody && !json.Valid(body) {
 			return nil, nil, errors.New("body_template produced a body that is not JSON (insert values with the json function)")
 		}
-	} else if body, err = bridge.MarshalEnvelope(e); err != nil {
+	} else if body, err = shared.Envelope(e); err != nil {
 		return nil, nil, fmt.Errorf("encoding the envelope: %w", err)
 	}
 	headers := make([][2]string, 0, len(s.c.headers))

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
+)
+
+// testdata/schema1/kdbridge.db was written by kdbridge at b502f55 (schema 1, where a Done
+// rewrote the event body with one reference less), with the helpers of this package:
+//
+//	4 events in discussion d, each for targets a and b;
+//	event 0 delivered to a and b (body gone);
+//	event 1 delivered to a, dead-lettered for b ("boom");
+//	event 2 delivered to a, pending for b;
+//	event 3 pending for a and b;
+//	checkpoints/src/d = "42".
+//
+// Opening it upgrades it in place, and everything resumes: nothing is lost or delivered
+// twice, and every body goes once nothing needs it.
+func TestUpgradeFromSchema1(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "schema1", FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir, Options{})
+	var schema string
+	if err := s.db.View(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte("schema"))); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if schema != schemaVersion {
+		t.Fatalf("schema after open = %q, want %q", schema, schemaVersion)
+	}
+	if qs, err := s.Queues(ctx); err != nil || len(qs) != 2 {
+		t.Fatalf("Queues = %v, %v; want a/d and b/d", qs, err)
+	}
+	if n := bodies(t, s); n != 3 {
+		t.Fatalf("%d bodies after the upgrade, want 3 (events 1, 2, 3)", n)
+	}
+	qa, qb := bridge.Queue{Target: tgt("a"), Discussion: "d"}, bridge.Queue{Target: tgt("b"), Discussion: "d"}
+	if got := drain(t, s, qa); !slices.Equal(got, []string{"3"}) {
+		t.Fatalf("a delivered %v, want [3]", got)
+	}
+	if n := bodies(t, s); n != 3 {
+		t.Fatalf("%d bodies after draining a, want 3: b still needs 2 and 3", n)
+	}
+	if got := drain(t, s, qb); !slices.Equal(got, []string{"2", "3"}) {
+		t.Fatalf("b delivered %v, want [2 3]", got)
+	}
+	if n := bodies(t, s); n != 1 {
+		t.Fatalf("%d bodies after draining b, want 1 (the dead letter's)", n)
+	}
+	dls := mustDeadLetters(t, s, bridge.DeadLetterFilter{})
+	if len(dls) != 1 || dls[0].Pending.Event.Message.Text != "1" || dls[0].Reason != "boom" {
+		t.Fatalf("dead letters = %+v", dls)
+	}
+	if _, err := s.Replay(ctx, bridge.DeadLetterFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(t, s, qb); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("b delivered %v after the replay, want [1]", got)
+	}
+	if n := bodies(t, s); n != 0 {
+		t.Fatalf("%d bodies left after everything was delivered", n)
+	}
+	if v, ok, err := s.Get(ctx, "checkpoints", "src/d"); err != nil || !ok || string(v) != "42" {
+		t.Fatalf("checkpoint = %q, %v, %v", v, ok, err)
+	}
+	var recs []bridge.Record
+	for i := range 5 {
+		recs = append(recs, rec(ev("d", i), tgt("a"), tgt("b")))
+	}
+	if got := mustAppend(t, s, recs...); len(got) != 1 || got[0].Event.Message.Text != "4" {
+		t.Fatalf("Append after the upgrade stored %d records; want only the new event 4", len(got))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, Options{})
+	if got := drain(t, s, qa); !slices.Equal(got, []string{"4"}) {
+		t.Fatalf("a delivered %v after reopening, want [4]", got)
+	}
+	if got := drain(t, s, qb); !slices.Equal(got, []string{"4"}) {
+		t.Fatalf("b delivered %v after reopening, want [4]", got)
+	}
+	if n := bodies(t, s); n != 0 {
+		t.Fatalf("%d bodies left", n)
+	}
+	var released int
+	if err := s.db.View(func(tx *bolt.Tx) error { released = tx.Bucket(bucketReleased).Stats().KeyN; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if released != 0 {
+		t.Fatalf("%d released counts left with no body", released)
+	}
+}
+
+// A file of a newer schema is refused, untouched.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("schema"), []byte("99")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(dir, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open accepted a file of schema 99")
+	}
+}

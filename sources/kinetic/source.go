@@ -581,12 +581,26 @@ func (ss *session) subscribed(tag, id string, f frame) {
 	}
 	first := ss.firstRound[id]
 	delete(ss.firstRound, id)
+	w := ss.fleet.byID[id]
+	if w == nil {
+		// The wanted set changed while the subscribe was in flight and its reconcile has not
+		// run yet: bring the workers up to date now, so that a discussion still wanted gets
+		// its catch-up (the reconcile will not subscribe it again), and one no longer wanted
+		// is left to the reconcile's unsubscribe.
+		ss.fleet.sync(ss.s.desired())
+		if w = ss.fleet.byID[id]; w == nil {
+			if first {
+				ss.firstRoundDone()
+			}
+			return
+		}
+	}
 	if f.Event == evAckOK {
 		sub.state = subOK
 		s.st.update(id, func(d *DiscussionStatus) { d.State, d.Error, d.CaughtUp = StateSubscribed, "", false })
 		// Queued here, on the reader's order, so that every live event of the discussion
 		// that follows the ack is handled after the catch-up.
-		ss.fleet.byID[id].catchUp()
+		w.catchUp()
 		if first {
 			ss.okCount++
 		} else {
@@ -594,7 +608,7 @@ func (ss *session) subscribed(tag, id string, f frame) {
 		}
 	} else {
 		sub.state = subWaiting
-		ss.fleet.byID[id].release()
+		w.release()
 		answer := payloadText(f.Payload)
 		again := false
 		s.st.mu.Lock()

@@ -94,3 +94,51 @@ type DeadLetterFilter struct {
 	Sink  string
 	Since time.Time
 }
+
+// AttemptLog is a Store that keeps a bounded history of delivery attempts, so that an
+// operator (the console) can see what happened to a delivery after restarts. It is history,
+// not bookkeeping: the dispatcher writes it in batches behind the deliveries, and losing the
+// last batch in a crash loses only history, never a delivery.
+type AttemptLog interface {
+	// LogAttempts stores attempts; each is kept until PruneAttempts removes it.
+	LogAttempts(ctx context.Context, recs []AttemptRecord) error
+	// Attempts returns the attempts that match f, newest first, at most f.Limit of them.
+	Attempts(ctx context.Context, f AttemptFilter) ([]AttemptRecord, error)
+	// PruneAttempts forgets attempts made before before and returns how many.
+	PruneAttempts(ctx context.Context, before time.Time) (int, error)
+}
+
+// Outcomes of an attempt.
+const (
+	OutcomeDelivered  = "delivered"   // the far side took it
+	OutcomeRetry      = "retry"       // failed; another try is scheduled (NextTry)
+	OutcomeDeadLetter = "dead_letter" // failed for good; moved to the dead letters
+)
+
+// AttemptRecord is one try of one delivery.
+type AttemptRecord struct {
+	Seq        uint64 // the pending delivery's store sequence
+	Queue      Queue
+	EventID    string
+	EventType  string
+	Attempt    int       // 1 for the first try
+	At         time.Time // when the try started
+	Latency    time.Duration
+	Outcome    string // one of the Outcome constants
+	Status     string // HTTP status ("503") or Slack error ("channel_not_found"); "" if none
+	Error      string // the error, redacted as in logs; "" when delivered
+	Response   string // first 1 KiB of the far side's answer, if any
+	NextTry    time.Time
+	DeadLetter string // the dead letter's ID when Outcome is OutcomeDeadLetter
+}
+
+// AttemptFilter selects attempts; zero fields match everything.
+type AttemptFilter struct {
+	Discussion string
+	EventID    string
+	Sink       string
+	Outcome    string
+	Since      time.Time
+	Until      time.Time
+	Limit      int // 0: 100
+}

@@ -170,6 +170,11 @@ func (rt *route) selects(e Event, self string) bool {
 	if rt.cfg.Source != "" && rt.cfg.Source != e.Source {
 		return false
 	}
+	if e.Inbound != nil && rt.cfg.Source != e.Source {
+		// A reply typed in Slack goes only where a route for its source says: a route for
+		// every source must not send it back out to Slack or to webhooks.
+		return false
+	}
 	if !rt.allDisc && !rt.discussions[e.Discussion.ID] && !MatchesAny(rt.cfg.Match, e.Discussion) {
 		return false
 	}

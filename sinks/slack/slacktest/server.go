@@ -56,6 +56,12 @@ type Options struct {
 	// RateTolerance is how much earlier than EnforceRate allows a post may arrive and still
 	// pass: the jitter between a well-paced client's clock and the server's. Default 100ms.
 	RateTolerance time.Duration
+	// AppToken is the only app-level token apps.connections.open accepts (Socket Mode);
+	// default DefaultAppToken.
+	AppToken string
+	// PingInterval is how often a Socket Mode connection is pinged; default 2s (slack-go's
+	// client gives up on a connection after 30s without a ping).
+	PingInterval time.Duration
 }
 
 // Channel is a conversation of the workspace.
@@ -99,6 +105,8 @@ type Message struct {
 	ThreadTS string // the thread parent's ts for a reply; "" for a top-level message
 	Text     string // the latest text, after edits
 	Username string // the username override, if any
+	User     string // the person who typed it (UserPosts and friends); "" for the bot's posts
+	BotID    string // the bot that posted it; "" for a person's message
 	IconURL  string
 	Edited   bool // changed by chat.update at least once
 	Deleted  bool // removed by chat.delete or DeleteMessage
@@ -138,6 +146,9 @@ type Server struct {
 	limited   map[string]int           // 429s answered per channel
 	rate      float64
 	burst     int
+
+	socket socketMode // Socket Mode: see socket.go
+	wg     sync.WaitGroup
 }
 
 type channelFault struct {
@@ -169,6 +180,7 @@ func NewServer(opts Options) *Server {
 	if s.tolerance <= 0 {
 		s.tolerance = 100 * time.Millisecond
 	}
+	s.socket.init(opts)
 	for _, u := range opts.Users {
 		s.users[strings.ToLower(u.Email)] = u
 	}
@@ -186,7 +198,9 @@ func (s *Server) Token() string { return s.token }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.release)
+		s.closeSockets()
 		s.ts.Close()
+		s.wg.Wait()
 	})
 }
 
@@ -359,6 +373,10 @@ func rateLimitedAnswer(wait time.Duration) answer {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == socketPath {
+		s.serveSocket(w, r)
+		return
+	}
 	method, ok := strings.CutPrefix(r.URL.Path, "/api/")
 	if !ok || method == "" || (r.Method != http.MethodPost && r.Method != http.MethodGet) {
 		http.NotFound(w, r)
@@ -493,6 +511,10 @@ func (s *Server) handle(method string, p map[string]string, token string, now ti
 	switch {
 	case token == "":
 		return errAnswer("not_authed")
+	case method == "apps.connections.open":
+		return s.connectionsOpen(token)
+	case token == s.socket.appToken:
+		return errAnswer("not_allowed_token_type")
 	case token != s.token:
 		return errAnswer("invalid_auth")
 	}
@@ -538,6 +560,8 @@ func (s *Server) handle(method string, p map[string]string, token string, now ti
 			return errAnswer("channel_not_found")
 		}
 		return okAnswer(map[string]any{"channel": channelJSON(c)})
+	case "users.info":
+		return s.userInfo(p["user"])
 	case "users.lookupByEmail":
 		u, ok := s.users[strings.ToLower(strings.TrimSpace(p["email"]))]
 		if !ok {
@@ -601,10 +625,11 @@ func (s *Server) postMessage(p map[string]string, now time.Time) answer {
 	s.seq++
 	ts := fmt.Sprintf("1700000000.%06d", s.seq)
 	m := &Message{Channel: ch, TS: ts, ThreadTS: thread, Text: p["text"], Username: p["username"],
-		IconURL: p["icon_url"], PostedAt: now}
+		IconURL: p["icon_url"], PostedAt: now, BotID: BotID}
 	key := ch + " " + ts
 	s.messages[key] = m
 	s.order = append(s.order, key)
+	s.messageEventLocked(m)
 	msg := map[string]any{"type": "message", "subtype": "bot_message", "text": m.Text, "ts": ts, "bot_id": BotID}
 	if thread != "" {
 		msg["thread_ts"] = thread
@@ -636,7 +661,9 @@ func (s *Server) update(p map[string]string) answer {
 	if code != "" {
 		return errAnswer(code)
 	}
+	prev := *m
 	m.Text, m.Edited = p["text"], true
+	s.changedEventLocked(prev, m)
 	return okAnswer(map[string]any{"channel": m.Channel, "ts": m.TS, "text": m.Text})
 }
 
@@ -646,6 +673,7 @@ func (s *Server) delete(p map[string]string) answer {
 		return errAnswer(code)
 	}
 	m.Deleted = true
+	s.deletedEventLocked(m)
 	return okAnswer(map[string]any{"channel": m.Channel, "ts": m.TS})
 }
 

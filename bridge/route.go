@@ -30,6 +30,7 @@ type TargetConfig struct {
 	Sink     string `yaml:"sink"`
 	Channel  string `yaml:"channel"`  // slack: this route's channel
 	Template string `yaml:"template"` // slack: this route's message template
+	Reply    bool   `yaml:"reply"`    // slack: replies typed in this route's threads go back to Kinetic
 }
 
 type targetFields TargetConfig

@@ -52,14 +52,14 @@ type Options struct {
 
 // Outcomes of an inbound event, as Stats counts them.
 const (
-	OutcomeBridged     = "bridged"      // stored for delivery into Kinetic
-	OutcomeOwn         = "own"          // kdbridge's own post (its bot or app): no echo
-	OutcomeUnmirrored  = "unmirrored"   // not a reply in a thread kdbridge mirrors
-	OutcomeOneWay      = "one_way"      // in a mirrored thread whose route is not two-way
-	OutcomeUnsupported = "unsupported"  // an event or message subtype that is not bridged
-	OutcomeUnchanged   = "unchanged"    // an edit that did not change the text or files
-	OutcomeMalformed   = "malformed"    // a frame or payload that could not be read
-	OutcomeTooLarge    = "too_large"    // longer than Kinetic takes
+	OutcomeBridged     = "bridged"     // stored for delivery into Kinetic
+	OutcomeOwn         = "own"         // kdbridge's own post (its bot or app): no echo
+	OutcomeUnmirrored  = "unmirrored"  // not a reply in a thread kdbridge mirrors
+	OutcomeOneWay      = "one_way"     // in a mirrored thread whose route is not two-way
+	OutcomeUnsupported = "unsupported" // an event or message subtype that is not bridged
+	OutcomeUnchanged   = "unchanged"   // an edit that did not change the text or files
+	OutcomeMalformed   = "malformed"   // a frame or payload that could not be read
+	OutcomeTooLarge    = "too_large"   // longer than Kinetic takes
 )
 
 // Outcomes lists every outcome, in a stable order.
@@ -382,14 +382,14 @@ type callback struct {
 }
 
 type messageEvent struct {
-	Type      string         `json:"type"`
-	Subtype   string         `json:"subtype"`
-	Channel   string         `json:"channel"`
-	EventTS   string         `json:"event_ts"`
-	DeletedTS string         `json:"deleted_ts"`
+	Type      string        `json:"type"`
+	Subtype   string        `json:"subtype"`
+	Channel   string        `json:"channel"`
+	EventTS   string        `json:"event_ts"`
+	DeletedTS string        `json:"deleted_ts"`
 	Message   *slackMessage `json:"message"`
 	Previous  *slackMessage `json:"previous_message"`
-	Inline    slackMessage   `json:"-"` // the message itself, for the subtypes that are one
+	Inline    slackMessage  `json:"-"` // the message itself, for the subtypes that are one
 }
 
 func (m *messageEvent) UnmarshalJSON(b []byte) error {

@@ -149,7 +149,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &socketConn{ws: ws, send: make(chan []byte, sendBuffer), done: make(chan struct{})}
 	hello, _ := json.Marshal(map[string]any{"type": "hello", "num_connections": 1,
-		"debug_info": map[string]any{"host": "slacktest", "build_number": 1, "approximate_connection_time": 3600},
+		"debug_info":      map[string]any{"host": "slacktest", "build_number": 1, "approximate_connection_time": 3600},
 		"connection_info": map[string]any{"app_id": AppID}})
 	c.send <- hello
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
+	slackin "github.com/kdbridge/kdbridge/sources/slack"
 )
 
 // httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
@@ -36,6 +37,11 @@ func httpHandler(d *daemon) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		for _, src := range d.currentSources() {
+			if is, ok := src.(*slackin.Source); ok {
+				fmt.Fprintf(w, "  source %s: Socket Mode %s\n", src.Name(), is.Status().State)
+			}
+		}
 	})
 	// Profiles for diagnosing memory and CPU, from this machine only.
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
@@ -56,6 +62,16 @@ func httpHandler(d *daemon) http.Handler {
 func notReady(sources []bridge.Source) []string {
 	var out []string
 	for _, src := range sources {
+		if is, ok := src.(*slackin.Source); ok {
+			if st := is.Status(); st.State != slackin.StateConnected {
+				line := fmt.Sprintf("source %s: Socket Mode %s", src.Name(), st.State)
+				if st.LastError != "" {
+					line += ": " + st.LastError
+				}
+				out = append(out, line)
+			}
+			continue
+		}
 		ks, ok := src.(*kinetic.Source)
 		if !ok {
 			continue

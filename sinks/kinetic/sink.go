@@ -117,7 +117,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sink{name: name, spaces: map[string]*space{}, author: author, timeout: cfg.Timeout, kv: opts.KV,
-		log: log.With("sink", name), http: opts.HTTPClient}
+		log: log, http: opts.HTTPClient}
 	if s.http == nil {
 		s.http, s.ownHTTP = &http.Client{}, true
 	}
@@ -277,7 +277,7 @@ func oneLine(s string) string {
 func escapeMarkdown(s string) string {
 	var b strings.Builder
 	for _, r := range s {
-		if strings.ContainsRune("\\`*_{}[]()<>#+-.!|~", r) {
+		if strings.ContainsRune("\\`*_[]<>|~", r) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)

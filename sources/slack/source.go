@@ -179,7 +179,7 @@ func (s *Source) setState(state string, err error) {
 	case StateDisconnected:
 		s.log.Warn("Socket Mode disconnected; reconnecting", "err", lastErr)
 	default:
-		s.log.Info("Socket Mode "+state, "err", lastErr)
+		s.log.Info("Socket Mode " + state)
 	}
 }
 

@@ -19,7 +19,9 @@ package slacktest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -444,7 +446,8 @@ func readParams(w http.ResponseWriter, r *http.Request) (params map[string]strin
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if r.Method == http.MethodPost && ct == "application/json" {
 		var body map[string]any
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&body); err != nil {
+		// An empty body is no parameters (slack-go sends apps.connections.open so).
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 			return nil, "", fmt.Errorf("body is not a JSON object: %w", err)
 		}
 		for k, v := range body {

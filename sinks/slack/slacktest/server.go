@@ -8,8 +8,10 @@
 // channels with membership and archiving, conversations.list paging, users.lookupByEmail, a
 // record of every call, the visible state of every channel, per-channel rate enforcement and
 // fault injection. Methods: auth.test, chat.postMessage, chat.update, chat.delete,
-// conversations.list, conversations.info, users.lookupByEmail; any other answers
-// unknown_method.
+// conversations.list, conversations.info, users.lookupByEmail, users.info, and
+// apps.connections.open with the app-level token, which opens Socket Mode (socket.go: the
+// WebSocket endpoint, envelopes and acknowledgements, and people typing in Slack); any other
+// answers unknown_method.
 //
 // Where Slack's behaviour is loose the fake is strict, so that a client bug shows: thread_ts
 // must name a top-level message of the channel (else thread_not_found), text over 40,000

@@ -64,10 +64,16 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res := s.Probe(pctx, channels)
+		if e.Slack.AppToken.IsSet() && len(res.Problems) == 0 {
+			res.Problems = append(res.Problems, s.ProbeReplies(pctx)...)
+		}
 		cancel()
 		_ = s.Close()
 		if len(res.Problems) == 0 {
 			fmt.Fprintf(w, "online: %s: token OK (workspace %q, bot %q), every channel reachable\n", e.Name, res.Team, res.Bot)
+			if e.Slack.AppToken.IsSet() {
+				fmt.Fprintf(w, "online: %s: app token opens Socket Mode, bot scopes fit two-way\n", e.Name)
+			}
 			continue
 		}
 		for _, p := range res.Problems {

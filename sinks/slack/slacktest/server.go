@@ -66,7 +66,14 @@ type Options struct {
 	// PingInterval is how often a Socket Mode connection is pinged; default 2s (slack-go's
 	// client gives up on a connection after 30s without a ping).
 	PingInterval time.Duration
+	// Scopes are the bot token's scopes, sent as Slack does in the X-OAuth-Scopes header of
+	// every answer; default DefaultScopes.
+	Scopes []string
 }
+
+// DefaultScopes are the scopes of the fake's bot token: all that kdbridge uses.
+var DefaultScopes = []string{"chat:write", "chat:write.customize", "channels:read", "groups:read",
+	"users:read.email", "channels:history", "groups:history", "users:read"}
 
 // Channel is a conversation of the workspace.
 type Channel struct {
@@ -130,6 +137,7 @@ type Fault struct {
 type Server struct {
 	ts        *httptest.Server
 	token     string
+	scopes    string
 	pageSize  int
 	tolerance time.Duration
 	release   chan struct{} // closed by Close: frees hanging handlers
@@ -178,6 +186,10 @@ func NewServer(opts Options) *Server {
 	if s.token == "" {
 		s.token = DefaultToken
 	}
+	if opts.Scopes == nil {
+		opts.Scopes = DefaultScopes
+	}
+	s.scopes = strings.Join(opts.Scopes, ",")
 	if s.pageSize <= 0 {
 		s.pageSize = 100
 	}
@@ -422,6 +434,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.retryAfter != "" {
 		w.Header().Set("Retry-After", a.retryAfter)
+	}
+	if token == s.token {
+		w.Header().Set("X-OAuth-Scopes", s.scopes)
 	}
 	if a.body != nil {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")

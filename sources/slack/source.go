@@ -209,8 +209,9 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		fatal := fatalAuth(err)
 		err = fmt.Errorf("slack replies: auth.test with the bot token: %s", s.redact(err.Error()))
-		if fatalAuth(err) {
+		if fatal {
 			s.setState(StateStopped, err)
 			return bridge.Permanent(err)
 		}
@@ -235,8 +236,9 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			fatal := fatalAuth(err)
 			err = fmt.Errorf("slack replies: socket mode: %s", s.redact(err.Error()))
-			if fatalAuth(err) {
+			if fatal {
 				s.setState(StateStopped, err)
 				return bridge.Permanent(err)
 			}
@@ -256,12 +258,13 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 
 // fatalAuth reports whether Slack refused a token: retrying cannot help.
 func fatalAuth(err error) bool {
-	for _, code := range []string{"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type", "missing_scope", "404 Not Found"} {
-		if strings.Contains(err.Error(), code) {
-			return true
-		}
+	var se slackgo.SlackErrorResponse
+	if errors.As(err, &se) {
+		return slices.Contains([]string{"invalid_auth", "not_authed", "account_inactive", "token_revoked",
+			"not_allowed_token_type", "missing_scope"}, se.Err)
 	}
-	return false
+	var sc slackgo.StatusCodeError
+	return errors.As(err, &sc) && sc.Code == http.StatusNotFound
 }
 
 // handle deals with one event of the Socket Mode client. An error stops Run (the store
@@ -333,7 +336,11 @@ func (s *Source) handle(ctx context.Context, client *socketmode.Client, emit bri
 }
 
 func (s *Source) ack(ctx context.Context, client *socketmode.Client, envelopeID string) error {
-	if err := client.AckCtx(ctx, envelopeID, nil); err != nil && ctx.Err() == nil {
+	// The client queues acknowledgements for its connection; if none comes back in time,
+	// restart rather than wait forever (the envelope is stored: a re-send is a duplicate).
+	ackCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := client.AckCtx(ackCtx, envelopeID, nil); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("slack replies: acknowledging envelope %s: %w", envelopeID, err)
 	}
 	return nil

@@ -118,6 +118,8 @@ func TestBadConfigs(t *testing.T) {
 			[]string{`sinks[1].app_token: is required with reply: true`}},
 		{"app token that is a bot token", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xoxb-2, channel: C1}", 1), "to: [audit]", "to: [audit, sl]", 1), nil,
 			[]string{`sinks[1].app_token: is not an app-level token`}},
+		{"bad reply_author", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xapp-2, channel: C1, reply_author: \"{{.Who}}\"}", 1), "to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1), nil,
+			[]string{`sinks[1].reply_author: template: reply_author`}},
 		{"reserved kinetic sink name", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xapp-2, channel: C1}\n  - {name: kinetic, type: stdout}", 1), "to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1), nil,
 			[]string{`the sink name "kinetic" is reserved`}},
 		{"bad retry", strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n    retry: {initial: 1m, max_interval: 1s}", 1), nil,

@@ -72,13 +72,22 @@ func (c *Config) twoWay(routesNode *yaml.Node) config.Problems {
 		ps.Add(0, "sinks", "the sink name %q is reserved for writing Slack replies into Kinetic when a route is two-way (reply: true); rename that sink", kineticSinkName)
 		return ps
 	}
+	authors := map[string]string{}
+	for name := range replyRoutes {
+		if a := sinks[name].Slack.ReplyAuthor; a != "" {
+			if err := kineticsink.ValidateAuthor(a); err != nil {
+				ps.Add(0, config.Path(config.Path("sinks", slices.IndexFunc(c.Sinks, func(e sinkEntry) bool { return e.Name == name })), "reply_author"), "%v", err)
+			}
+			authors[name] = a
+		}
+	}
 	spaces := map[string]kineticsink.Space{}
 	for name, k := range kineticSources {
 		spaces[name] = kineticsink.Space{URL: k.URL, ClientID: k.ClientID, ClientSecret: k.ClientSecret}
 	}
 	retry := bridge.RetryConfig{}
 	retry.Defaults()
-	c.Sinks = append(c.Sinks, sinkEntry{Name: kineticSinkName, Type: "kinetic", Retry: retry, ToKinetic: &kineticsink.Config{Spaces: spaces}})
+	c.Sinks = append(c.Sinks, sinkEntry{Name: kineticSinkName, Type: "kinetic", Retry: retry, ToKinetic: &kineticsink.Config{Spaces: spaces, Authors: authors}})
 
 	names := map[string]bool{}
 	for _, s := range c.Sources {

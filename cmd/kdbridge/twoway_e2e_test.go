@@ -211,12 +211,12 @@ func TestE2ETwoWayDisconnectLosesNothing(t *testing.T) {
 	for i := 4; i <= 6; i++ {
 		say(i)
 	}
-	waitFor(t, "a second connection", 20*time.Second, func() bool { return w.slack.SocketStats().Opens >= 2 })
+	waitFor(t, "a second connection", 20*time.Second, func() bool { return w.slack.SocketStats().Accepted >= 2 })
 	w.slack.DropSockets()
 	for i := 7; i <= 9; i++ {
 		say(i)
 	}
-	waitFor(t, "a third connection", 20*time.Second, func() bool { return w.slack.SocketStats().Opens >= 3 })
+	waitFor(t, "a third connection", 20*time.Second, func() bool { return w.slack.SocketStats().Accepted >= 3 })
 	// Slack re-sends: every envelope not acknowledged yet, and one event in a new envelope.
 	w.slack.ResendUnacked()
 	if !w.slack.Resend("Ev00000003") { // an early event: the store has it already

@@ -57,7 +57,11 @@ type Space struct {
 // written by hand.
 type Config struct {
 	Spaces  map[string]Space // by Kinetic source name
-	Author  string           // text/template over .Name (escaped Markdown), .Username; default DefaultAuthor
+	// Authors are the templates of the line's start that names the author, by Slack sink
+	// (the sink's reply_author): text/templates over .Name (the display name, Markdown-
+	// escaped, one line) and .Username (the Slack user id). A sink without one gets
+	// DefaultAuthor.
+	Authors map[string]string
 	Timeout time.Duration    // per REST call; default DefaultTimeout
 }
 
@@ -78,7 +82,8 @@ type Options struct {
 type Sink struct {
 	name    string
 	spaces  map[string]*space
-	author  *template.Template
+	author  *template.Template            // the default
+	authors map[string]*template.Template // by Slack sink
 	timeout time.Duration
 	kv      KV
 	log     *slog.Logger
@@ -99,15 +104,18 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	if opts.KV == nil {
 		return nil, errors.New("kinetic sink: Options.KV is required: edits and deletes need the message map")
 	}
-	if cfg.Author == "" {
-		cfg.Author = DefaultAuthor
-	}
-	author, err := template.New("author").Option("missingkey=error").Parse(cfg.Author)
+	author, err := parseAuthor(DefaultAuthor)
 	if err != nil {
-		return nil, fmt.Errorf("kinetic sink: author template: %w", err)
+		return nil, err
 	}
-	if err := author.Execute(io.Discard, authorData{Name: "Alice", Username: "U1"}); err != nil {
-		return nil, fmt.Errorf("kinetic sink: author template: %w", err)
+	authors := map[string]*template.Template{}
+	for sink, src := range cfg.Authors {
+		if src == "" {
+			continue
+		}
+		if authors[sink], err = parseAuthor(src); err != nil {
+			return nil, fmt.Errorf("kinetic sink: reply_author of %s: %w", sink, err)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -116,7 +124,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{name: name, spaces: map[string]*space{}, author: author, timeout: cfg.Timeout, kv: opts.KV,
+	s := &Sink{name: name, spaces: map[string]*space{}, author: author, authors: authors, timeout: cfg.Timeout, kv: opts.KV,
 		log: log, http: opts.HTTPClient}
 	if s.http == nil {
 		s.http, s.ownHTTP = &http.Client{}, true
@@ -238,6 +246,23 @@ func (s *Sink) create(ctx context.Context, sp *space, key string, e bridge.Event
 	return nil
 }
 
+// ValidateAuthor checks a reply_author template: it parses and renders for a sample author.
+func ValidateAuthor(src string) error {
+	_, err := parseAuthor(src)
+	return err
+}
+
+func parseAuthor(src string) (*template.Template, error) {
+	t, err := template.New("reply_author").Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Execute(io.Discard, authorData{Name: "Alice", Username: "U1"}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // authorData is what the author template sees.
 type authorData struct {
 	Name     string // display name, Markdown-escaped, one line
@@ -249,7 +274,11 @@ type authorData struct {
 func (s *Sink) content(e bridge.Event) ([]map[string]any, error) {
 	m := e.Message
 	var b strings.Builder
-	if err := s.author.Execute(&b, authorData{Name: escapeMarkdown(oneLine(m.Author.Name())), Username: oneLine(m.Author.Username)}); err != nil {
+	tmpl := s.author
+	if t, ok := s.authors[e.Inbound.Sink]; ok {
+		tmpl = t
+	}
+	if err := tmpl.Execute(&b, authorData{Name: escapeMarkdown(oneLine(m.Author.Name())), Username: oneLine(m.Author.Username)}); err != nil {
 		return nil, bridge.Permanent(fmt.Errorf("kinetic sink: author template: %w", err))
 	}
 	b.WriteString(m.Text)

@@ -171,3 +171,34 @@ func TestErrorsAreClassified(t *testing.T) {
 		t.Errorf("refused credentials reported as an HTTP error of the API: %v", err)
 	}
 }
+
+// TestReplyAuthor: a Slack sink's reply_author replaces the default line start for its
+// replies only; a template that does not render is refused.
+func TestReplyAuthor(t *testing.T) {
+	sim := kinetictest.NewServer(kinetictest.Options{})
+	defer sim.Close()
+	s, err := New("kinetic", Config{Spaces: map[string]Space{"acme": {URL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret"}},
+		Authors: map[string]string{"ops": "{{.Name}} via Slack — "}}, Options{KV: &memKV{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := &rig{sim: sim, sink: s, disc: sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "T"}).ID}
+	if err := r.deliver(t, r.event(bridge.MessageCreated, "1.0", "hi")); err != nil {
+		t.Fatal(err)
+	}
+	other := r.event(bridge.MessageCreated, "2.0", "hello")
+	other.Inbound.Sink = "elsewhere"
+	if err := r.deliver(t, other); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`Alice \*the\* \[admin\] via Slack — hi`, `**Alice \*the\* \[admin\] (Slack)**: hello`}
+	if got := r.texts(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("texts = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"{{.Nope}}", "{{.Name"} {
+		if ValidateAuthor(bad) == nil {
+			t.Errorf("ValidateAuthor(%q) = nil", bad)
+		}
+	}
+}

@@ -76,6 +76,7 @@ type Config struct {
 	AppToken     config.Secret `yaml:"app_token"`      // xapp- app-level token with connections:write
 	AppTokenFile string        `yaml:"app_token_file"` // config.Decode fills AppToken from it
 	Reply        bool          `yaml:"reply"`          // every route target of this sink is two-way
+	ReplyAuthor  string        `yaml:"reply_author"`   // text/template naming the author in Kinetic; default "**{{.Name}} (Slack)**: "
 }
 
 // Validate reports every problem of the configuration, joined, each as a config.FieldError

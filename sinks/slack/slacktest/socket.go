@@ -60,6 +60,7 @@ type envelope struct {
 // SocketStats counts what the Socket Mode endpoint did.
 type SocketStats struct {
 	Opens       int // successful apps.connections.open calls
+	Accepted    int // WebSocket connections accepted (hello sent), ever
 	Connections int // WebSocket connections open now
 	Sent        int // envelopes sent (retries included)
 	Retried     int // envelopes sent again (retry_attempt > 0)
@@ -162,6 +163,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	m.conns = append(m.conns, c)
+	m.stats.Accepted++
 	// What the last connection did not acknowledge goes out again, in order.
 	for _, e := range m.pending {
 		m.sendLocked(c, e)

@@ -56,13 +56,13 @@ type Space struct {
 // Config is the sink's configuration: made by cmd/kdbridge from the Kinetic sources, not
 // written by hand.
 type Config struct {
-	Spaces  map[string]Space // by Kinetic source name
+	Spaces map[string]Space // by Kinetic source name
 	// Authors are the templates of the line's start that names the author, by Slack sink
 	// (the sink's reply_author): text/templates over .Name (the display name, Markdown-
 	// escaped, one line) and .Username (the Slack user id). A sink without one gets
 	// DefaultAuthor.
 	Authors map[string]string
-	Timeout time.Duration    // per REST call; default DefaultTimeout
+	Timeout time.Duration // per REST call; default DefaultTimeout
 }
 
 // KV is what the sink needs from the store. bridge.Store satisfies it.

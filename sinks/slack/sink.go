@@ -320,6 +320,12 @@ func (s *Sink) notice(ctx context.Context, ch, route string, e bridge.Event, lin
 	if err != nil {
 		return err
 	}
+	if thread == "" {
+		// A top-level notice can be replied to: the reply belongs to the discussion.
+		if err := s.saveOrigin(ctx, ch, ts, Origin{Route: route, Source: e.Source, Discussion: e.Discussion.ID}); err != nil {
+			return err
+		}
+	}
 	return s.save(ctx, key, posted{Channel: ch, TS: ts, ThreadTS: thread})
 }
 

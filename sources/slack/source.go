@@ -94,6 +94,7 @@ type Source struct {
 	routes map[string]bool
 	users  *users
 	bad    *rateLog
+	roots  recent // top-level posts of kdbridge's own seen lately
 
 	mu sync.Mutex
 	st Status
@@ -466,6 +467,9 @@ func (s *Source) convert(ctx context.Context, me *identity, p callback) (bridge.
 		}
 	}
 	if m.own(me) {
+		if typ == bridge.MessageCreated && (m.ThreadTS == "" || m.ThreadTS == m.TS) {
+			s.roots.add(e.Channel + "/" + m.TS)
+		}
 		return bridge.Event{}, OutcomeOwn, nil
 	}
 	if m.TS == "" || e.Channel == "" {
@@ -474,7 +478,7 @@ func (s *Source) convert(ctx context.Context, me *identity, p callback) (bridge.
 	if m.ThreadTS == "" || m.ThreadTS == m.TS {
 		return bridge.Event{}, OutcomeUnmirrored, nil // top-level: no discussion to go to
 	}
-	o, ok, err := slacksink.LookupOrigin(ctx, s.kv, s.cfg.Sink, e.Channel, m.ThreadTS)
+	o, ok, err := s.origin(ctx, e.Channel, m.ThreadTS)
 	if err != nil {
 		return bridge.Event{}, "", err
 	}
@@ -522,6 +526,55 @@ func (s *Source) convert(ctx context.Context, me *identity, p callback) (bridge.
 		Inbound:    &bridge.Inbound{Kinetic: o.Source, Sink: s.cfg.Sink, Channel: e.Channel, TS: m.TS, ThreadTS: m.ThreadTS},
 	}
 	return ev, OutcomeBridged, nil
+}
+
+// origin finds what the thread root ts in channel mirrors. The Slack sink records it just
+// after Slack answered its post, and the post's own event may overtake that: a root that
+// kdbridge posted recently (its event was seen) but is not recorded yet is looked up again
+// for a few seconds before the reply counts as unmirrored.
+func (s *Source) origin(ctx context.Context, channel, ts string) (slacksink.Origin, bool, error) {
+	o, ok, err := slacksink.LookupOrigin(ctx, s.kv, s.cfg.Sink, channel, ts)
+	if err != nil || ok || !s.roots.has(channel+"/"+ts) {
+		return o, ok, err
+	}
+	deadline := time.Now().Add(rootWait)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return o, false, ctx.Err()
+		case <-t.C:
+		}
+		if o, ok, err = slacksink.LookupOrigin(ctx, s.kv, s.cfg.Sink, channel, ts); err != nil || ok {
+			return o, ok, err
+		}
+	}
+	return o, false, nil
+}
+
+// rootWait bounds the wait for the Slack sink to record a root it just posted.
+const rootWait = 10 * time.Second
+
+// recent is a bounded set of the top-level messages kdbridge posted lately.
+type recent struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (r *recent) add(k string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= 10_000 {
+		r.m = map[string]bool{}
+	}
+	r.m[k] = true
+}
+
+func (r *recent) has(k string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[k]
 }
 
 // slackTime reads a ts ("1700000000.000100"); the zero time (now) when it cannot.

@@ -28,6 +28,7 @@ const (
 type twoWay struct {
 	*slackRig
 	d      *slackDaemon
+	cfg    string
 	disc   string
 	addr   string
 	parent string // ts of the discussion's thread parent in Slack
@@ -54,7 +55,7 @@ func startTwoWay(t *testing.T, threads string) *twoWay {
   - name: all
     to: [{sink: ops-slack, reply: true}]`)
 	d := r.start(t, cfg, 1)
-	w := &twoWay{slackRig: r, d: d, disc: ids[0], addr: addr}
+	w := &twoWay{slackRig: r, d: d, cfg: cfg, disc: ids[0], addr: addr}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("daemon log (end):\n%s", tail(d.log.String()))
@@ -113,9 +114,11 @@ func TestE2ETwoWayReplyEditDelete(t *testing.T) {
 	w := startTwoWay(t, "discussion")
 	integration := w.sim.IntegrationUser().Username
 
+	typed := time.Now()
 	ts := w.slack.UserPosts(twoWayChannel, w.parent, slackAlice, "Thanks, <@"+slackBob+"> is on it &amp; so am I")
 	want := "**Alice Slack (Slack)**: Thanks, @Bob is on it & so am I"
 	waitFor(t, "the reply in Kinetic", 20*time.Second, func() bool { return len(w.userMessages()) >= 2 })
+	t.Logf("typed in Slack → in the discussion: %s (loopback, polled every 10ms)", time.Since(typed).Round(time.Millisecond))
 	got := w.userMessages()[1]
 	if got.Text() != want || got.CreatedBy.Username != integration || got.ParentID != "" {
 		t.Fatalf("reply in Kinetic = %q by %q (parent %q), want %q by %q, top-level", got.Text(), got.CreatedBy.Username, got.ParentID, want, integration)
@@ -322,5 +325,30 @@ func TestE2ETwoWayBadInput(t *testing.T) {
 		}
 	}
 	waitFor(t, "every envelope acknowledged", 20*time.Second, func() bool { return w.slack.SocketStats().Pending == 0 })
+	stopAndCheckLogs(t, w.d, slackToken, appToken)
+}
+
+// TestE2ETwoWayEditAfterRestart: the Slack ts → Kinetic id map is in the store, so an edit
+// and a delete typed after a restart reach the copy written before it.
+func TestE2ETwoWayEditAfterRestart(t *testing.T) {
+	t.Parallel()
+	w := startTwoWay(t, "discussion")
+	ts := w.slack.UserPosts(twoWayChannel, w.parent, slackAlice, "before the restart")
+	waitFor(t, "the reply in Kinetic", 20*time.Second, func() bool { return len(w.userMessages()) >= 2 })
+	stopAndCheckLogs(t, w.d, slackToken, appToken)
+
+	w.d = w.start(t, w.cfg, 1)
+	waitFor(t, "a new Socket Mode connection", 20*time.Second, func() bool { return w.slack.SocketStats().Accepted >= 2 })
+	w.slack.UserEdits(twoWayChannel, ts, "edited after the restart")
+	waitFor(t, "the edit in Kinetic", 20*time.Second, func() bool {
+		ms := w.userMessages()
+		return len(ms) == 2 && ms[1].Text() == "**Alice Slack (Slack)**: edited after the restart"
+	})
+	w.slack.UserDeletes(twoWayChannel, ts)
+	waitFor(t, "the delete in Kinetic", 20*time.Second, func() bool { return len(w.userMessages()) == 1 })
+	w.settle(t, "marker")
+	if got, want := w.kineticTexts(), []string{"hello from Kinetic", "marker"}; !slices.Equal(got, want) {
+		t.Errorf("Kinetic user messages = %q, want %q", got, want)
+	}
 	stopAndCheckLogs(t, w.d, slackToken, appToken)
 }

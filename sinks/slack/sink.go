@@ -12,6 +12,9 @@
 // thread parent when the title changed; the others are skipped as delivered. A
 // message.updated whose message was never mirrored is posted as a new message (and
 // remembered); a message.deleted of one is done already.
+//
+// For two-way (replies from Slack, sources/slack) the sink also records what each of its
+// posts mirrors (Origin, LookupOrigin), and its configuration carries the app-level token.
 package slack
 
 import (

@@ -109,7 +109,8 @@ func (c Call) Channel() string { return c.Params["channel"] }
 // OK reports whether the call was answered with "ok": true.
 func (c Call) OK() bool { return c.Status == http.StatusOK && c.Error == "" }
 
-// Message is a message the bot posted, as the channel shows it now.
+// Message is a message in a channel as it shows now: posted by the bot, or typed by a person
+// (UserPosts and its friends in socket.go).
 type Message struct {
 	Channel  string
 	TS       string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -351,4 +352,66 @@ func TestE2ETwoWayEditAfterRestart(t *testing.T) {
 		t.Errorf("Kinetic user messages = %q, want %q", got, want)
 	}
 	stopAndCheckLogs(t, w.d, slackToken, appToken)
+}
+
+// TestE2ETwoWayReload: turning reply on for a route with a reload starts the Socket Mode
+// source without a restart, and threads mirrored before the reload take replies; turning it
+// off again stops it.
+func TestE2ETwoWayReload(t *testing.T) {
+	t.Parallel()
+	r := newSlackRig(t, slacktest.Options{AppToken: appToken, Channels: []slacktest.Channel{{ID: twoWayChannel, Name: "ops"}},
+		Users: []slacktest.User{{ID: slackAlice, Email: "alice@slack.example", Name: "Alice Slack"}}})
+	ids := r.discussions("Incident")
+	addr := freeAddr(t)
+	sinks := fmt.Sprintf(`
+  - name: ops-slack
+    type: slack
+    token: {token}
+    app_token: %s
+    api_url: {api}
+    channel: %s`, appToken, twoWayChannel)
+	oneWay, twoWay := `
+  - name: all
+    to: [ops-slack]`, `
+  - name: all
+    to: [{sink: ops-slack, reply: true}]`
+	cfg := r.config(t, addr, ids, sinks, oneWay)
+	d := r.start(t, cfg, 1)
+	r.post(t, ids[0], "before the reload")
+	waitFor(t, "the message in Slack", 20*time.Second, func() bool { return len(posted(r.slack, twoWayChannel)) >= 2 })
+	parent := posted(r.slack, twoWayChannel)[0].TS
+	if n := r.slack.SocketStats().Opens; n != 0 {
+		t.Fatalf("one-way opened Socket Mode %d times", n)
+	}
+
+	if err := os.WriteFile(cfg, []byte(readFile(t, r.config(t, addr, ids, sinks, twoWay))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postReload(t, addr); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	waitFor(t, "a Socket Mode connection", 20*time.Second, func() bool { return r.slack.SocketStats().Connections == 1 })
+	r.slack.UserPosts(twoWayChannel, parent, slackAlice, "after the reload")
+	waitFor(t, "the reply in Kinetic", 20*time.Second, func() bool {
+		ms := r.sim.Messages(ids[0])
+		return slices.ContainsFunc(ms, func(m kinetictest.Message) bool { return m.Text() == "**Alice Slack (Slack)**: after the reload" })
+	})
+
+	if err := os.WriteFile(cfg, []byte(readFile(t, r.config(t, addr, ids, sinks, oneWay))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postReload(t, addr); code != 200 {
+		t.Fatalf("reload back: %d %s", code, body)
+	}
+	waitFor(t, "the Socket Mode connection closed", 20*time.Second, func() bool { return r.slack.SocketStats().Connections == 0 })
+	stopAndCheckLogs(t, d, slackToken, appToken)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

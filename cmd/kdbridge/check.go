@@ -22,7 +22,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("check", stderr)
 	var cf configFlags
 	cf.register(fs)
-	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info), and whether a two-way sink's app token opens Socket Mode (apps.connections.open); posts nothing")
+	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
-	slackin "github.com/kdbridge/kdbridge/sources/slack"
 )
 
 // httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
@@ -37,10 +36,8 @@ func httpHandler(d *daemon) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
-		for _, src := range d.currentSources() {
-			if is, ok := src.(*slackin.Source); ok {
-				fmt.Fprintf(w, "  source %s: Socket Mode %s\n", src.Name(), is.Status().State)
-			}
+		for _, n := range socketModeStates(d.currentSources()) {
+			fmt.Fprintln(w, "  "+n)
 		}
 	})
 	// Profiles for diagnosing memory and CPU, from this machine only.
@@ -61,17 +58,8 @@ func httpHandler(d *daemon) http.Handler {
 // notReady lists what keeps the daemon from being ready, one line per problem.
 func notReady(sources []bridge.Source) []string {
 	var out []string
+	out = append(out, socketModeNotReady(sources)...)
 	for _, src := range sources {
-		if is, ok := src.(*slackin.Source); ok {
-			if st := is.Status(); st.State != slackin.StateConnected {
-				line := fmt.Sprintf("source %s: Socket Mode %s", src.Name(), st.State)
-				if st.LastError != "" {
-					line += ": " + st.LastError
-				}
-				out = append(out, line)
-			}
-			continue
-		}
 		ks, ok := src.(*kinetic.Source)
 		if !ok {
 			continue

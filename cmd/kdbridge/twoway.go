@@ -127,3 +127,32 @@ func apiURL(u string) string {
 	}
 	return u
 }
+
+// socketModeNotReady lists the two-way sources whose Socket Mode connection is not up: a
+// reason for /readyz to answer 503.
+func socketModeNotReady(sources []bridge.Source) []string {
+	var out []string
+	for _, src := range sources {
+		if is, ok := src.(*slackin.Source); ok {
+			if st := is.Status(); st.State != slackin.StateConnected {
+				line := fmt.Sprintf("source %s: Socket Mode %s", src.Name(), st.State)
+				if st.LastError != "" {
+					line += ": " + st.LastError
+				}
+				out = append(out, line)
+			}
+		}
+	}
+	return out
+}
+
+// socketModeStates lists the two-way sources' Socket Mode connections, shown under "ready".
+func socketModeStates(sources []bridge.Source) []string {
+	var out []string
+	for _, src := range sources {
+		if is, ok := src.(*slackin.Source); ok {
+			out = append(out, fmt.Sprintf("source %s: Socket Mode %s", src.Name(), is.Status().State))
+		}
+	}
+	return out
+}

@@ -97,14 +97,14 @@ func (s *Store) commit(batch []*doneReq) {
 	later := s.takeLater()
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
 		if len(batch) > 0 {
-			tks := make([]string, len(batch))
+			tks := make([][]byte, len(batch))
 			discs := make([]string, len(batch))
 			seqs := make([]int64, len(batch))
 			for i, r := range batch {
-				tks[i], discs[i], seqs[i] = r.p.Queue.Target.Key(), r.p.Queue.Discussion, int64(r.p.Seq)
+				tks[i], discs[i], seqs[i] = []byte(r.p.Queue.Target.Key()), r.p.Queue.Discussion, int64(r.p.Seq)
 			}
 			rows, err := tx.Query(ctx, `DELETE FROM kdbridge_pending p
-USING unnest($1::text[], $2::text[], $3::bigint[]) AS u(tk, d, s)
+USING unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(tk, d, s)
 WHERE p.target_key = u.tk AND p.discussion = u.d AND p.seq = u.s
 RETURNING p.event_seq`, tks, discs, seqs)
 			if err != nil {

@@ -26,7 +26,7 @@ CREATE TABLE kdbridge_events (
 );
 CREATE INDEX kdbridge_events_stored_at ON kdbridge_events (stored_at);
 CREATE TABLE kdbridge_pending (
-	target_key text NOT NULL,
+	target_key bytea NOT NULL, -- bridge.Target.Key(), which holds NUL bytes
 	discussion text NOT NULL,
 	seq        bigint NOT NULL,
 	event_seq  bigint NOT NULL,

@@ -99,7 +99,8 @@ RETURNING id, seq`, ids, bodies)
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		var tks, discs []string
+		var tks [][]byte
+		var discs []string
 		var pseqs []int64
 		var idxs []int32
 		var targets [][]byte
@@ -114,7 +115,7 @@ RETURNING id, seq`, ids, bodies)
 				if err != nil {
 					return err
 				}
-				tks = append(tks, t.Key())
+				tks = append(tks, []byte(t.Key()))
 				discs = append(discs, r.Event.Discussion.ID)
 				pseqs = append(pseqs, seq)
 				idxs = append(idxs, int32(i))
@@ -126,7 +127,7 @@ RETURNING id, seq`, ids, bodies)
 		}
 		_, err = tx.Exec(ctx, `
 INSERT INTO kdbridge_pending (target_key, discussion, seq, event_seq, idx, target)
-SELECT tk, d, s, s, i, t FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bytea[]) AS u(tk, d, s, i, t)`,
+SELECT tk, d, s, s, i, t FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::int[], $5::bytea[]) AS u(tk, d, s, i, t)`,
 			tks, discs, pseqs, idxs, targets)
 		return err
 	})
@@ -221,7 +222,7 @@ func (s *Store) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool,
 	err := s.pool.QueryRow(ctx, `
 SELECT p.seq, p.attempts, p.first_try, p.last_error, p.next_try, e.body, e.stored_at
 FROM kdbridge_pending p JOIN kdbridge_events e ON e.seq = p.event_seq
-WHERE p.target_key = $1 AND p.discussion = $2 ORDER BY p.seq LIMIT 1`, q.Target.Key(), q.Discussion).
+WHERE p.target_key = $1 AND p.discussion = $2 ORDER BY p.seq LIMIT 1`, []byte(q.Target.Key()), q.Discussion).
 		Scan(&seq, &p.Attempts, &firstTry, &p.LastError, &nextTry, &body, &p.StoredAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return bridge.Pending{}, false, nil
@@ -258,7 +259,7 @@ func (s *Store) Attempted(ctx context.Context, p bridge.Pending) error {
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE kdbridge_pending SET attempts = $4, first_try = $5, last_error = $6, next_try = $7
 WHERE target_key = $1 AND discussion = $2 AND seq = $3`,
-			p.Queue.Target.Key(), p.Queue.Discussion, int64(p.Seq), p.Attempts, tn(p.FirstTry), p.LastError, tn(p.NextTry))
+			[]byte(p.Queue.Target.Key()), p.Queue.Discussion, int64(p.Seq), p.Attempts, tn(p.FirstTry), p.LastError, tn(p.NextTry))
 		return err
 	})
 	if err != nil {
@@ -281,7 +282,7 @@ SELECT event_seq, idx, seq, target, $4, discussion, $5, $6, $7, $8, $9, now() FR
 ON CONFLICT (event_seq, idx) DO UPDATE SET seq = EXCLUDED.seq, target = EXCLUDED.target, sink = EXCLUDED.sink,
 	discussion = EXCLUDED.discussion, attempts = EXCLUDED.attempts, first_try = EXCLUDED.first_try,
 	last_error = EXCLUDED.last_error, next_try = EXCLUDED.next_try, reason = EXCLUDED.reason, failed_at = EXCLUDED.failed_at`,
-			p.Queue.Target.Key(), p.Queue.Discussion, int64(p.Seq), p.Queue.Target.Sink,
+			[]byte(p.Queue.Target.Key()), p.Queue.Discussion, int64(p.Seq), p.Queue.Target.Sink,
 			p.Attempts, tn(p.FirstTry), p.LastError, tn(p.NextTry), reason)
 		return err
 	})
@@ -428,18 +429,19 @@ func (s *Store) Replay(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge
 		if out, keys, err = letters(ctx, tx, f, true); err != nil || len(keys) == 0 {
 			return err
 		}
-		var tks, discs []string
+		var tks [][]byte
+		var discs []string
 		var eseqs []int64
 		var idxs []int32
 		var targets [][]byte
 		for _, k := range keys {
-			tks, discs, eseqs = append(tks, k.targetKey), append(discs, k.discussion), append(eseqs, k.eventSeq)
+			tks, discs, eseqs = append(tks, []byte(k.targetKey)), append(discs, k.discussion), append(eseqs, k.eventSeq)
 			idxs, targets = append(idxs, k.idx), append(targets, k.target)
 		}
 		if _, err := tx.Exec(ctx, `
 INSERT INTO kdbridge_pending (target_key, discussion, seq, event_seq, idx, target)
 SELECT u.tk, u.d, nextval('kdbridge_seq'), u.es, u.i, u.t
-FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bytea[]) WITH ORDINALITY
+FROM (SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::int[], $5::bytea[]) WITH ORDINALITY
 	AS x(tk, d, es, i, t, ord) ORDER BY ord) u`, tks, discs, eseqs, idxs, targets); err != nil {
 			return err
 		}

@@ -13,6 +13,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv(envChild); dsn != "" {
+		os.Exit(runChild(dsn))
+	}
 	code := pgtest.Main(m)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -35,6 +38,8 @@ func openT(t testing.TB, dsn string) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func ev(disc string, n int) bridge.Event { return storetest.Ev(disc, n) }
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) bridge.Store { return openT(t, pgtest.DB(t)) })

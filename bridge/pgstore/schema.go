@@ -163,6 +163,9 @@ func schemaVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
 	if !exists {
 		return 0, nil
 	}
+	if err := checkTables(ctx, conn); err != nil {
+		return 0, err
+	}
 	var v int
 	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM kdbridge_schema`).Scan(&v); err != nil {
 		return 0, privilegeHint(fmt.Errorf("pgstore: read schema version: %w", err))
@@ -192,16 +195,27 @@ func checkPrivileges(ctx context.Context, conn *pgx.Conn, v int) error {
 		return fmt.Errorf("pgstore: permission denied for schema: role %q has no schema on its search_path it may use; grant %s", role, neededPrivileges)
 	}
 	if v < SchemaVersion && (!create || !usage) {
-		return fmt.Errorf("pgstore: permission denied for schema %s: role %q cannot create kdbridge's tables (schema version %d, this kdbridge needs %d); grant CREATE, USAGE ON SCHEMA %s TO %q (needed: %s)",
-			schema, role, v, SchemaVersion, schema, role, neededPrivileges)
+		return fmt.Errorf("pgstore: permission denied for schema %s: role %q cannot create kdbridge's tables (schema version %d, this kdbridge needs %d); run GRANT CREATE, USAGE ON SCHEMA %s TO %s (kdbridge needs %s)",
+			schema, role, v, SchemaVersion, schema, pgx.Identifier{role}.Sanitize(), neededPrivileges)
 	}
 	if v == 0 {
 		return nil
 	}
+	return checkTables(ctx, conn)
+}
+
+// checkTables names the tables of kdbridge's schema the current role cannot use.
+func checkTables(ctx context.Context, conn *pgx.Conn) error {
+	var role string
+	if err := conn.QueryRow(ctx, `SELECT current_user`).Scan(&role); err != nil {
+		return fmt.Errorf("pgstore: check privileges: %w", err)
+	}
 	var missing []string
 	for _, t := range tables {
 		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE')`, t).Scan(&ok); err != nil {
+		// Tables a newer schema dropped, or an older one lacks, are not this check's concern.
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NULL OR (has_table_privilege($1, 'SELECT')
+	AND has_table_privilege($1, 'INSERT') AND has_table_privilege($1, 'UPDATE') AND has_table_privilege($1, 'DELETE'))`, t).Scan(&ok); err != nil {
 			return fmt.Errorf("pgstore: check privileges on %s: %w", t, err)
 		}
 		if !ok {
@@ -209,7 +223,7 @@ func checkPrivileges(ctx context.Context, conn *pgx.Conn, v int) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("pgstore: permission denied for table %s: role %q lacks SELECT, INSERT, UPDATE or DELETE; grant them (needed: %s)",
+		return fmt.Errorf("pgstore: permission denied for table %s: role %q lacks SELECT, INSERT, UPDATE or DELETE; grant them (kdbridge needs %s)",
 			strings.Join(missing, ", "), role, neededPrivileges)
 	}
 	return nil

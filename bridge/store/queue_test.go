@@ -94,14 +94,6 @@ func sameQueues(got, want []bridge.Queue) bool {
 	return slices.Equal(got, want)
 }
 
-func ids(recs []bridge.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, r.Event.Message.Text)
-	}
-	return out
-}
-
 func TestAttemptedRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/kdbridge/kdbridge/bridge"
 )
 
@@ -34,14 +33,15 @@ func (s *Store) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) er
 		sink[i], disc[i], eid[i], etype[i], outcome[i] = r.Queue.Target.Sink, r.Queue.Discussion, r.EventID, r.EventType, r.Outcome
 		status[i], errs[i], resp[i], dl[i] = r.Status, r.Error, r.Response, r.DeadLetter
 	}
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO kdbridge_attempts (at, seq, target, sink, discussion, event_id, event_type,
+	b, err := s.newBatch(true)
+	if err == nil {
+		b.Queue(`INSERT INTO kdbridge_attempts (at, seq, target, sink, discussion, event_id, event_type,
 	attempt, latency_ns, outcome, status, error, response, next_try, dead_letter)
 SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[],
 	$8::int[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::text[])`,
 			at, seq, target, sink, disc, eid, etype, attempt, lat, outcome, status, errs, resp, next, dl)
-		return err
-	})
+		err = s.send(ctx, b)
+	}
 	if err != nil {
 		return s.fail("log attempts", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/kdbridge/kdbridge/bridge"
 )
 
@@ -95,7 +94,11 @@ func (s *Store) commit(batch []*doneReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	later := s.takeLater()
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
+	if len(batch) == 0 && len(later) == 0 {
+		return
+	}
+	b, err := s.newBatch(true)
+	if err == nil {
 		if len(batch) > 0 {
 			tks := make([][]byte, len(batch))
 			discs := make([]string, len(batch))
@@ -103,23 +106,25 @@ func (s *Store) commit(batch []*doneReq) {
 			for i, r := range batch {
 				tks[i], discs[i], seqs[i] = []byte(r.p.Queue.Target.Key()), r.p.Queue.Discussion, int64(r.p.Seq)
 			}
-			rows, err := tx.Query(ctx, `DELETE FROM kdbridge_pending p
-USING unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(tk, d, s)
-WHERE p.target_key = u.tk AND p.discussion = u.d AND p.seq = u.s
-RETURNING p.event_seq`, tks, discs, seqs)
-			if err != nil {
-				return err
-			}
-			eseqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-			if err != nil {
-				return err
-			}
-			if err := release(ctx, tx, eseqs); err != nil {
-				return err
-			}
+			// One statement: delete the deliveries and drop the bodies of their events that
+			// nothing else needs. The UPDATE sees the table as before the DELETE, hence the
+			// deleted rows are excluded by hand.
+			b.Queue(`
+WITH d AS (
+	DELETE FROM kdbridge_pending p
+	USING unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(tk, d, s)
+	WHERE p.target_key = u.tk AND p.discussion = u.d AND p.seq = u.s
+	RETURNING p.event_seq, p.target_key, p.discussion, p.seq
+)
+UPDATE kdbridge_events e SET body = NULL
+WHERE e.seq IN (SELECT event_seq FROM d) AND e.body IS NOT NULL
+	AND NOT EXISTS (SELECT 1 FROM kdbridge_pending p WHERE p.event_seq = e.seq
+		AND NOT EXISTS (SELECT 1 FROM d WHERE d.target_key = p.target_key AND d.discussion = p.discussion AND d.seq = p.seq))
+	AND NOT EXISTS (SELECT 1 FROM kdbridge_dead x WHERE x.event_seq = e.seq)`, tks, discs, seqs)
 		}
-		return putKVs(ctx, tx, later)
-	})
+		putKVs(b, later)
+		err = s.send(ctx, b)
+	}
 	if err != nil {
 		if len(later) > 0 {
 			if errors.Is(err, ErrFenced) {

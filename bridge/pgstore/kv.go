@@ -39,28 +39,30 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte) er
 	}
 	// A value put later and not yet written would overwrite this one: this call is newer.
 	s.forgetLater(namespace, key)
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		return putKVs(ctx, tx, map[laterKey]laterValue{{namespace, key}: {value: value}})
-	})
+	b, err := s.newBatch(true)
+	if err == nil {
+		putKVs(b, map[laterKey]laterValue{{namespace, key}: {value: value}})
+		err = s.send(ctx, b)
+	}
 	if err != nil {
 		return s.fail(fmt.Sprintf("put %s/%s", namespace, key), err)
 	}
 	return nil
 }
 
-func putKVs(ctx context.Context, tx pgx.Tx, kvs map[laterKey]laterValue) error {
+// putKVs queues the writes of kvs in b.
+func putKVs(b *pgx.Batch, kvs map[laterKey]laterValue) {
 	if len(kvs) == 0 {
-		return nil
+		return
 	}
 	var nss, keys []string
 	var vals [][]byte
 	for k, v := range kvs {
 		nss, keys, vals = append(nss, k.namespace), append(keys, k.key), append(vals, v.value)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO kdbridge_kv (namespace, key, value)
+	b.Queue(`INSERT INTO kdbridge_kv (namespace, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value`, nss, keys, vals)
-	return err
 }
 
 // laterKey names a value put later.

@@ -25,21 +25,20 @@ type fence struct {
 	epoch   atomic.Int64
 }
 
-// check fails with ErrFenced unless this replica holds the lease with its epoch. The row is
-// share-locked, so that a takeover (an UPDATE of the row) waits for the transaction.
-func (f *fence) check(ctx context.Context, tx pgx.Tx) error {
+// queue puts the fence at the head of batch b: the batch (one implicit transaction) fails
+// with SQLSTATE fencedCode unless this replica holds the lease with its epoch, and holds
+// the lease row share-locked, so that a takeover (an UPDATE of the row) waits for it.
+func (f *fence) queue(b *pgx.Batch) error {
 	epoch := f.epoch.Load()
 	if epoch == 0 {
 		return ErrFenced
 	}
-	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM kdbridge_lease
-WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now() FOR SHARE`, leaseName, f.replica, epoch).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrFenced
-	}
-	return err
+	b.Queue(`SELECT kdbridge_fence($1, $2)`, f.replica, epoch)
+	return nil
 }
+
+// fencedCode is the SQLSTATE of kdbridge_fence's refusal.
+const fencedCode = "KB001"
 
 // Elector campaigns for the leader lease on behalf of one replica.
 type Elector struct {

@@ -85,6 +85,17 @@ CREATE TABLE kdbridge_lease (
 	epoch      bigint NOT NULL,
 	expires_at timestamptz NOT NULL
 );
+-- The fence of every write of the leader: share-locks its lease row (a takeover's UPDATE
+-- waits for the transaction) or fails the transaction with SQLSTATE KB001.
+CREATE FUNCTION kdbridge_fence(p_holder text, p_epoch bigint) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	PERFORM 1 FROM kdbridge_lease
+	WHERE name = 'leader' AND holder = p_holder AND epoch = p_epoch AND expires_at > now() FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'replica % does not hold the leader lease of epoch %', p_holder, p_epoch USING ERRCODE = 'KB001';
+	END IF;
+END
+$f$;
 `,
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kdbridge/kdbridge/bridge"
 )
 
@@ -19,18 +20,32 @@ import (
 // the commits, as in bbolt, whichever replica writes.
 const seqLock = 0x6b6462_736571 // "kdb" "seq"
 
-// write runs fn in a transaction; when fenced and the store has an elector, the
-// transaction first checks (and share-locks) this replica's lease.
-func (s *Store) write(ctx context.Context, fenced bool, fn func(tx pgx.Tx) error) error {
-	f := s.fence.Load()
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if fenced && f != nil {
-			if err := f.check(ctx, tx); err != nil {
-				return err
-			}
+// write runs fn in a transaction (for the operator's calls, which are not fenced).
+func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// newBatch starts a batch of statements that run as one implicit transaction in one round
+// trip (see send); when fenced and the store has an elector, the fence comes first.
+func (s *Store) newBatch(fenced bool) (*pgx.Batch, error) {
+	b := &pgx.Batch{}
+	if f := s.fence.Load(); fenced && f != nil {
+		if err := f.queue(b); err != nil {
+			return nil, err
 		}
-		return fn(tx)
-	})
+	}
+	return b, nil
+}
+
+// send runs b: its statements are pipelined with one Sync, so PostgreSQL runs them in one
+// implicit transaction, committed when all succeed and rolled back at the first error.
+func (s *Store) send(ctx context.Context, b *pgx.Batch) error {
+	err := s.pool.SendBatch(ctx, b).Close()
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == fencedCode {
+		return fmt.Errorf("%w (%s)", ErrFenced, pe.Message)
+	}
+	return err
 }
 
 // read runs fn in a read-only transaction: one snapshot.
@@ -71,70 +86,62 @@ func (s *Store) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Reco
 		bodies = append(bodies, body)
 		firsts = append(firsts, r)
 	}
-	var stored []bridge.Record
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		stored = stored[:0]
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(seqLock)); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `
-INSERT INTO kdbridge_events (seq, id, stored_at, body)
-SELECT nextval('kdbridge_seq'), u.id, now(), u.body
-FROM (SELECT * FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS x(id, body, ord) ORDER BY ord) u
-ON CONFLICT (id) DO NOTHING
-RETURNING id, seq`, ids, bodies)
-		if err != nil {
-			return err
-		}
-		seqs := make(map[string]int64, len(ids))
-		for rows.Next() {
-			var id string
-			var seq int64
-			if err := rows.Scan(&id, &seq); err != nil {
-				rows.Close()
-				return err
+	var tids []string
+	var tks [][]byte
+	var discs []string
+	var idxs []int32
+	var targets [][]byte
+	for _, r := range firsts {
+		for i, t := range r.Targets {
+			tj, err := json.Marshal(t)
+			if err != nil {
+				return nil, fmt.Errorf("pgstore: append: encode target: %w", err)
 			}
-			seqs[id] = seq
+			tids, tks, discs = append(tids, r.Event.ID), append(tks, []byte(t.Key())), append(discs, r.Event.Discussion.ID)
+			idxs, targets = append(idxs, int32(i)), append(targets, tj)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		var tks [][]byte
-		var discs []string
-		var pseqs []int64
-		var idxs []int32
-		var targets [][]byte
-		for _, r := range firsts {
-			seq, ok := seqs[r.Event.ID]
-			if !ok {
-				continue // known already
-			}
-			stored = append(stored, r)
-			for i, t := range r.Targets {
-				tj, err := json.Marshal(t)
-				if err != nil {
-					return err
-				}
-				tks = append(tks, []byte(t.Key()))
-				discs = append(discs, r.Event.Discussion.ID)
-				pseqs = append(pseqs, seq)
-				idxs = append(idxs, int32(i))
-				targets = append(targets, tj)
-			}
-		}
-		if len(tks) == 0 {
-			return nil
-		}
-		_, err = tx.Exec(ctx, `
-INSERT INTO kdbridge_pending (target_key, discussion, seq, event_seq, idx, target)
-SELECT tk, d, s, s, i, t FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::int[], $5::bytea[]) AS u(tk, d, s, i, t)`,
-			tks, discs, pseqs, idxs, targets)
-		return err
-	})
+	}
+	b, err := s.newBatch(true)
 	if err != nil {
 		return nil, s.fail("append", err)
 	}
-	return stored, nil
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(seqLock))
+	stored := make(map[string]bool, len(firsts))
+	// One statement: the events that are new take the next sequence numbers in order, and
+	// their deliveries are queued under them.
+	b.Queue(`
+WITH ins AS (
+	INSERT INTO kdbridge_events (seq, id, stored_at, body)
+	SELECT nextval('kdbridge_seq'), u.id, now(), u.body
+	FROM (SELECT * FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS x(id, body, ord) ORDER BY ord) u
+	ON CONFLICT (id) DO NOTHING
+	RETURNING id, seq
+), pend AS (
+	INSERT INTO kdbridge_pending (target_key, discussion, seq, event_seq, idx, target)
+	SELECT t.tk, t.d, ins.seq, ins.seq, t.i, t.t
+	FROM ins JOIN unnest($3::text[], $4::bytea[], $5::text[], $6::int[], $7::bytea[]) AS t(id, tk, d, i, t) ON t.id = ins.id
+)
+SELECT id FROM ins`, ids, bodies, tids, tks, discs, idxs, targets).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			stored[id] = true
+		}
+		return rows.Err()
+	})
+	err = s.send(ctx, b)
+	if err != nil {
+		return nil, s.fail("append", err)
+	}
+	out := make([]bridge.Record, 0, len(stored))
+	for _, r := range firsts {
+		if stored[r.Event.ID] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // uniqueTargets drops repeated targets (same Key), keeping the first of each.
@@ -256,12 +263,13 @@ func tn(t time.Time) *time.Time {
 // Attempted records p's attempt history in its pending entry. It is a no-op when p is no
 // longer pending.
 func (s *Store) Attempted(ctx context.Context, p bridge.Pending) error {
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE kdbridge_pending SET attempts = $4, first_try = $5, last_error = $6, next_try = $7
+	b, err := s.newBatch(true)
+	if err == nil {
+		b.Queue(`UPDATE kdbridge_pending SET attempts = $4, first_try = $5, last_error = $6, next_try = $7
 WHERE target_key = $1 AND discussion = $2 AND seq = $3`,
 			[]byte(p.Queue.Target.Key()), p.Queue.Discussion, int64(p.Seq), p.Attempts, tn(p.FirstTry), p.LastError, tn(p.NextTry))
-		return err
-	})
+		err = s.send(ctx, b)
+	}
 	if err != nil {
 		return s.fail("attempted", err)
 	}
@@ -271,8 +279,9 @@ WHERE target_key = $1 AND discussion = $2 AND seq = $3`,
 // DeadLetter moves p from its queue to the dead letters with reason, keeping the event body
 // for as long as the dead letter exists. It is a no-op when p is no longer pending.
 func (s *Store) DeadLetter(ctx context.Context, p bridge.Pending, reason string) error {
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
+	b, err := s.newBatch(true)
+	if err == nil {
+		b.Queue(`
 WITH d AS (
 	DELETE FROM kdbridge_pending WHERE target_key = $1 AND discussion = $2 AND seq = $3
 	RETURNING event_seq, idx, seq, target, discussion
@@ -284,8 +293,8 @@ ON CONFLICT (event_seq, idx) DO UPDATE SET seq = EXCLUDED.seq, target = EXCLUDED
 	last_error = EXCLUDED.last_error, next_try = EXCLUDED.next_try, reason = EXCLUDED.reason, failed_at = EXCLUDED.failed_at`,
 			[]byte(p.Queue.Target.Key()), p.Queue.Discussion, int64(p.Seq), p.Queue.Target.Sink,
 			p.Attempts, tn(p.FirstTry), p.LastError, tn(p.NextTry), reason)
-		return err
-	})
+		err = s.send(ctx, b)
+	}
 	if err != nil {
 		return s.fail("dead-letter", err)
 	}
@@ -420,7 +429,7 @@ const notifyChannel = "kdbridge_queues"
 // the transaction notifies the leader (ListenQueues).
 func (s *Store) Replay(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
 	var out []bridge.DeadLetter
-	err := s.write(ctx, false, func(tx pgx.Tx) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(seqLock)); err != nil {
 			return err
 		}
@@ -461,7 +470,7 @@ FROM (SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::int[], $5:
 // Drop deletes the dead letters that match f, and the event bodies nothing else needs.
 func (s *Store) Drop(ctx context.Context, f bridge.DeadLetterFilter) (int, error) {
 	var n int
-	err := s.write(ctx, false, func(tx pgx.Tx) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
 		where, args := deadWhere(f)
 		rows, err := tx.Query(ctx, `DELETE FROM kdbridge_dead d WHERE `+where+` RETURNING d.event_seq`, args...)
 		if err != nil {

@@ -15,3 +15,9 @@ func TestContract(t *testing.T) {
 		return openT(t, t.TempDir(), Options{})
 	})
 }
+
+// BenchmarkHeadDone is the contract's delivery benchmark, run on PostgreSQL as well
+// (bridge/pgstore) for the comparison.
+func BenchmarkHeadDone(b *testing.B) {
+	storetest.BenchHeadDone(b, func(b *testing.B) bridge.Store { return openT(b, b.TempDir(), Options{}) })
+}

@@ -79,6 +79,8 @@ CREATE TABLE kdbridge_attempts (
 	dead_letter text NOT NULL
 );
 CREATE INDEX kdbridge_attempts_at ON kdbridge_attempts (at);
+CREATE INDEX kdbridge_attempts_discussion ON kdbridge_attempts (discussion, at);
+CREATE INDEX kdbridge_attempts_event ON kdbridge_attempts (event_id, at);
 CREATE TABLE kdbridge_lease (
 	name       text PRIMARY KEY,
 	holder     text NOT NULL,

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +36,9 @@ func runChild(dsn string) int {
 	_ = s.Elector("child", 0).Run(ctx, func(ctx context.Context, epoch int64) {
 		fmt.Println("leading", epoch)
 		<-ctx.Done()
+		// A write after losing the lease must be refused.
+		err := s.Put(context.Background(), "ns", "child", []byte("late"))
+		fmt.Println("lost", epoch, errors.Is(err, ErrFenced))
 	})
 	return 0
 }
@@ -298,10 +302,9 @@ func TestTakeoverWhenLeaderLosesPostgres(t *testing.T) {
 	t.Logf("ttl %v: the cut leader gave up after %v, the other took over after %v", ttl, aGaveUp.Round(time.Millisecond), took.Round(time.Millisecond))
 }
 
-// A leader whose process is killed (kill -9) is replaced once its lease expires.
-func TestLeaderKilled(t *testing.T) {
-	dsn := pgtest.DB(t)
-	openT(t, dsn) // the schema exists before the child starts
+// startChild starts a replica in a child process and returns it with its output lines once
+// it leads, and the epoch it leads with.
+func startChild(t *testing.T, dsn string) (*exec.Cmd, <-chan string, int64) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+dsn)
 	out, err := cmd.StdoutPipe()
@@ -312,20 +315,62 @@ func TestLeaderKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	lines := make(chan string, 10)
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
 	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		<-readDone
+		cmd.Wait()
+	})
 	line := recv(t, lines, "the child to lead")
-	e1, err := strconv.ParseInt(strings.TrimPrefix(line, "leading "), 10, 64)
+	epoch, err := strconv.ParseInt(strings.TrimPrefix(line, "leading "), 10, 64)
 	if err != nil {
 		t.Fatalf("child said %q", line)
 	}
+	return cmd, lines, epoch
+}
+
+// A leader whose process hangs (SIGSTOP) is replaced once its lease expires; when it runs
+// again it learns it lost the lease and its writes are refused.
+func TestHungLeader(t *testing.T) {
+	dsn := pgtest.DB(t)
+	openT(t, dsn) // the schema exists before the child starts
+	cmd, lines, e1 := startChild(t, dsn)
+	b := openT(t, dsn)
+	lb := newLeadership()
+	runElector(t, b.Elector("b", 0), lb.lead)
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	e2 := recv(t, lb.epochs, "b to take over")
+	took := time.Since(start)
+	if e2 <= e1 {
+		t.Fatalf("epoch %d after %d", e2, e1)
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := recv(t, lines, "the resumed child to give up"), fmt.Sprintf("lost %d true", e1); got != want {
+		t.Fatalf("the resumed child said %q, want %q", got, want)
+	}
+	t.Logf("default ttl %v: taken over %v after the leader hung", DefaultTTL, took.Round(time.Millisecond))
+}
+
+// A leader whose process is killed (kill -9) is replaced once its lease expires.
+func TestLeaderKilled(t *testing.T) {
+	dsn := pgtest.DB(t)
+	openT(t, dsn) // the schema exists before the child starts
+	cmd, _, e1 := startChild(t, dsn)
 	b := openT(t, dsn)
 	lb := newLeadership()
 	runElector(t, b.Elector("b", 0), lb.lead)

@@ -174,8 +174,12 @@ func (s *Store) committer() {
 	}
 }
 
-// commit writes one group: the queued Done calls and the values put later.
+// commit writes one group: the queued Done calls and the values put later. Commits are
+// serialised, so that once a call returns every Done queued before it is committed (or
+// failed): see Prune.
 func (s *Store) commit() {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	keys := s.dones.take()
 	later := s.takeLater()
 	if len(keys) == 0 && len(later) == 0 {

@@ -57,12 +57,13 @@ type Store struct {
 
 	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
 
-	dones   *dones
-	kick    chan struct{} // tells the committer that Done calls or values put later wait
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
+	dones    *dones
+	commitMu sync.Mutex    // serialises commits of dones and values put later
+	kick     chan struct{} // tells the committer that Done calls or values put later wait
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
 
 	laterMu     sync.Mutex
 	later       map[laterKey]laterValue // values put later, not yet committed

@@ -525,6 +525,8 @@ const pruneChunk = 4096
 // (no pending delivery, no dead letter), so that those events would be accepted again, and
 // returns how many it forgot. Each chunk of pruneChunk IDs is a transaction of its own.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	// Deliveries done before the call count as finished: commit their Done first.
+	s.commit()
 	total := 0
 	for {
 		tag, err := s.pool.Exec(ctx, `DELETE FROM kdbridge_events WHERE seq IN (

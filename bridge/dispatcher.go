@@ -90,6 +90,9 @@ func (d *Dispatcher) newRunner(s SinkSpec) *sinkRunner {
 // SetRouter replaces the routes; events emitted from now on use them.
 func (d *Dispatcher) SetRouter(r *Router) { d.router.Store(r) }
 
+// Router returns the routes in use.
+func (d *Dispatcher) Router() *Router { return d.router.Load() }
+
 // SetSinks makes specs the dispatcher's sinks: a sink whose Sink value is unchanged keeps
 // running untouched; a new or replaced one starts (and resumes its stored queues); a
 // replaced or removed one stops after its in-flight deliveries. Pending deliveries of a

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/bridge/store"
+	"github.com/kdbridge/kdbridge/internal/console"
 )
 
 // runDLQ lists, replays or drops dead-lettered deliveries. With the daemon stopped it opens
@@ -73,7 +74,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			dropped, err = st.Drop(ctx, f)
 		}
 	case errors.Is(err, store.ErrInUse) && cfg.HTTP.Listen != "off":
-		dls, dropped, err = dlqRemote(ctx, cfg.HTTP.Listen, action, f)
+		dls, dropped, err = dlqRemote(ctx, cfg.HTTP.Listen, adminToken(cfg.HTTP.Auth), action, f)
 	}
 	if err != nil {
 		return err
@@ -161,7 +162,18 @@ type dlqResponse struct {
 	Error       string              `json:"error,omitempty"`
 }
 
-func dlqRemote(ctx context.Context, listen, action string, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, int, error) {
+// adminToken is the first admin token of http.auth, which the dlq command presents to a
+// running daemon; "" when there is none (then the daemon must answer loopback without auth).
+func adminToken(a console.AuthConfig) string {
+	for _, t := range a.Tokens {
+		if t.Role == console.RoleAdmin {
+			return t.Token.Reveal()
+		}
+	}
+	return ""
+}
+
+func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, int, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, 0, err
@@ -176,6 +188,9 @@ func dlqRemote(ctx context.Context, listen, action string, f bridge.DeadLetterFi
 		return nil, 0, err
 	}
 	req.Header.Set("content-type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("the state directory is in use by a running daemon, and asking it at %s failed: %w", url, err)
@@ -193,7 +208,7 @@ func dlqRemote(ctx context.Context, listen, action string, f bridge.DeadLetterFi
 
 // dlqHandler serves POST /dlq/{action} for the dlq command while the daemon runs. It is on
 // the same listener as /metrics, which is bound to loopback by default.
-func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
+func dlqHandler(ops dlqOps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req dlqRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
@@ -205,11 +220,11 @@ func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
 		var err error
 		switch r.PathValue("action") {
 		case "list":
-			out.DeadLetters, err = st.DeadLetters(r.Context(), f)
+			out.DeadLetters, err = ops.DeadLetters(r.Context(), f)
 		case "replay":
-			out.DeadLetters, err = disp.Replay(r.Context(), f)
+			out.DeadLetters, err = ops.Replay(r.Context(), f)
 		case "drop":
-			out.Dropped, err = st.Drop(r.Context(), f)
+			out.Dropped, err = ops.Drop(r.Context(), f)
 		default:
 			writeJSON(w, http.StatusNotFound, dlqResponse{Error: "unknown action"})
 			return

@@ -10,22 +10,20 @@ import (
 
 // dlqOps are the dead-letter operations behind both the /dlq API of `kdbridge dlq` and the
 // console's buttons: listing and dropping in the store, replaying through the dispatcher
-// (which re-enables the targets and delivers at once).
-type dlqOps struct {
-	st   bridge.Store
-	disp *bridge.Dispatcher
-}
+// (which re-enables the targets and delivers at once). It reads d's store and dispatcher
+// when called, after serve has set them.
+type dlqOps struct{ d *daemon }
 
 func (o dlqOps) DeadLetters(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
-	return o.st.DeadLetters(ctx, f)
+	return o.d.st.DeadLetters(ctx, f)
 }
 
 func (o dlqOps) Replay(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
-	return o.disp.Replay(ctx, f)
+	return o.d.disp.Replay(ctx, f)
 }
 
 func (o dlqOps) Drop(ctx context.Context, f bridge.DeadLetterFilter) (int, error) {
-	return o.st.Drop(ctx, f)
+	return o.d.st.Drop(ctx, f)
 }
 
 // newConsole wires the operator console to the daemon. Its functions read d.disp when a
@@ -40,7 +38,7 @@ func newConsole(d *daemon, leader console.Leadership) (*console.Console, error) 
 			return d.disp.Router().Targets(bridge.Event{Type: bridge.MessageCreated, Source: source, Discussion: disc,
 				Message: &bridge.Message{Kind: bridge.KindUser}})
 		},
-		DeadLetters: dlqOps{st: d.st, disp: d.disp},
+		DeadLetters: dlqOps{d},
 		Targets:     dispTargets{d},
 		Leader:      leader,
 		Auth:        d.cfg.HTTP.Auth,

@@ -32,6 +32,43 @@ var (
 
 var _ bridge.AttemptLog = (*Bolt)(nil)
 
+// attemptJSON is how an attempt is stored: short keys, zero fields left out (most attempts
+// are deliveries with no status, error, response or next try).
+type attemptJSON struct {
+	Seq        uint64        `json:"q,omitzero"`
+	Route      string        `json:"r,omitzero"`
+	Sink       string        `json:"s"`
+	Channel    string        `json:"c,omitzero"`
+	Discussion string        `json:"d"`
+	EventID    string        `json:"e"`
+	EventType  string        `json:"t,omitzero"`
+	Attempt    int           `json:"a"`
+	At         time.Time     `json:"at"`
+	Latency    time.Duration `json:"l,omitzero"`
+	Outcome    string        `json:"o"`
+	Status     string        `json:"st,omitzero"`
+	Error      string        `json:"er,omitzero"`
+	Response   string        `json:"rb,omitzero"`
+	NextTry    time.Time     `json:"n,omitzero"`
+	DeadLetter string        `json:"dl,omitzero"`
+}
+
+func encodeAttempt(r bridge.AttemptRecord) ([]byte, error) {
+	return json.Marshal(attemptJSON{Seq: r.Seq, Route: r.Queue.Target.Route, Sink: r.Queue.Target.Sink, Channel: r.Queue.Target.Channel,
+		Discussion: r.Queue.Discussion, EventID: r.EventID, EventType: r.EventType, Attempt: r.Attempt, At: r.At, Latency: r.Latency,
+		Outcome: r.Outcome, Status: r.Status, Error: r.Error, Response: r.Response, NextTry: r.NextTry, DeadLetter: r.DeadLetter})
+}
+
+func decodeAttempt(k, v []byte) (bridge.AttemptRecord, error) {
+	var a attemptJSON
+	if err := json.Unmarshal(v, &a); err != nil {
+		return bridge.AttemptRecord{}, fmt.Errorf("attempt %x: %w", k, err)
+	}
+	return bridge.AttemptRecord{Seq: a.Seq, Queue: bridge.Queue{Target: bridge.Target{Route: a.Route, Sink: a.Sink, Channel: a.Channel}, Discussion: a.Discussion},
+		EventID: a.EventID, EventType: a.EventType, Attempt: a.Attempt, At: a.At, Latency: a.Latency, Outcome: a.Outcome, Status: a.Status,
+		Error: a.Error, Response: a.Response, NextTry: a.NextTry, DeadLetter: a.DeadLetter}, nil
+}
+
 func attemptIndexKey(kind byte, value string, key []byte) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(value)+len(key))
 	b = append(b, kind)
@@ -51,12 +88,15 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
+		// Keys grow with time, so pages can be filled: bbolt's default of half-full pages
+		// suits random inserts, not appends.
+		b.FillPercent = 0.95
 		for _, r := range recs {
 			n, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
-			v, err := json.Marshal(r)
+			v, err := encodeAttempt(r)
 			if err != nil {
 				return err
 			}
@@ -99,9 +139,9 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			if !f.Since.IsZero() && at.Before(f.Since) {
 				return true, nil
 			}
-			var r bridge.AttemptRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return false, fmt.Errorf("attempt %x: %w", k, err)
+			r, err := decodeAttempt(k, v)
+			if err != nil {
+				return false, err
 			}
 			if (f.Discussion != "" && r.Queue.Discussion != f.Discussion) || (f.EventID != "" && r.EventID != f.EventID) ||
 				(f.Sink != "" && r.Queue.Target.Sink != f.Sink) || (f.Outcome != "" && r.Outcome != f.Outcome) {
@@ -182,9 +222,9 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 				if !unstamp(k[:8]).Before(before) {
 					break
 				}
-				var r bridge.AttemptRecord
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("attempt %x: %w", k, err)
+				r, err := decodeAttempt(k, v)
+				if err != nil {
+					return err
 				}
 				key := bytes.Clone(k)
 				victims = append(victims, victim{key, attemptIndexKey('d', r.Queue.Discussion, key), attemptIndexKey('e', r.EventID, key)})

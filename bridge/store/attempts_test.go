@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -85,4 +87,41 @@ func TestAttemptsFilterAndOrder(t *testing.T) {
 	if got, err := s.Attempts(ctx, bridge.AttemptFilter{Discussion: "d1"}); err != nil || len(got) != 0 {
 		t.Fatalf("after pruning all: %d attempts, %v", len(got), err)
 	}
+}
+
+// BenchmarkLogAttempts writes the history in the dispatcher's batches (512 records, about
+// what a busy second produces) and reports the file's growth per record.
+func BenchmarkLogAttempts(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	before := fileSize(b, dir)
+	t0 := time.Now()
+	batch := make([]bridge.AttemptRecord, 512)
+	n := 0
+	for b.Loop() {
+		for i := range batch {
+			r := attempt(fmt.Sprintf("3f2b8c1e-5d7a-4c9e-8b1f-%012d", n%1000), fmt.Sprintf("evt_%032d", n), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(n)*time.Millisecond))
+			r.Status, r.Error, r.Response = "", "", ""
+			batch[i] = r
+			n++
+		}
+		if err := s.LogAttempts(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+	b.ReportMetric(float64(fileSize(b, dir)-before)/float64(n), "file-bytes/record")
+}
+
+func fileSize(b *testing.B, dir string) int64 {
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.Size()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kdbridge/kdbridge/internal/console"
+	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
 )
 
 // TestHTTPAuthConfig loads http.auth and state.attempts: a token from a _file twin, a bcrypt
@@ -74,5 +76,33 @@ state: {attempts: {retention: 24h}}
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("problems show %q:\n%v", secret, err)
 		}
+	}
+}
+
+// TestDLQCommandWithAuth: with http.auth, the dlq command talks to the running daemon with
+// the configuration's admin token, and says clearly why it is refused when there is none.
+func TestDLQCommandWithAuth(t *testing.T) {
+	sim := kinetictest.NewServer(kinetictest.Options{})
+	defer sim.Close()
+	recv := newTestReceiver(t)
+	disc := sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Refunds"})
+	base := strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), []string{disc.ID}),
+		`http: {listen: "127.0.0.1:0"}`, fmt.Sprintf("http:\n  listen: %q\n  auth: {tokens: [{token: f00dfeedf00dfeedf00dfeed}]}", freeAddr(t)), 1)
+	cfg := writeConfig(t, base)
+	startDaemon(t, "-config", cfg)
+	var out string
+	var err error
+	waitFor(t, "the daemon's answer", 20*time.Second, func() bool {
+		out, err = dlqCmd(t, "list", "-config", cfg)
+		return err == nil
+	})
+	if !strings.Contains(out, "no dead letters") {
+		t.Errorf("dlq list with the admin token: %s", out)
+	}
+	// The same daemon, asked with a configuration whose token is a viewer's.
+	viewerCfg := writeConfig(t, strings.Replace(base, "token: f00dfeedf00dfeedf00dfeed}", "token: f00dfeedf00dfeedf00dfeed, role: viewer}", 1))
+	out, err = dlqCmd(t, "list", "-config", viewerCfg)
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "admin token") || strings.Contains(err.Error(), "f00dfeed") {
+		t.Errorf("dlq without an admin token: %v\n%s", err, out)
 	}
 }

@@ -196,6 +196,11 @@ func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadL
 		return nil, 0, fmt.Errorf("the state directory is in use by a running daemon, and asking it at %s failed: %w", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return nil, 0, fmt.Errorf("the daemon at %s refused (%s: %s); with http.auth, dlq presents the first admin token of http.auth.tokens",
+			url, resp.Status, strings.TrimSpace(string(msg)))
+	}
 	var out dlqResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, 0, fmt.Errorf("daemon answered %s: %w", resp.Status, err)

@@ -208,8 +208,7 @@ func startConsoleDaemon(t *testing.T, discussions int) *consoleDaemon {
 	t.Cleanup(cd.recv.Close)
 	adminHash, _ := bcrypt.GenerateFromPassword([]byte(adminPass), bcrypt.MinCost)
 	viewerHash, _ := bcrypt.GenerateFromPassword([]byte(viewerPass), bcrypt.MinCost)
-	cfg := bridgeConfig(cd.sim, "integration-secret", cd.recv.URL, t.TempDir(), cd.discs)
-	// Read the retry settings of the hook and add no others: a 400 is permanent anyway.
+	cfg := bridgeConfig(cd.sim, "integration-secret", cd.recv.URL+"/hooks/kdbridge", t.TempDir(), cd.discs)
 	cfg = strings.Replace(cfg, `http: {listen: "127.0.0.1:0"}`, fmt.Sprintf(`http:
   listen: "127.0.0.1:0"
   auth:
@@ -297,7 +296,6 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("overview never showed %d delivered and %d subscribed:\nsinks: %s\nsources: %s", want, len(cd.discs), sinks, sources)
 		}
 	}
-	screenshot(t, admin, "overview")
 
 	// Find the dead letter by its discussion, inspect it.
 	deadline = time.Now().Add(20 * time.Second)
@@ -401,6 +399,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("discussions page:\n%s", discs)
 	}
 	screenshot(t, admin, "discussions")
+	browse(t, admin, "overview at the end", chromedp.Navigate(cd.base+"/"), chromedp.WaitVisible(chromedp.ID("sinks")))
+	screenshot(t, admin, "overview")
 
 	// Without credentials: refused, in the browser and for the dlq API.
 	// Headless chromium answers the Basic challenge of a 401 by failing the navigation.

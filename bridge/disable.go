@@ -151,9 +151,9 @@ type DisabledTarget struct {
 	Reason string
 }
 
-// DisabledTargets lists the disabled targets this process knows of: those disabled since it
+// ListDisabledTargets lists the disabled targets this process knows of: those disabled since it
 // started and those whose stored flag it has read (at their first delivery since the start).
-func (d *Dispatcher) DisabledTargets() []DisabledTarget {
+func (d *Dispatcher) ListDisabledTargets() []DisabledTarget {
 	d.mu.RLock()
 	runners := slices.Collect(maps.Values(d.sinks))
 	d.mu.RUnlock()

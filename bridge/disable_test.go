@@ -28,9 +28,9 @@ func TestEnableTargetWithoutReplay(t *testing.T) {
 	d, _ := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: fastRetry})
 	emitAll(t, d, []string{"a"}, 1)
 	var dis []bridge.DisabledTarget
-	waitUntil(t, "the target disabled", 10*time.Second, func() bool { dis = d.DisabledTargets(); return len(dis) == 1 })
+	waitUntil(t, "the target disabled", 10*time.Second, func() bool { dis = d.ListDisabledTargets(); return len(dis) == 1 })
 	if dis[0].Target != (bridge.Target{Route: "all", Sink: "hook"}) || dis[0].Reason == "" {
-		t.Fatalf("DisabledTargets = %+v", dis)
+		t.Fatalf("ListDisabledTargets = %+v", dis)
 	}
 	mu.Lock()
 	gone = false
@@ -38,7 +38,7 @@ func TestEnableTargetWithoutReplay(t *testing.T) {
 	if err := d.EnableTarget(context.Background(), dis[0].Target); err != nil {
 		t.Fatal(err)
 	}
-	if got := d.DisabledTargets(); len(got) != 0 {
+	if got := d.ListDisabledTargets(); len(got) != 0 {
 		t.Fatalf("still disabled: %+v", got)
 	}
 	if err := d.Emit(context.Background(), event("a", 1)); err != nil {

@@ -35,7 +35,7 @@ type History interface {
 
 // Targets are the dispatcher's disabled targets.
 type Targets interface {
-	DisabledTargets() []bridge.DisabledTarget
+	ListDisabledTargets() []bridge.DisabledTarget
 	EnableTarget(ctx context.Context, t bridge.Target) error
 }
 

@@ -128,7 +128,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) error {
 		d.Sinks = append(d.Sinks, v)
 	}
 	if c.deps.Targets != nil {
-		d.Disabled = c.deps.Targets.DisabledTargets()
+		d.Disabled = c.deps.Targets.ListDisabledTargets()
 	}
 	if c.deps.HistoryStats != nil {
 		d.History = c.deps.HistoryStats()

@@ -96,7 +96,7 @@ func TestReEnableDisabledTarget(t *testing.T) {
 			}
 		}
 	}
-	poll("the target disabled", func() bool { return len(disp.DisabledTargets()) == 1 })
+	poll("the target disabled", func() bool { return len(disp.ListDisabledTargets()) == 1 })
 	code, body := get(t, srv.URL+"/")
 	if code != 200 || !strings.Contains(body, "Re-enable") || !strings.Contains(body, "target gone") {
 		t.Fatalf("overview: %d\n%s", code, body)
@@ -115,7 +115,7 @@ func TestReEnableDisabledTarget(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(resp.Request.URL.RawQuery, "re-enabled") {
 		t.Fatalf("re-enable: %d %s", resp.StatusCode, resp.Request.URL)
 	}
-	if got := disp.DisabledTargets(); len(got) != 0 {
+	if got := disp.ListDisabledTargets(); len(got) != 0 {
 		t.Fatalf("still disabled: %+v", got)
 	}
 	emit("evt_2")

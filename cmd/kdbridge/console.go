@@ -53,7 +53,9 @@ func newConsole(d *daemon, leader console.Leadership) (*console.Console, error) 
 // dispTargets reads d.disp late, like the functions above.
 type dispTargets struct{ d *daemon }
 
-func (t dispTargets) ListDisabledTargets() []bridge.DisabledTarget { return t.d.disp.ListDisabledTargets() }
+func (t dispTargets) ListDisabledTargets() []bridge.DisabledTarget {
+	return t.d.disp.ListDisabledTargets()
+}
 func (t dispTargets) EnableTarget(ctx context.Context, tg bridge.Target) error {
 	return t.d.disp.EnableTarget(ctx, tg)
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/kdbridge/kdbridge/internal/console"
 )
 
-// dlqOps are the dead-letter operations behind both the /dlq API of `kdbridge dlq` and the
-// console's buttons: listing and dropping in the store, replaying through the dispatcher
-// (which re-enables the targets and delivers at once). It reads d's store and dispatcher
+// dlqOps are the dead-letter operations of the /dlq API of `kdbridge dlq` (dlqHandler) for
+// the console's buttons: the same calls — listing and dropping in the store, replaying
+// through the dispatcher (which re-enables the targets and delivers at once). It reads d's store and dispatcher
 // when called, after serve has set them.
 type dlqOps struct{ d *daemon }
 
@@ -67,4 +67,15 @@ func (d *daemon) guard(h http.Handler) http.Handler {
 		return loopbackOnly(h)
 	}
 	return d.console.Guard(h)
+}
+
+// adminToken is the first admin token of http.auth, which the dlq command presents to a
+// running daemon; "" when there is none (then the daemon must answer loopback without auth).
+func adminToken(a console.AuthConfig) string {
+	for _, t := range a.Tokens {
+		if t.Role == console.RoleAdmin {
+			return t.Token.Reveal()
+		}
+	}
+	return ""
 }

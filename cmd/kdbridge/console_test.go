@@ -90,6 +90,8 @@ func TestDLQCommandWithAuth(t *testing.T) {
 		`http: {listen: "127.0.0.1:0"}`, fmt.Sprintf("http:\n  listen: %q\n  auth: {tokens: [{token: f00dfeedf00dfeedf00dfeed}]}", freeAddr(t)), 1)
 	cfg := writeConfig(t, base)
 	startDaemon(t, "-config", cfg)
+	// Once the daemon holds the store, dlq goes through its listener.
+	waitFor(t, "the subscription", 20*time.Second, func() bool { return sim.Stats().Subscriptions >= 1 })
 	var out string
 	var err error
 	waitFor(t, "the daemon's answer", 20*time.Second, func() bool {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/bridge/store"
-	"github.com/kdbridge/kdbridge/internal/console"
 )
 
 // runDLQ lists, replays or drops dead-lettered deliveries. With the daemon stopped it opens
@@ -162,17 +161,6 @@ type dlqResponse struct {
 	Error       string              `json:"error,omitempty"`
 }
 
-// adminToken is the first admin token of http.auth, which the dlq command presents to a
-// running daemon; "" when there is none (then the daemon must answer loopback without auth).
-func adminToken(a console.AuthConfig) string {
-	for _, t := range a.Tokens {
-		if t.Role == console.RoleAdmin {
-			return t.Token.Reveal()
-		}
-	}
-	return ""
-}
-
 func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, int, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -213,7 +201,7 @@ func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadL
 
 // dlqHandler serves POST /dlq/{action} for the dlq command while the daemon runs. It is on
 // the same listener as /metrics, which is bound to loopback by default.
-func dlqHandler(ops dlqOps) http.HandlerFunc {
+func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req dlqRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
@@ -225,11 +213,11 @@ func dlqHandler(ops dlqOps) http.HandlerFunc {
 		var err error
 		switch r.PathValue("action") {
 		case "list":
-			out.DeadLetters, err = ops.DeadLetters(r.Context(), f)
+			out.DeadLetters, err = st.DeadLetters(r.Context(), f)
 		case "replay":
-			out.DeadLetters, err = ops.Replay(r.Context(), f)
+			out.DeadLetters, err = disp.Replay(r.Context(), f)
 		case "drop":
-			out.Dropped, err = ops.Drop(r.Context(), f)
+			out.Dropped, err = st.Drop(r.Context(), f)
 		default:
 			writeJSON(w, http.StatusNotFound, dlqResponse{Error: "unknown action"})
 			return

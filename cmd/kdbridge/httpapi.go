@@ -42,7 +42,7 @@ func httpHandler(d *daemon) http.Handler {
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(dlqOps{d})))
+	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(d.st, d.disp)))
 	if d.console != nil {
 		d.console.Register(mux)
 	}

@@ -46,6 +46,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 			return s
 		},
 		"list": func(s ...string) []string { return s },
+		"sub":  func(a, b time.Time) time.Duration { return a.Sub(b).Round(time.Second) },
 	}
 	out := map[string]*template.Template{}
 	for _, p := range pages {

@@ -53,9 +53,12 @@ func newAttemptRecorder(l AttemptLog, logger *slog.Logger) *attemptRecorder {
 func (a *attemptRecorder) add(rec AttemptRecord) {
 	a.mu.Lock()
 	if len(a.buf) >= attemptBuffer {
-		n := copy(a.buf, a.buf[1:])
+		// Drop the oldest eighth at once, so that a store that has fallen behind costs
+		// a copy every attemptBuffer/8 attempts, not one per attempt.
+		n := copy(a.buf, a.buf[attemptBuffer/8:])
+		clear(a.buf[n:])
 		a.buf = a.buf[:n]
-		a.dropped.Add(1)
+		a.dropped.Add(attemptBuffer / 8)
 	}
 	a.buf = append(a.buf, rec)
 	full := len(a.buf) >= attemptBatch

@@ -17,8 +17,9 @@ import (
 //
 //	attempts     stamp(at) ‖ n → AttemptRecord JSON; n is the bucket's sequence, so keys
 //	             are unique and byte order is time order
-//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ key, and 'e' ‖ uvarint(len) ‖ event ID
-//	             ‖ key → empty: the same history by discussion and by event, newest last
+//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ key, 'e' ‖ uvarint(len) ‖ event ID ‖ key,
+//	             and for the rare outcomes (retry, dead letter) 'o' ‖ uvarint(len) ‖ outcome
+//	             ‖ key → empty: the same history by discussion, event and failure, newest last
 //
 // They were added without a schema bump: Open creates them when missing, no existing bucket
 // changes meaning, and an older kdbridge that opens the file only ignores them (it neither
@@ -110,6 +111,11 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 			if err := idx.Put(attemptIndexKey('e', r.EventID, k), []byte{}); err != nil {
 				return err
 			}
+			if r.Outcome != bridge.OutcomeDelivered {
+				if err := idx.Put(attemptIndexKey('o', r.Outcome, k), []byte{}); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -119,9 +125,10 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 	return nil
 }
 
-// Attempts returns the attempts that match f, newest first. A filter on the event or the
-// discussion reads only that one's index entries; otherwise the history is read from the
-// newest end (or from f.Until) and reading stops at f.Limit matches or f.Since.
+// Attempts returns the attempts that match f, newest first. A filter on the event, the
+// discussion or a failed outcome reads only that one's index entries; otherwise the history
+// is read from the newest end (or from f.Until) and reading stops at f.Limit matches or
+// f.Since.
 func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.AttemptRecord, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -156,6 +163,8 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			prefix = attemptIndexKey('e', f.EventID, nil)
 		case f.Discussion != "":
 			prefix = attemptIndexKey('d', f.Discussion, nil)
+		case f.Outcome != "" && f.Outcome != bridge.OutcomeDelivered:
+			prefix = attemptIndexKey('o', f.Outcome, nil)
 		}
 		if prefix == nil {
 			c := b.Cursor()
@@ -212,7 +221,7 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			n = 0
 			b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
-			type victim struct{ key, disc, event []byte }
+			type victim struct{ key, disc, event, outcome []byte }
 			var victims []victim
 			c := b.Cursor()
 			for k, v := c.First(); k != nil && len(victims) < pruneChunk; k, v = c.Next() {
@@ -227,7 +236,11 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 					return err
 				}
 				key := bytes.Clone(k)
-				victims = append(victims, victim{key, attemptIndexKey('d', r.Queue.Discussion, key), attemptIndexKey('e', r.EventID, key)})
+				vi := victim{key, attemptIndexKey('d', r.Queue.Discussion, key), attemptIndexKey('e', r.EventID, key), nil}
+				if r.Outcome != bridge.OutcomeDelivered {
+					vi.outcome = attemptIndexKey('o', r.Outcome, key)
+				}
+				victims = append(victims, vi)
 			}
 			// Delete after the walk: deleting under a bbolt cursor can make it skip entries.
 			for _, vi := range victims {
@@ -239,6 +252,11 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 				}
 				if err := idx.Delete(vi.event); err != nil {
 					return err
+				}
+				if vi.outcome != nil {
+					if err := idx.Delete(vi.outcome); err != nil {
+						return err
+					}
 				}
 			}
 			n = len(victims)

@@ -21,7 +21,7 @@ import (
 type storeOps struct{ *store.Bolt }
 
 // pagesServer serves the console, without auth, over a real bbolt store.
-func pagesServer(t *testing.T) (*httptest.Server, *store.Bolt) {
+func pagesServer(t testing.TB) (*httptest.Server, *store.Bolt) {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {

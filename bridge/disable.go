@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,6 +24,7 @@ type disabledRecord struct {
 
 // targetState is what a sink runner knows about one of its targets.
 type targetState struct {
+	target    Target
 	loaded    bool      // disabled was read from the store
 	disabled  string    // reason; "" when enabled
 	failSince time.Time // start of the current run of failures; zero after a success
@@ -29,7 +33,7 @@ type targetState struct {
 func (r *sinkRunner) target(t Target) *targetState {
 	ts := r.targets[t.Key()]
 	if ts == nil {
-		ts = &targetState{}
+		ts = &targetState{target: t}
 		r.targets[t.Key()] = ts
 	}
 	return ts
@@ -137,6 +141,47 @@ func EnableTargets(ctx context.Context, st Store, dls []DeadLetter) error {
 		if err := st.Put(ctx, disabledNS, k, nil); err != nil {
 			return fmt.Errorf("re-enable target %s/%s: %w", dl.Pending.Queue.Target.Route, dl.Pending.Queue.Target.Sink, err)
 		}
+	}
+	return nil
+}
+
+// DisabledTarget is a target whose deliveries go straight to the dead letters.
+type DisabledTarget struct {
+	Target Target
+	Reason string
+}
+
+// ListDisabledTargets lists the disabled targets this process knows of: those disabled since it
+// started and those whose stored flag it has read (at their first delivery since the start).
+func (d *Dispatcher) ListDisabledTargets() []DisabledTarget {
+	d.mu.RLock()
+	runners := slices.Collect(maps.Values(d.sinks))
+	d.mu.RUnlock()
+	var out []DisabledTarget
+	for _, r := range runners {
+		r.mu.Lock()
+		for _, ts := range r.targets {
+			if ts.disabled != "" {
+				out = append(out, DisabledTarget{Target: ts.target, Reason: ts.disabled})
+			}
+		}
+		r.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b DisabledTarget) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
+	return out
+}
+
+// EnableTarget clears t's disabled flag without replaying anything: its dead letters stay
+// where they are, and new deliveries are tried again.
+func (d *Dispatcher) EnableTarget(ctx context.Context, t Target) error {
+	if err := d.store.Put(ctx, disabledNS, t.Key(), nil); err != nil {
+		return fmt.Errorf("re-enable target %s/%s: %w", t.Route, t.Sink, err)
+	}
+	d.mu.RLock()
+	r, ok := d.sinks[t.Sink]
+	d.mu.RUnlock()
+	if ok {
+		r.enabled(t)
 	}
 	return nil
 }

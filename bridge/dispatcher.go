@@ -48,6 +48,8 @@ type Dispatcher struct {
 
 	backlog backlog // pending deliveries per sink, for metrics (backlog.go)
 
+	attempts *attemptRecorder // nil when the store keeps no attempt history (attempts.go)
+
 	mu         sync.RWMutex
 	sinks      map[string]*sinkRunner
 	runCtx     context.Context // set while Run runs: runners started later use it
@@ -67,6 +69,9 @@ func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts Dispatche
 	}
 	d := &Dispatcher{store: store, log: opts.Logger, opts: opts, now: opts.Now, sinks: map[string]*sinkRunner{}}
 	d.router.Store(router)
+	if l, ok := store.(AttemptLog); ok {
+		d.attempts = newAttemptRecorder(l, opts.Logger)
+	}
 	for _, s := range sinks {
 		d.sinks[s.Sink.Name()] = d.newRunner(s)
 	}
@@ -84,6 +89,9 @@ func (d *Dispatcher) newRunner(s SinkSpec) *sinkRunner {
 
 // SetRouter replaces the routes; events emitted from now on use them.
 func (d *Dispatcher) SetRouter(r *Router) { d.router.Store(r) }
+
+// Router returns the routes in use.
+func (d *Dispatcher) Router() *Router { return d.router.Load() }
 
 // SetSinks makes specs the dispatcher's sinks: a sink whose Sink value is unchanged keeps
 // running untouched; a new or replaced one starts (and resumes its stored queues); a
@@ -203,6 +211,14 @@ func (d *Dispatcher) resume(ctx context.Context, sinks ...string) error {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	deliverCtx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
+	if d.attempts != nil {
+		// The history writer outlives the deliveries, to write the last of their attempts.
+		histCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
+		var histWG sync.WaitGroup
+		histWG.Go(func() { d.attempts.run(histCtx) })
+		defer histWG.Wait()
+		defer stopHistory()
+	}
 	if err := d.countBacklog(ctx); err != nil {
 		// Only the backlog metrics suffer: they count from zero.
 		d.log.Error("count pending deliveries", "err", err)
@@ -456,6 +472,7 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	log := r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
 	if reason := r.disabledReason(ctx, d.Target); reason != "" {
 		out := Outcome{Delivery: d, Err: errors.New("target disabled: " + reason), Dead: true}
+		r.logAttempt(p, d.Attempt, now, OutcomeDeadLetter, out.Err, time.Time{})
 		if r.d.opts.Observer != nil {
 			r.d.opts.Observer(out)
 		}
@@ -474,6 +491,7 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		}
 	}()
 	if err == nil {
+		r.logAttempt(p, d.Attempt, now, OutcomeDelivered, nil, time.Time{})
 		r.succeeded(d.Target)
 		if since, was := r.markHealthy(); was {
 			log.Info("sink recovered", "failing_for", r.d.now().Sub(since).Round(time.Millisecond))
@@ -523,12 +541,14 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		default:
 			log.Debug("delivery failed", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
+		r.logAttempt(p, d.Attempt, now, OutcomeRetry, err, p.NextTry)
 		if serr := r.d.store.Attempted(ctx, p); serr != nil {
 			log.Error("record failed attempt", "err", serr)
 		}
 		return max(wait, time.Millisecond)
 	}
 	out.Dead = true
+	r.logAttempt(p, d.Attempt, now, OutcomeDeadLetter, err, time.Time{})
 	log.Error("delivery dead-lettered", "attempts", p.Attempts, "reason", reason)
 	if err := r.d.store.DeadLetter(ctx, p, reason); err != nil {
 		log.Error("dead-letter delivery", "err", err)

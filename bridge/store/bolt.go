@@ -85,7 +85,7 @@ var (
 	bucketReleased = []byte("released")
 )
 
-var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased}
+var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased, bucketAttempts, bucketAttemptIdx}
 
 // Options configures Open. The zero value is usable.
 type Options struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
+	"github.com/kdbridge/kdbridge/internal/console"
 	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sinks/stdout"
@@ -38,12 +39,19 @@ type logConfig struct {
 }
 
 type httpConfig struct {
-	Listen string `yaml:"listen"` // "" disables the listener
+	Listen string             `yaml:"listen"` // "" disables the listener
+	Auth   console.AuthConfig `yaml:"auth"`   // none: the console and operator API answer loopback only
 }
 
 type stateConfig struct {
 	Dir       string          `yaml:"dir"`
 	Retention config.Duration `yaml:"retention"`
+	Attempts  attemptsConfig  `yaml:"attempts"`
+}
+
+// attemptsConfig bounds the attempt history the console shows.
+type attemptsConfig struct {
+	Retention config.Duration `yaml:"retention"` // default 72h
 }
 
 // settings are the process settings that the environment (KDBRIDGE_*) and flags override.
@@ -282,6 +290,10 @@ func (c *Config) defaults() {
 	if c.State.Retention == 0 {
 		c.State.Retention = config.Duration(7 * 24 * time.Hour)
 	}
+	if c.State.Attempts.Retention == 0 {
+		c.State.Attempts.Retention = config.Duration(72 * time.Hour)
+	}
+	c.HTTP.Auth.Defaults()
 }
 
 func (c *Config) validateProcess(root *yaml.Node) config.Problems {
@@ -297,6 +309,10 @@ func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			ps.Add(at("http.listen"), "http.listen", "%q is not host:port (or \"off\")", c.HTTP.Listen)
 		}
+	}
+	ps = append(ps, config.Locate(config.Lookup(root, "http.auth"), "http.auth", c.HTTP.Auth.Validate())...)
+	if c.State.Attempts.Retention < 0 {
+		ps.Add(at("state.attempts.retention"), "state.attempts.retention", "must not be negative")
 	}
 	return ps
 }

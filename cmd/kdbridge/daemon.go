@@ -20,6 +20,7 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/bridge/store"
+	"github.com/kdbridge/kdbridge/internal/console"
 	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sinks/stdout"
@@ -56,6 +57,9 @@ type daemonDeps struct {
 	observe func(bridge.Outcome)
 	// reload, if set, reads the configuration again for SIGHUP and POST /-/reload.
 	reload func() (*Config, error)
+	// leader, if set, tells the console this replica's part (several replicas on one
+	// shared store); nil shows "single node".
+	leader console.Leadership
 }
 
 // daemon is a running kdbridge: the one place that knows every adapter and wires them.
@@ -66,6 +70,8 @@ type daemon struct {
 	disp *bridge.Dispatcher
 	met  *metrics
 	emit bridge.Emitter
+	// console is the operator console (internal/console); nil in tests that build a bare daemon.
+	console *console.Console
 
 	srcCtx context.Context // parent of every source's context
 	srcWG  sync.WaitGroup  // the sources' supervisors
@@ -110,9 +116,12 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 	d.sinks = sinks
 	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
-	observe := d.met.observe
+	if d.console, err = newConsole(d, deps.leader); err != nil {
+		return err
+	}
+	observe := func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o) }
 	if deps.observe != nil {
-		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }
+		observe = func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o); deps.observe(o) }
 	}
 	d.disp = bridge.NewDispatcher(st, bridge.NewRouter(cfg.Routes, selfUsers(cfg)), specsOf(sinks), bridge.DispatcherOptions{Logger: log, Observer: observe})
 	d.emit = countingEmitter{next: d.disp, m: d.met}
@@ -169,6 +178,8 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 	pruneDone := make(chan struct{})
 	go func() { defer close(pruneDone); prune(srcCtx, st, cfg.State.Retention.D(), log) }()
+	attemptsPruned := make(chan struct{})
+	go func() { defer close(attemptsPruned); pruneAttempts(srcCtx, st, cfg.State.Attempts.Retention.D(), log) }()
 
 	for done := false; !done; {
 		select {
@@ -185,6 +196,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	stopSources()
 	d.srcWG.Wait()
 	<-pruneDone
+	<-attemptsPruned
 	if srv != nil {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(shutCtx)
@@ -259,6 +271,29 @@ func prune(ctx context.Context, st bridge.Store, retention time.Duration, log *s
 			log.Error("prune state", "err", err)
 		} else if n > 0 {
 			log.Info("pruned delivered events", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pruneAttempts forgets attempt history past its retention (state.attempts.retention),
+// hourly, when the store keeps history.
+func pruneAttempts(ctx context.Context, st bridge.Store, retention time.Duration, log *slog.Logger) {
+	al, ok := st.(bridge.AttemptLog)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := al.PruneAttempts(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Error("prune attempt history", "err", err)
+		} else if n > 0 {
+			log.Info("pruned attempt history", "count", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -73,7 +73,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			dropped, err = st.Drop(ctx, f)
 		}
 	case errors.Is(err, store.ErrInUse) && cfg.HTTP.Listen != "off":
-		dls, dropped, err = dlqRemote(ctx, cfg.HTTP.Listen, action, f)
+		dls, dropped, err = dlqRemote(ctx, cfg.HTTP.Listen, adminToken(cfg.HTTP.Auth), action, f)
 	}
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ type dlqResponse struct {
 	Error       string              `json:"error,omitempty"`
 }
 
-func dlqRemote(ctx context.Context, listen, action string, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, int, error) {
+func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, int, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, 0, err
@@ -176,11 +176,19 @@ func dlqRemote(ctx context.Context, listen, action string, f bridge.DeadLetterFi
 		return nil, 0, err
 	}
 	req.Header.Set("content-type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("the state directory is in use by a running daemon, and asking it at %s failed: %w", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return nil, 0, fmt.Errorf("the daemon at %s refused (%s: %s); with http.auth, dlq presents the first admin token of http.auth.tokens",
+			url, resp.Status, strings.TrimSpace(string(msg)))
+	}
 	var out dlqResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, 0, fmt.Errorf("daemon answered %s: %w", resp.Status, err)

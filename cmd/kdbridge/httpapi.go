@@ -15,8 +15,9 @@ import (
 
 // httpHandler serves the operational endpoints: /healthz (the process is alive), /readyz
 // (every source identified, every discussion subscribed or explicitly refused), /metrics
-// (Prometheus), and for loopback clients only the dead letter API of `kdbridge dlq`,
-// POST /-/reload and /debug/pprof/.
+// (Prometheus), the operator console (internal/console) and, under the console's access
+// rules (loopback only unless http.auth is set), the dead letter API of `kdbridge dlq` and
+// POST /-/reload; /debug/pprof/ is for loopback clients only.
 func httpHandler(d *daemon) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -44,8 +45,11 @@ func httpHandler(d *daemon) http.Handler {
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(d.st, d.disp)))
-	mux.Handle("POST /-/reload", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(d.st, d.disp)))
+	if d.console != nil {
+		d.console.Register(mux)
+	}
+	mux.Handle("POST /-/reload", d.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := d.reload(); err != nil {
 			http.Error(w, "reload refused; the running configuration is kept:\n"+err.Error(), http.StatusBadRequest)
 			return

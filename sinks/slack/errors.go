@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	slackgo "github.com/slack-go/slack"
@@ -61,6 +62,26 @@ func (e *apiError) Error() string {
 }
 
 func (e *apiError) Unwrap() error { return e.Err }
+
+// AttemptStatus is the Slack error code, or the HTTP status when Slack answered with one
+// (bridge.AttemptDetail, for the attempt history).
+func (e *apiError) AttemptStatus() string {
+	if code := errorCode(e.Err); code != "" {
+		return code
+	}
+	var sc slackgo.StatusCodeError
+	if errors.As(e.Err, &sc) {
+		return strconv.Itoa(sc.Code)
+	}
+	var rl *slackgo.RateLimitedError
+	if errors.As(e.Err, &rl) {
+		return "429"
+	}
+	return ""
+}
+
+// AttemptResponse is empty: slack-go keeps no body beyond the error code.
+func (e *apiError) AttemptResponse() string { return "" }
 
 // errorCode is the Slack `error` code of err ("channel_not_found"), or "".
 func errorCode(err error) string {

@@ -99,11 +99,19 @@ func TestPermanentErrors(t *testing.T) {
 		if !strings.Contains(fmt.Sprint(err), "chat.postMessage C0000OPS1: "+code) {
 			t.Errorf("%s: error text %q", code, err)
 		}
+		// The attempt history shows the code, found through errors.As, not the text.
+		if det, ok := errors.AsType[bridge.AttemptDetail](err); !ok || det.AttemptStatus() != code {
+			t.Errorf("%s: attempt detail %v", code, det)
+		}
 	}
 	for _, status := range []int{400, 401, 403, 404} {
 		f.FailNextWith("chat.postMessage", slacktest.Fault{Status: status, Body: "nope"})
-		if err := deliverErr(s, event(bridge.MessageCreated, "d1", "m", "", "x")); !bridge.IsPermanent(err) {
+		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m", "", "x"))
+		if !bridge.IsPermanent(err) {
 			t.Errorf("HTTP %d: %v", status, err)
+		}
+		if det, ok := errors.AsType[bridge.AttemptDetail](err); !ok || det.AttemptStatus() != fmt.Sprint(status) {
+			t.Errorf("HTTP %d: attempt detail %v", status, det)
 		}
 	}
 }

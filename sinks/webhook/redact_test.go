@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
 	"github.com/kdbridge/kdbridge/sinks/webhook"
 )
@@ -123,6 +124,7 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 	deadSink := newSink(t, cfg, webhook.Options{Logger: log})
 	errs = append(errs, deliver(t, deadSink, messageEvent()))
 
+	statuses := map[string]bool{}
 	for _, err := range errs {
 		if err == nil {
 			t.Fatal("a failing delivery returned nil")
@@ -134,9 +136,26 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 				}
 			}
 		}
+		// The attempt history's copy of the answer is redacted the same way.
+		if det, ok := errors.AsType[bridge.AttemptDetail](err); ok {
+			statuses[det.AttemptStatus()] = true
+			if r := det.AttemptResponse(); len(r) > bridge.MaxAttemptResponse || !strings.Contains(r, "leaked=") {
+				t.Errorf("attempt response (%d bytes) is not the redacted answer: %q", len(r), r)
+			}
+			for _, f := range forbidden {
+				if strings.Contains(det.AttemptResponse(), f) {
+					t.Errorf("attempt response shows %q: %s", f, det.AttemptResponse())
+				}
+			}
+		}
 		var se *webhook.StatusError
 		if errors.As(err, &se) && se.URL != "http://"+host+"/hook" && se.URL != "http://"+host+"/…" {
 			t.Errorf("StatusError.URL = %q, want scheme://host/path", se.URL)
+		}
+	}
+	for _, want := range []string{"500", "400", "410", "503", "302", "308"} {
+		if !statuses[want] {
+			t.Errorf("no AttemptDetail with status %s among the errors", want)
 		}
 	}
 	for _, f := range forbidden {

@@ -19,8 +19,16 @@ type StatusError struct {
 	StatusCode int
 	URL        string // the endpoint as it may be shown: scheme://host/path
 	Location   string // for a redirect: where it pointed (not followed), shown the same way
-	Body       string // the start of the response body
+	Body       string // the start of the response body, for one log line
+	// Response is the first KiB of the response body (redacted), for the attempt history.
+	Response string
 }
+
+// AttemptStatus is the HTTP status code, for the attempt history (bridge.AttemptDetail).
+func (e *StatusError) AttemptStatus() string { return strconv.Itoa(e.StatusCode) }
+
+// AttemptResponse is the start of the response body (bridge.AttemptDetail).
+func (e *StatusError) AttemptResponse() string { return e.Response }
 
 func (e *StatusError) Error() string {
 	var b strings.Builder
@@ -84,7 +92,9 @@ func (s *Sink) classify(resp *http.Response, body []byte) error {
 		return nil
 	}
 	// Redact before cutting: a secret straddling the cut would otherwise leave its start.
-	se := &StatusError{StatusCode: code, URL: s.c.endpoint.display, Body: excerpt([]byte(config.Redact(string(body), s.hidden...)))}
+	redacted := config.Redact(string(body), s.hidden...)
+	se := &StatusError{StatusCode: code, URL: s.c.endpoint.display, Body: excerpt([]byte(redacted)),
+		Response: strings.ToValidUTF8(truncateBytes(redacted, bridge.MaxAttemptResponse), "\uFFFD")}
 	switch {
 	case code >= 300 && code < 400:
 		if loc, err := resp.Location(); err == nil {
@@ -111,4 +121,15 @@ func (s *Sink) classify(resp *http.Response, body []byte) error {
 	default:
 		return se
 	}
+}
+
+// truncateBytes cuts s to at most n bytes without splitting a character.
+func truncateBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

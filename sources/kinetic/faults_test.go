@@ -256,6 +256,9 @@ func TestTokenCachingAndRefresh(t *testing.T) {
 	if left := time.Until(t1.Expiry); left > 800*time.Millisecond || left < 600*time.Millisecond {
 		t.Errorf("token valid for %s more, want the lifetime less a fifth", left)
 	}
+	if !ts.renewsAt().Equal(t1.Expiry) {
+		t.Errorf("renewsAt = %v, want the cached token's expiry %v", ts.renewsAt(), t1.Expiry)
+	}
 	ts.Invalidate("some other token") // a stale invalidation changes nothing
 	if t3, _ := ts.Token(t.Context()); t3.AccessToken != t1.AccessToken {
 		t.Error("a stale Invalidate dropped the current token")
@@ -290,6 +293,9 @@ func TestTokenCachingAndRefresh(t *testing.T) {
 	t.Logf("%d token requests for %d identifies", tokens, identifies)
 	if tokens < 2 || tokens >= identifies {
 		t.Errorf("%d token requests for %d identifies: tokens not renewed or not reused", tokens, identifies)
+	}
+	if at := h.src.Status().TokenRenewsAt; at.IsZero() || time.Until(at) > time.Second {
+		t.Errorf("Status().TokenRenewsAt = %v, want within the 1s lifetime", at)
 	}
 	if got := h.src.Status().TokenRequests; got[TokenOK] < 2 || got[TokenOK] > uint64(tokens) || got[TokenError]+got[TokenRefused] != 0 {
 		t.Errorf("Status().TokenRequests = %v, want the %d renewals, all ok", got, tokens)

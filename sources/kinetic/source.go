@@ -188,6 +188,7 @@ func (s *Source) Status() Status {
 	st := s.st.snapshot()
 	st.Username = s.tokens.Username()
 	st.TokenRequests = s.tokens.requests()
+	st.TokenRenewsAt = s.tokens.renewsAt()
 	st.Discovering = s.cfg.Discover != nil
 	if ws := s.workers.Load(); ws != nil {
 		for i := range st.Discussions {

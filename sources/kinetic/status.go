@@ -35,6 +35,9 @@ type Status struct {
 	// TokenRequests counts requests to the OAuth token endpoint (the first token and every
 	// renewal) by result: TokenOK, TokenRefused (credentials rejected), TokenError.
 	TokenRequests map[string]uint64
+	// TokenRenewsAt is when the current access token will be replaced: its expiry less a
+	// safety margin (a minute for real lifetimes). Zero before the first token.
+	TokenRenewsAt time.Time
 
 	// Discovery (zero without a discover: block).
 	Discovering    bool      // discovery is configured

@@ -41,6 +41,8 @@ type tokenSource struct {
 
 	// Requests to the endpoint by result, for Status.
 	ok, refused, failed atomic.Uint64
+	// renewAt is when the cached token will be replaced (unix nanoseconds; 0: none yet).
+	renewAt atomic.Int64
 }
 
 func newTokenSource(space, clientID string, secret config.Secret, client *http.Client) *tokenSource {
@@ -103,7 +105,16 @@ func (ts *tokenSource) Token(ctx context.Context) (*oauth2.Token, error) {
 		return nil, err
 	}
 	ts.tok = tok
+	ts.renewAt.Store(tok.Expiry.UnixNano())
 	return tok, nil
+}
+
+// renewsAt is when the current token will be replaced; zero before the first token.
+func (ts *tokenSource) renewsAt() time.Time {
+	if n := ts.renewAt.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // requests counts the requests to the endpoint so far by result (see Status.TokenRequests).

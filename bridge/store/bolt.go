@@ -13,8 +13,9 @@
 // Layout (all sequence numbers are big-endian uint64, so byte order is append order):
 //
 //	meta     "schema" → format version
-//	events   seq → refs(uint32) ‖ event JSON; refs counts the pending deliveries and dead
-//	         letters that needed the body when it was stored. The bucket's sequence numbers
+//	events   seq → refs(uint32) ‖ event body; refs counts the pending deliveries and dead
+//	         letters that needed the body when it was stored (written once, by Append). The
+//	         body is binary since schema 3 (eventcodec.go), JSON before; both decode. The bucket's sequence numbers
 //	         events and replayed deliveries alike: a delivery's seq is its event's, or its
 //	         replay's.
 //	released seq → uint32: how many of an event's references are gone, while some are
@@ -62,7 +63,12 @@ const FileName = "kdbridge.db"
 // body's count is what was left of its references, and with no releases recorded it reads
 // the same in schema 2. An older kdbridge refuses a schema 2 file (it would keep bodies
 // whose releases it cannot see).
-const schemaVersion = "2"
+//
+// Schema 3 stores event bodies in binary (eventcodec.go) instead of JSON. Open upgrades a
+// schema 1 or 2 file in place without rewriting anything: the JSON bodies it holds still
+// decode, and new bodies are binary. An older kdbridge refuses a schema 3 file (it could not
+// decode the new bodies), so rolling back means restoring a copy taken before the upgrade.
+const schemaVersion = "3"
 
 // lockTimeout bounds the wait for the file lock: a second process gets an error quickly
 // instead of hanging behind the daemon that holds the directory.
@@ -204,8 +210,9 @@ func initSchema(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil, string(v) == "1":
-		// New, or schema 1, which needs only the released bucket created above.
+	case v == nil, string(v) == "1", string(v) == "2":
+		// New; or schema 1, which needs only the released bucket created above; or
+		// schema 2, whose JSON bodies decode as they are.
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -19,7 +20,8 @@ import (
 // as it came, length-prefixed, so encoding is a few appends and decoding a bounds-checked
 // walk that makes one string for all the text fields of an event.
 //
-// Layout: the tag eventBinary, then the fields of bridge.Event in declaration order. A
+// Layout: the tag eventBinary, Raw, then the other fields of bridge.Event in declaration
+// order. A
 // string or byte string is a uvarint length and the bytes; a time is a length byte and
 // time.Time's binary form (which keeps its zone offset, as its JSON does); a count is a
 // uvarint; a pointer or a slice that may be nil is a count plus one, 0 meaning nil. A body
@@ -37,6 +39,7 @@ const maxDecodeCount = 1 << 20
 // appendEventBinary appends the binary form of e to b.
 func appendEventBinary(b []byte, e *bridge.Event) []byte {
 	b = append(b, eventBinary)
+	b = appendBytes(b, e.Raw)
 	b = appendStr(b, e.ID)
 	b = appendStr(b, e.Type)
 	b = appendStr(b, e.Source)
@@ -79,7 +82,7 @@ func appendEventBinary(b []byte, e *bridge.Event) []byte {
 			b = appendStr(b, a.URL)
 		}
 	}
-	return appendBytes(b, e.Raw)
+	return b
 }
 
 // eventSizeHint is about the size of e's binary form, so that Append allocates its buffer
@@ -143,8 +146,16 @@ func decodeEvent(body []byte) (bridge.Event, error) {
 	if len(body) == 0 || body[0] != eventBinary {
 		return e, errors.New("unknown event encoding")
 	}
-	// All text fields are substrings of one string: one allocation, not one per field.
-	r := eventReader{s: string(body[1:])}
+	// Raw comes first, so that it is copied once, as bytes; all the text fields after it are
+	// substrings of one string: one allocation, not one per field.
+	raw, rest, err := splitRaw(body[1:])
+	if err != nil {
+		return e, fmt.Errorf("binary event: %w", err)
+	}
+	if len(raw) > 0 {
+		e.Raw = bytes.Clone(raw)
+	}
+	r := eventReader{s: string(rest)}
 	e.ID = r.str()
 	e.Type = r.str()
 	e.Source = r.str()
@@ -183,7 +194,6 @@ func decodeEvent(body []byte) (bridge.Event, error) {
 		}
 		e.Message = m
 	}
-	e.Raw = r.bytes()
 	if err := r.end(); err != nil {
 		return bridge.Event{}, fmt.Errorf("binary event: %w", err)
 	}
@@ -226,6 +236,18 @@ func decodeDelivery(v []byte) (delivery, error) {
 		return delivery{}, fmt.Errorf("binary delivery: %w", err)
 	}
 	return d, nil
+}
+
+// splitRaw reads the length-prefixed Raw at the front of a binary event.
+func splitRaw(b []byte) (raw, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, nil, errShort
+	}
+	if n > uint64(len(b)-k) {
+		return nil, nil, errShort
+	}
+	return b[k : k+int(n)], b[k+int(n):], nil
 }
 
 // eventReader walks a binary body. After the first error every read returns a zero value,

@@ -198,7 +198,9 @@ func BenchmarkPendingCodec(b *testing.B) {
 	b.Run("encode/binary", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			appendDeliveryBinary(seqKey(1), &d)
+			if _, err := encodePending(1, d); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	b.Run("encode/json", func(b *testing.B) {

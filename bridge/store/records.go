@@ -31,7 +31,9 @@ func (d delivery) queue() bridge.Queue {
 // release the event without decoding the rest, then the delivery (binary since schema 3,
 // codec.go). It cannot fail; the error is kept for the callers' sake.
 func encodePending(eventSeq uint64, d delivery) ([]byte, error) {
-	return appendDeliveryBinary(seqKey(eventSeq), &d), nil
+	b := make([]byte, 8, 48+len(d.Target.Route)+len(d.Target.Sink)+len(d.Target.Channel)+len(d.Discussion)+len(d.LastError))
+	binary.BigEndian.PutUint64(b, eventSeq)
+	return appendDeliveryBinary(b, &d), nil
 }
 
 // decodePending decodes a pending value of any schema: the delivery is JSON before schema 3.

@@ -356,3 +356,17 @@ func (r *eventReader) time() time.Time {
 	}
 	return t
 }
+
+// eventJSON returns the JSON of bridge.Event for a stored body of any schema: for what
+// leaves the store as JSON, such as a copy of the state into another backend, which keeps
+// events as JSON. A JSON body (schema 2 or older) is returned as it is, copied.
+func eventJSON(body []byte) ([]byte, error) {
+	if len(body) > 0 && body[0] == '{' {
+		return bytes.Clone(body), nil
+	}
+	e, err := decodeEvent(body)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
+}

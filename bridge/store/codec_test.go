@@ -224,3 +224,25 @@ func BenchmarkPendingCodec(b *testing.B) {
 		})
 	}
 }
+
+// eventJSON gives the JSON of an event from either form of its body.
+func TestEventJSON(t *testing.T) {
+	for name, e := range codecCases() {
+		js, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for form, body := range map[string][]byte{"binary": appendEventBinary(nil, &e), "json": js} {
+			got, err := eventJSON(body)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", name, form, err)
+			}
+			if !bytes.Equal(got, js) {
+				t.Fatalf("%s, %s: eventJSON =\n%s\nwant\n%s", name, form, got, js)
+			}
+		}
+	}
+	if _, err := eventJSON([]byte{eventBinary, 0xff}); err == nil {
+		t.Fatal("a corrupt binary body gave JSON")
+	}
+}

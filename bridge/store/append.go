@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,11 +27,8 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 		if r.Event.ID == "" {
 			return nil, errors.New("store: append: event without an id")
 		}
-		b, err := json.Marshal(r.Event)
-		if err != nil {
-			return nil, fmt.Errorf("store: append: encode event %s: %w", r.Event.ID, err)
-		}
-		bodies[i] = b
+		// The reference count goes in front; appendOne fills it in.
+		bodies[i] = appendEventBinary(make([]byte, 4, 4+eventSizeHint(&r.Event)), &r.Event)
 		events[i] = cloneEvent(r.Event)
 	}
 	now := stamp(s.now())
@@ -56,7 +53,8 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 }
 
 // appendOne writes one record in tx unless its event ID is known, and caches its event for
-// Head (cached is r.Event, copied).
+// Head (cached is r.Event, copied). body is the event's binary form behind 4 bytes that
+// appendOne fills with the reference count.
 func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridge.Event, now []byte) (bridge.Record, bool, error) {
 	ids, events := tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
 	// These keys only grow at the end (of the bucket, or of a queue's range), so pages
@@ -83,7 +81,8 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 	if len(r.Targets) == 0 {
 		return r, true, nil // remembered for dedupe; nobody needs the body
 	}
-	if err := events.Put(k, encodeEvent(uint32(len(r.Targets)), body)); err != nil {
+	binary.BigEndian.PutUint32(body, uint32(len(r.Targets)))
+	if err := events.Put(k, body); err != nil {
 		return r, false, err
 	}
 	s.cacheInTx(seq, cached)

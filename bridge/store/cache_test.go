@@ -160,7 +160,8 @@ func TestFailedAppendLeavesNothingCached(t *testing.T) {
 	ctx := context.Background()
 	boom := errors.New("boom")
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		if _, _, err := s.appendOne(tx, rec(ev("d", 0), tgt("a")), []byte(`{}`), ev("d", 0), stamp(s.now())); err != nil {
+		e := ev("d", 0)
+		if _, _, err := s.appendOne(tx, rec(e, tgt("a")), appendEventBinary(make([]byte, 4), &e), e, stamp(s.now())); err != nil {
 			return err
 		}
 		return boom

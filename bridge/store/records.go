@@ -28,21 +28,26 @@ func (d delivery) queue() bridge.Queue {
 }
 
 // encodePending makes a pending value: the event's seq in a fixed header, so Done can
-// release the event without decoding JSON, then the delivery.
+// release the event without decoding the rest, then the delivery (binary since schema 3,
+// codec.go). It cannot fail; the error is kept for the callers' sake.
 func encodePending(eventSeq uint64, d delivery) ([]byte, error) {
-	js, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	return append(seqKey(eventSeq), js...), nil
+	b := make([]byte, 8, 48+len(d.Target.Route)+len(d.Target.Sink)+len(d.Target.Channel)+len(d.Discussion)+len(d.LastError))
+	binary.BigEndian.PutUint64(b, eventSeq)
+	return appendDeliveryBinary(b, &d), nil
 }
 
+// decodePending decodes a pending value of any schema: the delivery is JSON before schema 3.
 func decodePending(v []byte) (eventSeq uint64, d delivery, err error) {
-	eventSeq, js, err := splitEventSeq(v)
+	eventSeq, rest, err := splitEventSeq(v)
 	if err != nil {
 		return 0, d, err
 	}
-	if err := json.Unmarshal(js, &d); err != nil {
+	if len(rest) > 0 && rest[0] == '{' {
+		err = json.Unmarshal(rest, &d)
+	} else {
+		d, err = decodeDelivery(rest)
+	}
+	if err != nil {
 		return 0, d, fmt.Errorf("decode pending delivery: %w", err)
 	}
 	return eventSeq, d, nil
@@ -64,23 +69,14 @@ type dead struct {
 	FailedAt time.Time `json:"failed_at"`
 }
 
-// encodeEvent makes an events value: the count of references (pending deliveries and dead
-// letters) in front of the event JSON. The count is written once, by Append; releases are
-// counted in the released bucket, so that no Done rewrites the body (see release).
-func encodeEvent(refs uint32, body []byte) []byte {
-	v := make([]byte, 4, 4+len(body))
-	binary.BigEndian.PutUint32(v, refs)
-	return append(v, body...)
-}
-
 // loadEvent decodes the body of the event with seq.
 func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
-	var e bridge.Event
 	v := events.Get(seqKey(eventSeq))
 	if len(v) < 4 {
-		return e, fmt.Errorf("event %d is missing", eventSeq)
+		return bridge.Event{}, fmt.Errorf("event %d is missing", eventSeq)
 	}
-	if err := json.Unmarshal(v[4:], &e); err != nil {
+	e, err := decodeEvent(v[4:])
+	if err != nil {
 		return e, fmt.Errorf("decode event %d: %w", eventSeq, err)
 	}
 	return e, nil

@@ -2,17 +2,23 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
 	bolt "go.etcd.io/bbolt"
 )
 
 // testdata/schema1/kdbridge.db was written by kdbridge at b502f55 (schema 1, where a Done
-// rewrote the event body with one reference less), with the helpers of this package:
+// rewrote the event body with one reference less), and testdata/schema2/kdbridge.db by
+// kdbridge at 35310a4 (schema 2: JSON bodies, releases counted apart, events as richEv
+// makes them), both with the helpers of this package:
 //
 //	4 events in discussion d, each for targets a and b;
 //	event 0 delivered to a and b (body gone);
@@ -21,17 +27,54 @@ import (
 //	event 3 pending for a and b;
 //	checkpoints/src/d = "42".
 //
-// Opening it upgrades it in place, and everything resumes: nothing is lost or delivered
-// twice, and every body goes once nothing needs it.
-func TestUpgradeFromSchema1(t *testing.T) {
+// Opening either upgrades it in place (to schema 3, binary bodies for new events), and
+// everything resumes: nothing is lost or delivered twice, every body goes once nothing needs
+// it, and the JSON bodies decode to the events that were stored.
+func TestUpgradeFromSchema1(t *testing.T) { testUpgrade(t, "schema1", nil) }
+
+func TestUpgradeFromSchema2(t *testing.T) { testUpgrade(t, "schema2", richEv) }
+
+// richEv is an event with every field set, as the schema 2 fixture holds them.
+func richEv(n int) bridge.Event {
+	e := ev("d", n)
+	e.Discussion.URL = "https://kinetic.example/d"
+	e.Discussion.Related = []bridge.RelatedItem{{Type: "Submission", Key: "sub-1"}}
+	e.Message.VersionID = "v1"
+	e.Message.Content = []bridge.Token{{Type: "text", Value: json.RawMessage(`"hello"`)}, {Type: "mention", Name: "bob", Value: json.RawMessage(`{"username":"bob"}`)}}
+	e.Message.Author = bridge.User{Username: "alice", DisplayName: "Alice", Email: "alice@example.com"}
+	e.Message.CreatedAt = time.Date(2026, 11, 26, 17, 0, 1, 123456789, time.UTC)
+	e.Message.Attachments = []bridge.Attachment{{Filename: "a.txt", ContentType: "text/plain", Size: 3, URL: "https://kinetic.example/a.txt"}}
+	e.Raw = json.RawMessage(`{"id":"x","content":[{"type":"text","value":"hello"}]}`)
+	return e
+}
+
+// testUpgrade opens a copy of testdata/fixture and checks it as above. want, if not nil,
+// gives the event stored with text n, which every delivery must carry whole.
+func testUpgrade(t *testing.T, fixture string, want func(int) bridge.Event) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("testdata", "schema1", FileName))
+	data, err := os.ReadFile(filepath.Join("testdata", fixture, FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if want != nil {
+		s := openT(t, dir, Options{})
+		for _, q := range []bridge.Queue{{Target: tgt("a"), Discussion: "d"}, {Target: tgt("b"), Discussion: "d"}} {
+			p, ok := mustHead(t, s, q)
+			if !ok {
+				t.Fatalf("%v: empty", q)
+			}
+			n, _ := strconv.Atoi(p.Event.Message.Text)
+			if !reflect.DeepEqual(p.Event, want(n)) {
+				t.Fatalf("%v: the schema 2 body decoded to\n%+v\nwant\n%+v", q, p.Event, want(n))
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := openT(t, dir, Options{})
 	var schema string

@@ -176,7 +176,15 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 		}
 		return fmt.Errorf("webhook: %w", err)
 	}
-	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	var respBody []byte
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// A success's body is not used: drain it (so the connection is reused) without
+		// keeping it. io.Discard reads into a pooled buffer, io.ReadAll allocates one per
+		// delivery even for an empty body.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	} else {
+		respBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	}
 	resp.Body.Close()
 	return s.classify(resp, respBody)
 }

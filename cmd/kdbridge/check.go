@@ -22,8 +22,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cf configFlags
 	cf.register(fs)
 	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	// `check FILE`, as promtool and benthos lint take it.
+	switch {
+	case fs.NArg() == 1 && cf.path == "":
+		cf.path = fs.Arg(0)
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected arguments %q (check takes one FILE, or -config FILE)", errUsage, fs.Args())
 	}
 	cfg, err := cf.load()
 	if err != nil {
@@ -121,7 +128,13 @@ func summary(cfg *Config) string {
 		}
 		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
-	fmt.Fprintf(&b, "state: %s (retention %s), http: %s, log: %s/%s\n", cfg.State.Dir, cfg.State.Retention, cfg.HTTP.Listen, cfg.Log.Level, cfg.Log.Format)
+	fmt.Fprintf(&b, "process settings (flag > environment > file > default):\n")
+	for _, p := range []struct{ key, v string }{
+		{"state.dir", cfg.State.Dir}, {"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
+		{"log.level", cfg.Log.Level}, {"log.format", cfg.Log.Format},
+	} {
+		fmt.Fprintf(&b, "  %-16s %-24s from %s\n", p.key, p.v, orDefault(cfg.Origins[p.key], "code"))
+	}
 	return b.String()
 }
 

@@ -51,7 +51,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // checkOnline probes every slack sink with its token: the one network check `check` makes,
 // and only when asked.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
-	problems := 0
+	problems, unreachable := 0, 0
 	for _, e := range cfg.Sinks {
 		if e.Slack == nil {
 			continue
@@ -72,6 +72,11 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		res := s.Probe(pctx, channels)
 		cancel()
 		_ = s.Close()
+		if res.Unreachable != "" {
+			fmt.Fprintf(w, "online: %s: %s\n", e.Name, res.Unreachable)
+			unreachable++
+			continue
+		}
 		if len(res.Problems) == 0 {
 			fmt.Fprintf(w, "online: %s: token OK (workspace %q, bot %q), every channel reachable\n", e.Name, res.Team, res.Bot)
 			continue
@@ -81,8 +86,11 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		problems += len(res.Problems)
 	}
-	if problems > 0 {
-		return fmt.Errorf("%w: %d problem(s) found online", errProblems, problems)
+	switch {
+	case problems > 0:
+		return fmt.Errorf("Slack refused: %d problem(s) %w", problems, errOnline)
+	case unreachable > 0:
+		return fmt.Errorf("%w Slack for %d sink(s): the token and channels are unchecked", errUnreachable, unreachable)
 	}
 	return nil
 }
@@ -93,6 +101,7 @@ type noKV struct{}
 func (noKV) Get(context.Context, string, string) ([]byte, bool, error) { return nil, false, nil }
 func (noKV) Put(context.Context, string, string, []byte) error         { return nil }
 
+// summary is what check prints of a valid configuration file (online checks follow it).
 func summary(cfg *Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "configuration OK\n\nsources (%d):\n", len(cfg.Sources))

@@ -26,9 +26,19 @@ var errHelp = errors.New("help requested")
 // errProblems marks an invalid configuration (exit code 1, problems already printed).
 var errProblems = errors.New("configuration has problems")
 
+// errUnreachable marks `check -online` failing to reach a service at all (exit code 3):
+// nothing is known then about the credentials, unlike when the service says no (exit 1).
+var errUnreachable = errors.New("could not reach")
+
+// errOnline marks `check -online` finding problems that the service reported (exit code 1).
+var errOnline = errors.New("found online")
+
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	switch {
+	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errUnreachable):
+		return 3
 	}
 	return 1
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	slackgo "github.com/slack-go/slack"
+
+	"github.com/kdbridge/kdbridge/bridge"
 )
 
 // ProbeResult is what `kdbridge check -online` learns about a Slack sink.
@@ -84,4 +86,21 @@ func (s *Sink) unreachable(err error) string {
 		api = slackgo.APIURL
 	}
 	return fmt.Sprintf("could not reach Slack at %s: %s (check the network, DNS, a proxy, or api_url)", api, s.redact(err.Error()))
+}
+
+// Verify asks Slack whether the token works (auth.test), for the dispatcher before any
+// delivery: nil when it does, a bridge.Halt error when Slack refuses it (or api_url answers
+// with a 4xx, which no retry fixes), any other error when Slack could not be asked.
+func (s *Sink) Verify(ctx context.Context) error {
+	callCtx, cancel := s.callContext(ctx)
+	_, err := s.api.AuthTestContext(callCtx)
+	cancel()
+	err = s.classify(ctx, "auth.test", "", err)
+	if bridge.IsPermanent(err) {
+		err = bridge.Halt(err)
+	}
+	if err != nil {
+		return &redactedError{err: err, redact: s.redact}
+	}
+	return nil
 }

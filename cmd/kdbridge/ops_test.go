@@ -196,3 +196,22 @@ func TestDLQLenientAndPrecise(t *testing.T) {
 		t.Errorf("store held, listener off: %v", err)
 	}
 }
+
+// TestBadIDsAndSecretsAreRefused: a discussion id that is not a UUID fails check (in a source
+// and in a route), and `receive -secret bogus` is a usage error naming what is wrong.
+func TestBadIDsAndSecretsAreRefused(t *testing.T) {
+	y := strings.Replace(goodBase, "discussions: [9fa2b330-fa5e-11e8-88ef-7bbe80231820]", "discussions: [refunds]", 1) +
+		"  - {name: r2, discussions: [d1], to: [audit]}\n"
+	_, ps := parseConfig([]byte(y), lookupFrom(nil), settings{})
+	for _, want := range []string{`line 8: sources[0].discussions[0]: "refunds" is not a discussion id`, `routes[1].discussions[0]: "d1" is not a discussion id`} {
+		if ps.Err() == nil || !strings.Contains(ps.Err().Error(), want) {
+			t.Errorf("want %q in: %v", want, ps.Err())
+		}
+	}
+	for _, secret := range []string{"bogus", "whsec_!!!", "whsec_c2hvcnQ="} {
+		_, err := runCLI(t, "receive", "-listen", "127.0.0.1:0", "-secret", secret)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "Standard Webhooks secret") || strings.Contains(err.Error(), secret) {
+			t.Errorf("receive -secret %s: %v", secret, err)
+		}
+	}
+}

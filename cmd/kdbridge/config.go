@@ -202,14 +202,19 @@ func parseConfigIn(dir string, data []byte, lookup func(string) (string, bool), 
 		e := sourceEntry{Name: c.Name, Type: c.Type}
 		ps = append(ps, checkName(n, path, "source", c.Name, sources)...)
 		rest := without(n, "name", "type")
-		switch c.Type {
+		typ := c.Type
+		if !slices.Contains(sourceTypes, typ) {
+			// Report the type, and check the rest as the type meant, so that its other
+			// problems show now rather than after the type is fixed.
+			ps = append(ps, badType(n, path, c.Type, sourceTypes))
+			typ = config.Closest(c.Type, sourceTypes)
+		}
+		switch typ {
 		case "kinetic":
 			e.Kinetic = &kinetic.Config{}
 			ps = append(ps, config.Decode(rest, e.Kinetic, path)...)
 			e.Kinetic.Defaults()
 			ps = append(ps, config.Locate(n, path, e.Kinetic.Validate())...)
-		default:
-			ps = append(ps, badType(n, path, c.Type, sourceTypes))
 		}
 		cfg.Sources = append(cfg.Sources, e)
 	}
@@ -227,7 +232,12 @@ func parseConfigIn(dir string, data []byte, lookup func(string) (string, bool), 
 		ps = append(ps, checkName(n, path, "sink", c.Name, sinks)...)
 		rest := without(n, "name", "type", "retry")
 		var v interface{ Validate() error }
-		switch c.Type {
+		typ := c.Type
+		if !slices.Contains(sinkTypes, typ) {
+			ps = append(ps, badType(n, path, c.Type, sinkTypes))
+			typ = config.Closest(c.Type, sinkTypes) // check the rest as the type meant
+		}
+		switch typ {
 		case "webhook":
 			e.Webhook = &webhook.Config{}
 			v = e.Webhook
@@ -237,8 +247,6 @@ func parseConfigIn(dir string, data []byte, lookup func(string) (string, bool), 
 		case "stdout":
 			e.Stdout = &stdout.Config{}
 			v = e.Stdout
-		default:
-			ps = append(ps, badType(n, path, c.Type, sinkTypes))
 		}
 		if v != nil {
 			ps = append(ps, config.Decode(rest, v, path)...)
@@ -391,6 +399,9 @@ func checkName(n *yaml.Node, path, kind, name string, seen map[string]bool) conf
 
 func badType(n *yaml.Node, path, typ string, known []string) config.Problem {
 	msg := fmt.Sprintf("unknown type %q (known: %s)", typ, strings.Join(known, ", "))
+	if guess := config.Closest(typ, known); guess != "" {
+		msg = fmt.Sprintf("unknown type %q (known: %s); did you mean %s? The rest of this entry is checked as %s", typ, strings.Join(known, ", "), guess, guess)
+	}
 	if typ == "" {
 		msg = fmt.Sprintf("missing type (one of: %s)", strings.Join(known, ", "))
 	}

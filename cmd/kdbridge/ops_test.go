@@ -215,3 +215,25 @@ func TestBadIDsAndSecretsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownTypeHidesNothing: a misspelt type is reported, and the rest of the entry is
+// checked as the type meant, so its other problems show in the same run.
+func TestUnknownTypeHidesNothing(t *testing.T) {
+	y := strings.NewReplacer("type: kinetic", "type: kinetik", "client_id: integration-user", "clientid: integration-user",
+		"type: webhook", "type: webhok", "url: https://hooks.example.com/in", "url: not a url").Replace(goodBase)
+	_, ps := parseConfig([]byte(y), lookupFrom(nil), settings{})
+	for _, want := range []string{
+		`sources[0].type: unknown type "kinetik" (known: kinetic); did you mean kinetic?`,
+		`sources[0].clientid: unknown key`,
+		`sinks[0].type: unknown type "webhok"`,
+		`sinks[0].url:`,
+	} {
+		if ps.Err() == nil || !strings.Contains(ps.Err().Error(), want) {
+			t.Errorf("want %q in:\n%v", want, ps.Err())
+		}
+	}
+	_, ps = parseConfig([]byte(strings.Replace(goodBase, "type: webhook", "type: carrier-pigeon", 1)), lookupFrom(nil), settings{})
+	if ps.Err() == nil || !strings.Contains(ps.Err().Error(), `unknown type "carrier-pigeon" (known: slack, webhook, stdout)`) || strings.Contains(ps.Err().Error(), "did you mean") {
+		t.Errorf("an unrelated type: %v", ps.Err())
+	}
+}

@@ -88,7 +88,7 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	}
 	switch {
 	case problems > 0:
-		return fmt.Errorf("Slack refused: %d problem(s) %w", problems, errOnline)
+		return fmt.Errorf("slack refused: %d problem(s) %w", problems, errOnline)
 	case unreachable > 0:
 		return fmt.Errorf("%w Slack for %d sink(s): the token and channels are unchecked", errUnreachable, unreachable)
 	}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -118,7 +119,11 @@ func (r *sinkRunner) verify(ctx context.Context, v Verifier) {
 			return
 		}
 		wait := r.spec.Retry.wait(attempt)
-		r.log.Warn("could not verify the sink's credentials; asking again", "error", err, "retry_in", wait.Round(time.Millisecond))
+		level := slog.LevelDebug
+		if attempt == 1 { // one line when it starts, not one per retry
+			level = slog.LevelWarn
+		}
+		r.log.Log(ctx, level, "could not verify the sink's credentials; asking again", "error", err, "retry_in", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

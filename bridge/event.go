@@ -56,6 +56,19 @@ type Event struct {
 	Discussion Discussion      `json:"discussion"`
 	Message    *Message        `json:"message,omitempty"`
 	Raw        json.RawMessage `json:"raw,omitempty"`
+	// Inbound is set on events that come from a chat into Kinetic (two-way Slack): where
+	// they were typed, and which Kinetic source the discussion belongs to. Such events are
+	// routed only by routes that name their source (see Router).
+	Inbound *Inbound `json:"inbound,omitempty"`
+}
+
+// Inbound says where an event typed in a chat came from and where in Kinetic it goes.
+type Inbound struct {
+	Kinetic  string `json:"kinetic_source"`      // the Kinetic source the discussion belongs to
+	Sink     string `json:"sink"`                // the Slack sink whose mirrored thread it is in
+	Channel  string `json:"channel"`             // the Slack channel id
+	TS       string `json:"ts"`                  // the Slack message's ts: its id in the channel
+	ThreadTS string `json:"thread_ts,omitempty"` // the thread it was typed in
 }
 
 // Discussion identifies the discussion an event belongs to.

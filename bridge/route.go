@@ -31,6 +31,7 @@ type TargetConfig struct {
 	Sink     string `yaml:"sink"`
 	Channel  string `yaml:"channel"`  // slack: this route's channel
 	Template string `yaml:"template"` // slack: this route's message template
+	Reply    bool   `yaml:"reply"`    // slack: replies typed in this route's threads go back to Kinetic
 }
 
 type targetFields TargetConfig
@@ -175,6 +176,11 @@ func (r *Router) Targets(e Event) []Target {
 
 func (rt *route) selects(e Event, self string) bool {
 	if rt.cfg.Source != "" && rt.cfg.Source != e.Source {
+		return false
+	}
+	if e.Inbound != nil && rt.cfg.Source != e.Source {
+		// A reply typed in Slack goes only where a route for its source says: a route for
+		// every source must not send it back out to Slack or to webhooks.
 		return false
 	}
 	if !rt.allDisc && !rt.discussions[e.Discussion.ID] && !MatchesAny(rt.cfg.Match, e.Discussion) {

@@ -134,22 +134,6 @@ func TestDeadLetters(t *testing.T) {
 	}
 }
 
-func TestDeadLetterOfFinishedDeliveryIsNoop(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	mustAppend(t, s, rec(ev("d", 0), tgt("a")))
-	p, _ := mustHead(t, s, bridge.Queue{Target: tgt("a"), Discussion: "d"})
-	mustDone(t, s, p)
-	if err := s.DeadLetter(context.Background(), p, "late"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Attempted(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
-	if got := mustDeadLetters(t, s, bridge.DeadLetterFilter{}); len(got) != 0 {
-		t.Fatalf("dead letters for a delivered event: %v", letterIDs(got))
-	}
-}
-
 func TestDeadLetterIDParse(t *testing.T) {
 	for _, id := range []string{"dl-1-0", "dl-18446744073709551615-4294967295"} {
 		k, ok := parseDeadLetterID(id)

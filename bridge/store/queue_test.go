@@ -94,94 +94,6 @@ func sameQueues(got, want []bridge.Queue) bool {
 	return slices.Equal(got, want)
 }
 
-// Route, sink, channel and discussion names are user strings: names that contain the
-// separators of Target.Key, or are prefixes of each other, must not share a queue.
-func TestQueueNamesCannotCollide(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	targets := []bridge.Target{
-		{Route: "r", Sink: "s"},
-		{Route: "r", Sink: "s", Channel: "x"},
-		{Route: "r", Sink: "s\x00x"},
-		{Route: "r\x00s", Sink: ""},
-	}
-	discs := []string{"d", "d\x00", "dd", "d\x00\x00\x00\x00\x00\x00\x00\x00\x01"}
-	n := 0
-	for _, d := range discs {
-		e := ev(d, n)
-		n++
-		mustAppend(t, s, rec(e, targets...))
-	}
-	qs, err := s.Queues(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(qs) != len(targets)*len(discs) {
-		t.Fatalf("Queues found %d queues, want %d", len(qs), len(targets)*len(discs))
-	}
-	for _, q := range qs {
-		p, ok := mustHead(t, s, q)
-		if !ok || p.Event.Discussion.ID != q.Discussion {
-			t.Fatalf("queue %q: head %+v, %v", q, p.Event.Discussion, ok)
-		}
-		mustDone(t, s, p)
-		if _, ok := mustHead(t, s, q); ok {
-			t.Fatalf("queue %q holds more than its one delivery", q)
-		}
-	}
-}
-
-func TestAppendDedupe(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	e0, e1 := ev("d", 0), ev("d", 1)
-	got := mustAppend(t, s, rec(e0, tgt("a")), rec(e1, tgt("a")), rec(e0, tgt("a")))
-	if len(got) != 2 || got[0].Event.ID != e0.ID || got[1].Event.ID != e1.ID {
-		t.Fatalf("Append with a repeat within the call stored %v", ids(got))
-	}
-	if got := mustAppend(t, s, rec(e1, tgt("a"), tgt("b")), rec(ev("d", 2), tgt("a"))); len(got) != 1 || got[0].Event.ID != ev("d", 2).ID {
-		t.Fatalf("Append of a known event stored %v", ids(got))
-	}
-	// Known even after its delivery is done: the dedupe index outlives the body.
-	q := bridge.Queue{Target: tgt("a"), Discussion: "d"}
-	if got := drain(t, s, q); !slices.Equal(got, []string{"0", "1", "2"}) {
-		t.Fatalf("delivered %v", got)
-	}
-	if got := mustAppend(t, s, rec(e0, tgt("a"))); len(got) != 0 {
-		t.Fatalf("Append of a delivered event stored %v", ids(got))
-	}
-	if _, ok := mustHead(t, s, bridge.Queue{Target: tgt("b"), Discussion: "d"}); ok {
-		t.Fatal("a skipped record still queued a delivery")
-	}
-}
-
-func TestAppendRepeatedTargetOnce(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	got := mustAppend(t, s, rec(ev("d", 0), tgt("a"), tgt("b"), tgt("a")))
-	if len(got) != 1 || len(got[0].Targets) != 2 {
-		t.Fatalf("stored %+v, want one record with targets a, b", got)
-	}
-	if got := drain(t, s, bridge.Queue{Target: tgt("a"), Discussion: "d"}); len(got) != 1 {
-		t.Fatalf("a got %v, want one delivery", got)
-	}
-}
-
-func TestAppendRejectsEventWithoutID(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	if _, err := s.Append(context.Background(), []bridge.Record{rec(ev("d", 0), tgt("a")), rec(bridge.Event{}, tgt("a"))}); err == nil {
-		t.Fatal("Append accepted an event without an id")
-	}
-	if _, ok := mustHead(t, s, bridge.Queue{Target: tgt("a"), Discussion: "d"}); ok {
-		t.Fatal("a failed Append stored part of its records")
-	}
-}
-
-func ids(recs []bridge.Record) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, r.Event.Message.Text)
-	}
-	return out
-}
-
 func TestAttemptedRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
@@ -218,18 +130,6 @@ func TestCallsAfterClose(t *testing.T) {
 	}
 	if _, _, err := s.Head(context.Background(), bridge.Queue{Target: tgt("a"), Discussion: "d"}); err == nil {
 		t.Fatal("Head after Close succeeded")
-	}
-}
-
-func TestCancelledContextWritesNothing(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := s.Append(ctx, []bridge.Record{rec(ev("d", 0), tgt("a"))}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Append with a cancelled context: %v", err)
-	}
-	if got := mustAppend(t, s, rec(ev("d", 0), tgt("a"))); len(got) != 1 {
-		t.Fatal("the cancelled Append was stored")
 	}
 }
 

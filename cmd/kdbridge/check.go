@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -70,6 +71,9 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res := s.Probe(pctx, channels)
+		if e.Slack.AppToken.IsSet() && len(res.Problems) == 0 && res.Unreachable == "" {
+			res.Problems = append(res.Problems, s.ProbeReplies(pctx)...)
+		}
 		cancel()
 		_ = s.Close()
 		if res.Unreachable != "" {
@@ -79,6 +83,9 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		if len(res.Problems) == 0 {
 			fmt.Fprintf(w, "online: %s: token OK (workspace %q, bot %q), every channel reachable\n", e.Name, res.Team, res.Bot)
+			if e.Slack.AppToken.IsSet() {
+				fmt.Fprintf(w, "online: %s: app token opens Socket Mode, bot scopes fit two-way\n", e.Name)
+			}
 			continue
 		}
 		for _, p := range res.Problems {
@@ -109,6 +116,9 @@ func summary(cfg *Config) string {
 		if k := s.Kinetic; k != nil {
 			fmt.Fprintf(&b, "  %-16s kinetic  %s as %s, %d discussion(s)\n", s.Name, k.URL, k.ClientID, len(k.Discussions))
 		}
+		if r := s.Replies; r != nil {
+			fmt.Fprintf(&b, "  %-16s slack    replies from slack sink %s over Socket Mode, two-way route(s): %s\n", s.Name, r.Sink, strings.Join(r.Routes, ", "))
+		}
 	}
 	fmt.Fprintf(&b, "sinks (%d):\n", len(cfg.Sinks))
 	for _, s := range cfg.Sinks {
@@ -119,6 +129,8 @@ func summary(cfg *Config) string {
 			fmt.Fprintf(&b, "  %-16s slack    channel %s, threads %s\n", s.Name, orDefault(s.Slack.Channel, "(per route)"), orDefault(s.Slack.Threads, "discussion"))
 		case s.Stdout != nil:
 			fmt.Fprintf(&b, "  %-16s stdout\n", s.Name)
+		case s.ToKinetic != nil:
+			fmt.Fprintf(&b, "  %-16s kinetic  writes Slack replies into %s as the integration user\n", s.Name, strings.Join(slices.Sorted(maps.Keys(s.ToKinetic.Spaces)), ", "))
 		}
 	}
 	fmt.Fprintf(&b, "routes (%d):\n", len(cfg.Routes))

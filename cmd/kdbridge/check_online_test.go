@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 
@@ -74,11 +73,48 @@ routes:
 	}
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+
+// TestCheckOnlineTwoWay: check -online confirms the app token opens Socket Mode and the bot
+// has the scopes two-way needs; a wrong app token and missing scopes are problems, and no
+// token is printed.
+func TestCheckOnlineTwoWay(t *testing.T) {
+	good := slacktest.NewServer(slacktest.Options{Channels: []slacktest.Channel{{ID: "C0OK00001", Name: "ops"}}})
+	defer good.Close()
+	narrow := slacktest.NewServer(slacktest.Options{Channels: []slacktest.Channel{{ID: "C0OK00001", Name: "ops"}},
+		Scopes: []string{"chat:write", "channels:history"}})
+	defer narrow.Close()
+	cfgFor := func(f *slacktest.Server, app string) string {
+		return writeConfig(t, fmt.Sprintf(`
+sources:
+  - {name: acme, type: kinetic, url: "https://acme.example.com", client_id: u, client_secret: s,
+     discussions: [9fa2b330-fa5e-11e8-88ef-7bbe80231820]}
+sinks:
+  - {name: sl, type: slack, token: %q, app_token: %q, api_url: %q, channel: C0OK00001}
+routes:
+  - {name: r, to: [{sink: sl, reply: true}]}
+`, f.Token(), app, f.URL()))
 	}
-	return string(b)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(good, good.AppToken())}, &out, &out); err != nil {
+		t.Fatalf("check -online = %v:\n%s", err, out.String())
+	}
+	for _, want := range []string{"slack:sl", "replies from slack sink sl", "app token opens Socket Mode"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	const wrong = "xapp-1-wrong-app-token-never-printed"
+	err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(narrow, wrong)}, &out, &out)
+	if !errors.Is(err, errProblems) {
+		t.Fatalf("check -online = %v, want problems:\n%s", err, out.String())
+	}
+	for _, want := range []string{"apps.connections.open: invalid_auth", "lacks the scope groups:history", "lacks the scope users:read "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), wrong) || strings.Contains(out.String(), narrow.Token()) {
+		t.Errorf("a token was printed:\n%s", out.String())
+	}
 }

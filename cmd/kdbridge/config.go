@@ -14,10 +14,12 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
+	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sinks/stdout"
 	"github.com/kdbridge/kdbridge/sinks/webhook"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
+	slackin "github.com/kdbridge/kdbridge/sources/slack"
 )
 
 // fileConfig is the whole configuration file. It is composed here, the one place that knows
@@ -94,6 +96,9 @@ type sourceEntry struct {
 	Name    string
 	Type    string
 	Kinetic *kinetic.Config
+	// Replies is the inbound half of a two-way Slack sink: made from the sink and the
+	// routes, never written by hand (type "slack").
+	Replies *slackin.Config
 }
 
 type sinkEntry struct {
@@ -103,6 +108,9 @@ type sinkEntry struct {
 	Webhook *webhook.Config
 	Slack   *slack.Config
 	Stdout  *stdout.Config
+	// Kinetic is the sink that writes Slack replies into Kinetic: made from the Kinetic
+	// sources when a route is two-way, never written by hand (type "kinetic").
+	ToKinetic *kineticsink.Config
 	// RouteTemplates are the Slack templates that routes set on their targets of this sink,
 	// by route name; part of the entry so that a reload rebuilds the sink when they change.
 	RouteTemplates map[string]string
@@ -304,6 +312,7 @@ func parseConfigIn(dir string, data []byte, lookup func(string) (string, bool), 
 			e.RouteTemplates = routeTemplates(cfg.Routes, e.Name)
 		}
 	}
+	ps = append(ps, cfg.twoWay(routesNode)...)
 	if len(cfg.Routes) == 0 && len(ps) == 0 {
 		ps.Add(root.Line, "routes", "no routes: nothing would be delivered")
 	}

@@ -110,6 +110,18 @@ func TestBadConfigs(t *testing.T) {
 		{"bad log level", "log: {level: loud}\n" + goodBase, nil, []string{`line 1: log.level: "loud" is not a log level`}},
 		{"no routes", strings.Split(goodBase, "routes:")[0], nil, []string{"routes: no routes"}},
 		{"yaml syntax", "sources: [\n", nil, []string{"invalid YAML"}},
+		{"reply on a webhook target", strings.Replace(goodBase, "    to: [audit]", "    to: [{sink: audit, reply: true}]", 1), nil,
+			[]string{`line 15: routes[0].to[0].reply: reply applies to slack sinks only`}},
+		{"reply without an app token", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, channel: C1}", 1), "to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1), nil,
+			[]string{`routes[0].to[1].reply: slack sink "sl" has no app_token`}},
+		{"sink reply without an app token", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, channel: C1, reply: true}", 1), "to: [audit]", "to: [audit, sl]", 1), nil,
+			[]string{`sinks[1].app_token: is required with reply: true`}},
+		{"app token that is a bot token", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xoxb-2, channel: C1}", 1), "to: [audit]", "to: [audit, sl]", 1), nil,
+			[]string{`sinks[1].app_token: is not an app-level token`}},
+		{"bad reply_author", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xapp-2, channel: C1, reply_author: \"{{.Who}}\"}", 1), "to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1), nil,
+			[]string{`sinks[1].reply_author: template: reply_author`}},
+		{"reserved kinetic sink name", strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1, app_token: xapp-2, channel: C1}\n  - {name: kinetic, type: stdout}", 1), "to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1), nil,
+			[]string{`the sink name "kinetic" is reserved`}},
 		{"bad retry", strings.Replace(goodBase, "    url: https://hooks.example.com/in", "    url: https://hooks.example.com/in\n    retry: {initial: 1m, max_interval: 1s}", 1), nil,
 			[]string{"line 13: sinks[0].retry.max_interval: must not be shorter"}},
 	}
@@ -192,5 +204,40 @@ func TestSettingsOverride(t *testing.T) {
 	}
 	if cfg.State.Dir != "/tmp/x" || cfg.HTTP.Listen != "off" || cfg.Log.Format != "json" || cfg.Log.Level != "info" {
 		t.Errorf("settings not applied: %+v %+v %+v", cfg.State, cfg.HTTP, cfg.Log)
+	}
+}
+
+// TestTwoWayConfig: a two-way target adds the replies source, its route and the kinetic
+// sink, which writes into the Kinetic source's space; the summary shows them without secrets.
+func TestTwoWayConfig(t *testing.T) {
+	y := strings.Replace(strings.Replace(goodBase, "    url: https://hooks.example.com/in",
+		"    url: https://hooks.example.com/in\n  - {name: sl, type: slack, token: xoxb-1-secret, app_token: xapp-1-secret, channel: C1}", 1),
+		"to: [audit]", "to: [audit, {sink: sl, reply: true}]", 1)
+	cfg, ps := parseConfig([]byte(y), lookupFrom(nil), settings{})
+	if err := ps.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Sources) != 2 || cfg.Sources[1].Name != "slack:sl" || cfg.Sources[1].Replies == nil ||
+		!slices.Equal(cfg.Sources[1].Replies.Routes, []string{"r"}) {
+		t.Fatalf("sources = %+v", cfg.Sources)
+	}
+	k := cfg.Sinks[len(cfg.Sinks)-1]
+	if k.Name != "kinetic" || k.ToKinetic == nil || k.ToKinetic.Spaces["acme"].URL != "https://acme.example.com" {
+		t.Fatalf("kinetic sink = %+v", k)
+	}
+	r := cfg.Routes[len(cfg.Routes)-1]
+	if r.Name != "slack:sl" || r.Source != "slack:sl" || len(r.To) != 1 || r.To[0].Sink != "kinetic" {
+		t.Fatalf("replies route = %+v", r)
+	}
+	s := summary(cfg)
+	for _, want := range []string{"slack:sl", "replies from slack sink sl", "kinetic", "writes Slack replies into acme"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	for _, secret := range []string{"xoxb-1-secret", "xapp-1-secret", "x-secret-value"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("summary shows a secret:\n%s", s)
+		}
 	}
 }

@@ -20,10 +20,12 @@ import (
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/bridge/store"
+	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sinks/stdout"
 	"github.com/kdbridge/kdbridge/sinks/webhook"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
+	slackin "github.com/kdbridge/kdbridge/sources/slack"
 )
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -302,6 +304,12 @@ func (d *daemon) buildSink(e sinkEntry) (*liveSink, error) {
 		ls.spec.Sink, ls.spec.MaxInFlight, ls.closer = s, s.MaxInFlight(), s
 	case "stdout":
 		ls.spec.Sink, ls.spec.MaxInFlight = stdout.New(e.Name, *e.Stdout, d.deps.stdout), 1
+	case "kinetic":
+		s, err := kineticsink.New(e.Name, *e.ToKinetic, kineticsink.Options{Logger: log, KV: d.st})
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", e.Name, err)
+		}
+		ls.spec.Sink, ls.spec.MaxInFlight, ls.closer = s, s.MaxInFlight(), s
 	default:
 		return nil, fmt.Errorf("sink %s: unknown type %q", e.Name, e.Type)
 	}
@@ -320,6 +328,12 @@ func (d *daemon) buildSource(e sourceEntry) (bridge.Source, error) {
 	switch e.Type {
 	case "kinetic":
 		s, err := kinetic.New(e.Name, *e.Kinetic, kinetic.Options{Logger: d.log, Checkpoints: storeCheckpoints{d.st}})
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", e.Name, err)
+		}
+		return s, nil
+	case "slack":
+		s, err := slackin.New(*e.Replies, slackin.Options{Logger: d.log, KV: d.st})
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", e.Name, err)
 		}

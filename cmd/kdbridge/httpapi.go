@@ -45,6 +45,9 @@ func httpHandler(d *daemon) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		for _, n := range socketModeStates(d.currentSources()) {
+			fmt.Fprintln(w, "  "+n)
+		}
 	})
 	// Profiles for diagnosing memory and CPU, from this machine only.
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
@@ -64,6 +67,7 @@ func httpHandler(d *daemon) http.Handler {
 // notReady lists what keeps the daemon from being ready, one line per problem.
 func notReady(sources []bridge.Source) []string {
 	var out []string
+	out = append(out, socketModeNotReady(sources)...)
 	for _, src := range sources {
 		ks, ok := src.(*kinetic.Source)
 		if !ok {

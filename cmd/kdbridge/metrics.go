@@ -46,6 +46,8 @@ func newMetrics(sources func() []bridge.Source, sinks func() []bridge.Sink, back
 		&sourceCollector{sources: sources}, &backlogCollector{backlog: backlog}, &slackCollector{sinks: sinks}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m.registerOwn(&inboundCollector{sources: sources})
 	return m
 }
 

@@ -71,6 +71,12 @@ type Config struct {
 	Rate         float64         `yaml:"rate"`          // writes per second per channel (posts, edits, deletes), default 1
 	Burst        int             `yaml:"burst"`         // default 3
 	Timeout      config.Duration `yaml:"timeout"`       // per API call, default 15s
+
+	// Two-way (replies from Slack into Kinetic over Socket Mode; see sources/slack).
+	AppToken     config.Secret `yaml:"app_token"`      // xapp- app-level token with connections:write
+	AppTokenFile string        `yaml:"app_token_file"` // config.Decode fills AppToken from it
+	Reply        bool          `yaml:"reply"`          // every route target of this sink is two-way
+	ReplyAuthor  string        `yaml:"reply_author"`   // text/template naming the author in Kinetic; default "**{{.Name}} (Slack)**: "
 }
 
 // Validate reports every problem of the configuration, joined, each as a config.FieldError
@@ -115,6 +121,15 @@ func (c *Config) compile() (*compiled, error) {
 	case strings.IndexFunc(tok, unicode.IsSpace) >= 0:
 		// Never quote the token; say where to look instead.
 		errs = append(errs, config.Fieldf(tokenField(cfg), "contains white space"))
+	}
+	switch app := cfg.AppToken.Reveal(); {
+	case app == "" && cfg.Reply:
+		errs = append(errs, config.Fieldf("app_token", "is required with reply: true (or app_token_file): an app-level token, xapp-…, with connections:write"))
+	case app == "":
+	case strings.IndexFunc(app, unicode.IsSpace) >= 0:
+		errs = append(errs, config.Fieldf(appTokenField(cfg), "contains white space"))
+	case !strings.HasPrefix(app, "xapp-"):
+		errs = append(errs, config.Fieldf(appTokenField(cfg), "is not an app-level token (those start with xapp-)"))
 	}
 	if cfg.Channel != "" {
 		if err := checkChannel(cfg.Channel); err != nil {
@@ -188,6 +203,13 @@ func (c *Config) compile() (*compiled, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+func appTokenField(c Config) string {
+	if c.AppTokenFile != "" {
+		return "app_token_file"
+	}
+	return "app_token"
 }
 
 func tokenField(c Config) string {

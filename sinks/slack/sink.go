@@ -12,6 +12,9 @@
 // thread parent when the title changed; the others are skipped as delivered. A
 // message.updated whose message was never mirrored is posted as a new message (and
 // remembered); a message.deleted of one is done already.
+//
+// For two-way (replies from Slack, sources/slack) the sink also records what each of its
+// posts mirrors (Origin, LookupOrigin), and its configuration carries the app-level token.
 package slack
 
 import (
@@ -116,7 +119,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		c:         c,
 		http:      opts.HTTPClient,
 		kv:        opts.KV,
-		namespace: "slack/" + name,
+		namespace: Namespace(name),
 		log:       logger.With("sink", name),
 		routeText: routeText,
 		limiters:  newLimiters(c.cfg.Rate, c.cfg.Burst),
@@ -218,15 +221,15 @@ func (s *Sink) deliver(ctx context.Context, d bridge.Delivery) error {
 	}
 	switch e.Type {
 	case bridge.MessageCreated:
-		return s.mirror(ctx, ch, e, tmpl)
+		return s.mirror(ctx, ch, d.Target.Route, e, tmpl)
 	case bridge.MessageUpdated:
-		return s.edit(ctx, ch, e, tmpl)
+		return s.edit(ctx, ch, d.Target.Route, e, tmpl)
 	case bridge.MessageDeleted:
 		return s.remove(ctx, ch, e)
 	case bridge.DiscussionUpdated:
 		return s.retitle(ctx, ch, e)
 	default:
-		return s.notice(ctx, ch, e, notice)
+		return s.notice(ctx, ch, d.Target.Route, e, notice)
 	}
 }
 
@@ -234,7 +237,7 @@ func (s *Sink) deliver(ctx context.Context, d bridge.Delivery) error {
 // that is in the map was posted by an earlier attempt whose success was not recorded by the
 // dispatcher: posting it again would duplicate it in the channel.
 // tmpl is the message template of the delivery's route (nil: the default rendering).
-func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event, tmpl *template.Template) error {
+func (s *Sink) mirror(ctx context.Context, ch, route string, e bridge.Event, tmpl *template.Template) error {
 	key := messageKey(ch, e.Source, e.Message.ID)
 	var p posted
 	if ok, err := s.load(ctx, key, &p); err != nil || ok {
@@ -244,13 +247,16 @@ func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event, tmpl *temp
 	if err != nil || skip {
 		return err
 	}
-	thread, err := s.threadFor(ctx, ch, e)
+	thread, err := s.threadFor(ctx, ch, route, e)
 	if err != nil {
 		return err
 	}
 	ts, err := s.post(ctx, ch, o, thread)
 	if err != nil {
 		return err
+	}
+	if err := s.saveOrigin(ctx, ch, ts, Origin{Route: route, Source: e.Source, Discussion: e.Discussion.ID, Message: e.Message.ID}); err != nil {
+		return fmt.Errorf("%w (the message was posted as %s; a retry posts it again)", err, ts)
 	}
 	if err := s.save(ctx, key, posted{Channel: ch, TS: ts, ThreadTS: thread}); err != nil {
 		return fmt.Errorf("%w (the message was posted as %s; a retry posts it again)", err, ts)
@@ -259,7 +265,7 @@ func (s *Sink) mirror(ctx context.Context, ch string, e bridge.Event, tmpl *temp
 }
 
 // edit updates the Slack copy of a message, or mirrors it when there is none.
-func (s *Sink) edit(ctx context.Context, ch string, e bridge.Event, tmpl *template.Template) error {
+func (s *Sink) edit(ctx context.Context, ch, route string, e bridge.Event, tmpl *template.Template) error {
 	var p posted
 	ok, err := s.load(ctx, messageKey(ch, e.Source, e.Message.ID), &p)
 	switch {
@@ -268,7 +274,7 @@ func (s *Sink) edit(ctx context.Context, ch string, e bridge.Event, tmpl *templa
 	case !ok:
 		s.log.Debug("edit of a message never mirrored here; posting it", "channel", ch,
 			"discussion", e.Discussion.ID, "message", e.Message.ID)
-		return s.mirror(ctx, ch, e, tmpl)
+		return s.mirror(ctx, ch, route, e, tmpl)
 	case p.Deleted:
 		return nil
 	}
@@ -300,7 +306,7 @@ func (s *Sink) remove(ctx context.Context, ch string, e bridge.Event) error {
 
 // notice posts the line of a non-message event, in the discussion's thread in discussion
 // mode. It is recorded by event id so that a redelivery does not post it twice.
-func (s *Sink) notice(ctx context.Context, ch string, e bridge.Event, line string) error {
+func (s *Sink) notice(ctx context.Context, ch, route string, e bridge.Event, line string) error {
 	key := "notice/" + ch + "/" + e.ID
 	var p posted
 	if ok, err := s.load(ctx, key, &p); err != nil || ok {
@@ -309,13 +315,19 @@ func (s *Sink) notice(ctx context.Context, ch string, e bridge.Event, line strin
 	thread := ""
 	if s.cfg.Threads == ThreadsDiscussion {
 		var err error
-		if thread, err = s.threadParent(ctx, ch, e); err != nil {
+		if thread, err = s.threadParent(ctx, ch, route, e); err != nil {
 			return err
 		}
 	}
 	ts, err := s.post(ctx, ch, outgoing{text: line}, thread)
 	if err != nil {
 		return err
+	}
+	if thread == "" {
+		// A top-level notice can be replied to: the reply belongs to the discussion.
+		if err := s.saveOrigin(ctx, ch, ts, Origin{Route: route, Source: e.Source, Discussion: e.Discussion.ID}); err != nil {
+			return err
+		}
 	}
 	return s.save(ctx, key, posted{Channel: ch, TS: ts, ThreadTS: thread})
 }

@@ -77,10 +77,10 @@ func (s *Sink) save(ctx context.Context, key string, v any) error {
 
 // threadFor returns the thread_ts a message or notice of e goes under in channel ch, posting
 // the discussion's thread parent first when the mode asks for one and it does not exist yet.
-func (s *Sink) threadFor(ctx context.Context, ch string, e bridge.Event) (string, error) {
+func (s *Sink) threadFor(ctx context.Context, ch, route string, e bridge.Event) (string, error) {
 	switch s.cfg.Threads {
 	case ThreadsDiscussion:
-		return s.threadParent(ctx, ch, e)
+		return s.threadParent(ctx, ch, route, e)
 	case ThreadsReplies:
 		if e.Message == nil || e.Message.ParentID == "" {
 			return "", nil
@@ -105,7 +105,7 @@ func (s *Sink) threadFor(ctx context.Context, ch string, e bridge.Event) (string
 
 // threadParent returns the ts of the discussion's thread parent in ch, posting it the first
 // time. The caller holds the (channel, discussion) lock, so it is posted once.
-func (s *Sink) threadParent(ctx context.Context, ch string, e bridge.Event) (string, error) {
+func (s *Sink) threadParent(ctx context.Context, ch, route string, e bridge.Event) (string, error) {
 	key := parentKey(ch, e.Source, e.Discussion.ID)
 	var p parent
 	ok, err := s.load(ctx, key, &p)
@@ -114,6 +114,9 @@ func (s *Sink) threadParent(ctx context.Context, ch string, e bridge.Event) (str
 	}
 	ts, err := s.post(ctx, ch, outgoing{text: threadHeader(e.Discussion)}, "")
 	if err != nil {
+		return "", err
+	}
+	if err := s.saveOrigin(ctx, ch, ts, Origin{Route: route, Source: e.Source, Discussion: e.Discussion.ID}); err != nil {
 		return "", err
 	}
 	if err := s.save(ctx, key, parent{TS: ts, Title: e.Discussion.Title}); err != nil {

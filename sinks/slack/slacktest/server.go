@@ -8,8 +8,10 @@
 // channels with membership and archiving, conversations.list paging, users.lookupByEmail, a
 // record of every call, the visible state of every channel, per-channel rate enforcement and
 // fault injection. Methods: auth.test, chat.postMessage, chat.update, chat.delete,
-// conversations.list, conversations.info, users.lookupByEmail; any other answers
-// unknown_method.
+// conversations.list, conversations.info, users.lookupByEmail, users.info, and
+// apps.connections.open with the app-level token, which opens Socket Mode (socket.go: the
+// WebSocket endpoint, envelopes and acknowledgements, and people typing in Slack); any other
+// answers unknown_method.
 //
 // Where Slack's behaviour is loose the fake is strict, so that a client bug shows: thread_ts
 // must name a top-level message of the channel (else thread_not_found), text over 40,000
@@ -19,7 +21,9 @@ package slacktest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -56,7 +60,20 @@ type Options struct {
 	// RateTolerance is how much earlier than EnforceRate allows a post may arrive and still
 	// pass: the jitter between a well-paced client's clock and the server's. Default 100ms.
 	RateTolerance time.Duration
+	// AppToken is the only app-level token apps.connections.open accepts (Socket Mode);
+	// default DefaultAppToken.
+	AppToken string
+	// PingInterval is how often a Socket Mode connection is pinged; default 2s (slack-go's
+	// client gives up on a connection after 30s without a ping).
+	PingInterval time.Duration
+	// Scopes are the bot token's scopes, sent as Slack does in the X-OAuth-Scopes header of
+	// every answer; default DefaultScopes.
+	Scopes []string
 }
+
+// DefaultScopes are the scopes of the fake's bot token: all that kdbridge uses.
+var DefaultScopes = []string{"chat:write", "chat:write.customize", "channels:read", "groups:read",
+	"users:read.email", "channels:history", "groups:history", "users:read"}
 
 // Channel is a conversation of the workspace.
 type Channel struct {
@@ -92,13 +109,16 @@ func (c Call) Channel() string { return c.Params["channel"] }
 // OK reports whether the call was answered with "ok": true.
 func (c Call) OK() bool { return c.Status == http.StatusOK && c.Error == "" }
 
-// Message is a message the bot posted, as the channel shows it now.
+// Message is a message in a channel as it shows now: posted by the bot, or typed by a person
+// (UserPosts and its friends in socket.go).
 type Message struct {
 	Channel  string
 	TS       string
 	ThreadTS string // the thread parent's ts for a reply; "" for a top-level message
 	Text     string // the latest text, after edits
 	Username string // the username override, if any
+	User     string // the person who typed it (UserPosts and friends); "" for the bot's posts
+	BotID    string // the bot that posted it; "" for a person's message
 	IconURL  string
 	Edited   bool // changed by chat.update at least once
 	Deleted  bool // removed by chat.delete or DeleteMessage
@@ -118,6 +138,7 @@ type Fault struct {
 type Server struct {
 	ts        *httptest.Server
 	token     string
+	scopes    string
 	pageSize  int
 	tolerance time.Duration
 	release   chan struct{} // closed by Close: frees hanging handlers
@@ -138,6 +159,9 @@ type Server struct {
 	limited   map[string]int           // 429s answered per channel
 	rate      float64
 	burst     int
+
+	socket socketMode // Socket Mode: see socket.go
+	wg     sync.WaitGroup
 }
 
 type channelFault struct {
@@ -163,12 +187,17 @@ func NewServer(opts Options) *Server {
 	if s.token == "" {
 		s.token = DefaultToken
 	}
+	if opts.Scopes == nil {
+		opts.Scopes = DefaultScopes
+	}
+	s.scopes = strings.Join(opts.Scopes, ",")
 	if s.pageSize <= 0 {
 		s.pageSize = 100
 	}
 	if s.tolerance <= 0 {
 		s.tolerance = 100 * time.Millisecond
 	}
+	s.socket.init(opts)
 	for _, u := range opts.Users {
 		s.users[strings.ToLower(u.Email)] = u
 	}
@@ -186,7 +215,9 @@ func (s *Server) Token() string { return s.token }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.release)
+		s.closeSockets()
 		s.ts.Close()
+		s.wg.Wait()
 	})
 }
 
@@ -359,6 +390,10 @@ func rateLimitedAnswer(wait time.Duration) answer {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == socketPath {
+		s.serveSocket(w, r)
+		return
+	}
 	method, ok := strings.CutPrefix(r.URL.Path, "/api/")
 	if !ok || method == "" || (r.Method != http.MethodPost && r.Method != http.MethodGet) {
 		http.NotFound(w, r)
@@ -401,6 +436,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if a.retryAfter != "" {
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
+	if token == s.token {
+		w.Header().Set("X-OAuth-Scopes", s.scopes)
+	}
 	if a.body != nil {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	}
@@ -426,7 +464,8 @@ func readParams(w http.ResponseWriter, r *http.Request) (params map[string]strin
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if r.Method == http.MethodPost && ct == "application/json" {
 		var body map[string]any
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&body); err != nil {
+		// An empty body is no parameters (slack-go sends apps.connections.open so).
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 			return nil, "", fmt.Errorf("body is not a JSON object: %w", err)
 		}
 		for k, v := range body {
@@ -493,6 +532,10 @@ func (s *Server) handle(method string, p map[string]string, token string, now ti
 	switch {
 	case token == "":
 		return errAnswer("not_authed")
+	case method == "apps.connections.open":
+		return s.connectionsOpen(token)
+	case token == s.socket.appToken:
+		return errAnswer("not_allowed_token_type")
 	case token != s.token:
 		return errAnswer("invalid_auth")
 	}
@@ -538,6 +581,8 @@ func (s *Server) handle(method string, p map[string]string, token string, now ti
 			return errAnswer("channel_not_found")
 		}
 		return okAnswer(map[string]any{"channel": channelJSON(c)})
+	case "users.info":
+		return s.userInfo(p["user"])
 	case "users.lookupByEmail":
 		u, ok := s.users[strings.ToLower(strings.TrimSpace(p["email"]))]
 		if !ok {
@@ -601,10 +646,11 @@ func (s *Server) postMessage(p map[string]string, now time.Time) answer {
 	s.seq++
 	ts := fmt.Sprintf("1700000000.%06d", s.seq)
 	m := &Message{Channel: ch, TS: ts, ThreadTS: thread, Text: p["text"], Username: p["username"],
-		IconURL: p["icon_url"], PostedAt: now}
+		IconURL: p["icon_url"], PostedAt: now, BotID: BotID}
 	key := ch + " " + ts
 	s.messages[key] = m
 	s.order = append(s.order, key)
+	s.messageEventLocked(m)
 	msg := map[string]any{"type": "message", "subtype": "bot_message", "text": m.Text, "ts": ts, "bot_id": BotID}
 	if thread != "" {
 		msg["thread_ts"] = thread
@@ -636,7 +682,9 @@ func (s *Server) update(p map[string]string) answer {
 	if code != "" {
 		return errAnswer(code)
 	}
+	prev := *m
 	m.Text, m.Edited = p["text"], true
+	s.changedEventLocked(prev, m)
 	return okAnswer(map[string]any{"channel": m.Channel, "ts": m.TS, "text": m.Text})
 }
 
@@ -646,6 +694,7 @@ func (s *Server) delete(p map[string]string) answer {
 		return errAnswer(code)
 	}
 	m.Deleted = true
+	s.deletedEventLocked(m)
 	return okAnswer(map[string]any{"channel": m.Channel, "ts": m.TS})
 }
 

@@ -1,0 +1,138 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Get returns the value stored under key in namespace; ok is false when there is none.
+func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
+	if v, ok := s.laterValue(namespace, key); ok {
+		return v, true, nil
+	}
+	var v []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM kdbridge_kv WHERE namespace = $1 AND key = $2`, namespace, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, s.fail(fmt.Sprintf("get %s/%s", namespace, key), err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, true, nil
+}
+
+// Put stores value under key in namespace; it returns once the value is committed.
+func (s *Store) Put(ctx context.Context, namespace, key string, value []byte) error {
+	if namespace == "" || key == "" {
+		return errors.New("pgstore: put: empty namespace or key")
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	// A value put later and not yet written would overwrite this one: this call is newer.
+	s.forgetLater(namespace, key)
+	b, err := s.newBatch(true)
+	if err == nil {
+		putKVs(b, map[laterKey]laterValue{{namespace, key}: {value: value}})
+		err = s.send(ctx, b)
+	}
+	if err != nil {
+		return s.fail(fmt.Sprintf("put %s/%s", namespace, key), err)
+	}
+	return nil
+}
+
+// putKVs queues the writes of kvs in b.
+func putKVs(b *pgx.Batch, kvs map[laterKey]laterValue) {
+	if len(kvs) == 0 {
+		return
+	}
+	var nss, keys []string
+	var vals [][]byte
+	for k, v := range kvs {
+		nss, keys, vals = append(nss, k.namespace), append(keys, k.key), append(vals, v.value)
+	}
+	b.Queue(`INSERT INTO kdbridge_kv (namespace, key, value)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value`, nss, keys, vals)
+}
+
+// laterKey names a value put later.
+type laterKey struct{ namespace, key string }
+
+// laterValue is a value put later; gen tells a value from a newer one for the same key.
+type laterValue struct {
+	value []byte
+	gen   uint64
+}
+
+// PutLater stores value under key in namespace like Put, but without waiting: the value is
+// written by the next group commit (see Done), started at once, and until then Get returns
+// it from memory. Only the latest value per key is kept. A crash before that commit loses
+// it. It is for values whose loss costs only time, such as a source checkpoint.
+func (s *Store) PutLater(namespace, key string, value []byte) error {
+	if namespace == "" || key == "" {
+		return errors.New("pgstore: put later: empty namespace or key")
+	}
+	value = bytes.Clone(value)
+	if value == nil {
+		value = []byte{}
+	}
+	s.laterMu.Lock()
+	if s.laterClosed {
+		s.laterMu.Unlock()
+		return fmt.Errorf("pgstore: put later %s/%s: %w", namespace, key, ErrClosed)
+	}
+	s.laterGen++
+	s.later[laterKey{namespace, key}] = laterValue{value: value, gen: s.laterGen}
+	s.laterMu.Unlock()
+	s.kickCommitter()
+	return nil
+}
+
+func (s *Store) laterValue(namespace, key string) ([]byte, bool) {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	v, ok := s.later[laterKey{namespace, key}]
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(v.value), true
+}
+
+func (s *Store) forgetLater(namespace, key string) {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	delete(s.later, laterKey{namespace, key})
+}
+
+// takeLater copies the values put later for a commit; they stay visible to Get until
+// laterWritten.
+func (s *Store) takeLater() map[laterKey]laterValue {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	if len(s.later) == 0 {
+		return nil
+	}
+	return maps.Clone(s.later)
+}
+
+// laterWritten drops the values of a commit from memory, unless a newer value for the same
+// key came meanwhile.
+func (s *Store) laterWritten(taken map[laterKey]laterValue) {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	for k, v := range taken {
+		if cur, ok := s.later[k]; ok && cur.gen == v.gen {
+			delete(s.later, k)
+		}
+	}
+}

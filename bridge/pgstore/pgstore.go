@@ -1,0 +1,214 @@
+// Package pgstore is the PostgreSQL implementation of bridge.Store, for running several
+// replicas of kdbridge on one database: the same semantics as the embedded bbolt store
+// (bridge/store), plus a leader lease (Elector) that fences the writes of a replica that no
+// longer leads.
+//
+// The schema is created and migrated by Open (see schema.go); the event bodies are the same
+// JSON encoding of bridge.Event that bridge/store keeps.
+//
+// Writes of the leader are one round trip each: the statements and, when the store has an
+// Elector, the fence (kdbridge_fence: the lease row must name this replica and its epoch
+// and not be expired, and is share-locked so that a takeover waits) are pipelined as one
+// implicit transaction. Append and Replay take one advisory lock while they number
+// deliveries, so that a queue's order is its commit order whichever replica writes. Done
+// is group-committed behind the caller, as in bbolt. Reads, Replay, Drop and Prune are not
+// fenced: any replica serves the operator.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// SchemaVersion is the schema this binary writes.
+const SchemaVersion = 1
+
+var (
+	// ErrFenced is returned by a write of a replica that no longer leads (or never did) when
+	// the store has an Elector.
+	ErrFenced = errors.New("pgstore: fenced: this replica does not hold the leader lease")
+	// ErrSchemaTooNew is returned when the database was migrated by a newer kdbridge.
+	ErrSchemaTooNew = errors.New("pgstore: database schema is newer than this binary")
+	// ErrClosed is returned by calls after Close.
+	ErrClosed = errors.New("pgstore: closed")
+)
+
+// Options configure a Store.
+type Options struct {
+	// Logger receives the store's log lines; nil discards them.
+	Logger *slog.Logger
+	// Retention is the de-duplication window, as bbolt's (default 7 days). It is
+	// informational: the caller decides when to prune and passes the cut-off to Prune.
+	Retention time.Duration
+	// MaxConns is the pool size; 0: a sensible default (16).
+	MaxConns int32
+}
+
+// Store is the PostgreSQL bridge.Store. It is safe for concurrent use.
+type Store struct {
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	opts   Options
+	secret string // the DSN's password, scrubbed from every error
+
+	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
+
+	dones    *dones
+	commitMu sync.Mutex    // serialises commits of dones and values put later
+	kick     chan struct{} // tells the committer that Done calls or values put later wait
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
+
+	laterMu     sync.Mutex
+	later       map[laterKey]laterValue // values put later, not yet committed
+	laterGen    uint64
+	laterClosed bool
+}
+
+var (
+	_ bridge.Store          = (*Store)(nil)
+	_ bridge.BacklogCounter = (*Store)(nil)
+	_ bridge.AttemptLog     = (*Store)(nil)
+)
+
+// Open connects to the database named by dsn, creates or migrates kdbridge's schema, and
+// returns the store. Errors never contain the DSN's password.
+func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Retention <= 0 {
+		o.Retention = 7 * 24 * time.Hour
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 16
+	}
+	secret := dsnPassword(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, scrub(fmt.Errorf("pgstore: parse DSN %s: %w", RedactDSN(dsn), err), secret)
+	}
+	cfg.MaxConns = o.MaxConns
+	cfg.MinConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+	}
+	s := &Store{pool: pool, log: o.Logger, opts: o, secret: secret,
+		dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
+		later: make(map[laterKey]laterValue)}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, scrub(err, secret)
+	}
+	s.wg.Add(1)
+	go s.committer()
+	return s, nil
+}
+
+// Close stops the store's goroutines (committing Done calls already made) and closes the
+// pool. Electors and ListenQueues must have returned first.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.laterMu.Lock()
+	s.laterClosed = true
+	s.laterMu.Unlock()
+	s.dones.close()
+	close(s.quit)
+	s.wg.Wait()
+	s.pool.Close()
+	return nil
+}
+
+// Probe connects without migrating and reports the schema version the database holds (0:
+// empty). The error says what is wrong: the connection, a schema newer than this binary
+// (ErrSchemaTooNew), or privileges missing to create, migrate or use the schema.
+func Probe(ctx context.Context, dsn string) (version int, err error) {
+	secret := dsnPassword(dsn)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+	}
+	defer conn.Close(context.Background())
+	v, err := schemaVersion(ctx, conn)
+	if err != nil {
+		return 0, scrub(err, secret)
+	}
+	if v > SchemaVersion {
+		return v, tooNew(v)
+	}
+	if err := checkPrivileges(ctx, conn, v); err != nil {
+		return v, scrub(err, secret)
+	}
+	return v, nil
+}
+
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
+
+// RedactDSN returns dsn with its password replaced by "xxxxx" (URL and key=value forms).
+func RedactDSN(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "(unparsable DSN)"
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// dsnPassword extracts the password of dsn, to scrub it from errors.
+func dsnPassword(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil || cfg.Password == "" {
+		return ""
+	}
+	return cfg.Password
+}
+
+// scrub makes sure err's message does not contain secret.
+func scrub(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &scrubbed{msg: strings.ReplaceAll(err.Error(), secret, "xxxxx"), err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }

@@ -73,7 +73,6 @@ routes:
 	}
 }
 
-
 // TestCheckOnlineTwoWay: check -online confirms the app token opens Socket Mode and the bot
 // has the scopes two-way needs; a wrong app token and missing scopes are problems, and no
 // token is printed.

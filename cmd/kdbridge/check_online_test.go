@@ -105,7 +105,7 @@ routes:
 	out.Reset()
 	const wrong = "xapp-1-wrong-app-token-never-printed"
 	err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(narrow, wrong)}, &out, &out)
-	if !errors.Is(err, errProblems) {
+	if !errors.Is(err, errOnline) || exitCode(err) != 1 {
 		t.Fatalf("check -online = %v, want problems:\n%s", err, out.String())
 	}
 	for _, want := range []string{"apps.connections.open: invalid_auth", "lacks the scope groups:history", "lacks the scope users:read "} {

@@ -18,6 +18,8 @@ type SinkBacklog struct {
 	// so right after a delivery it may still name the one just delivered, until the
 	// queue's next head is read.
 	OldestAt time.Time
+	// Halted is set while the sink is halted: its credentials were refused (halt.go).
+	Halted bool
 }
 
 // backlog keeps each sink's pending count and the store time of each non-empty queue's head
@@ -135,7 +137,12 @@ func (d *Dispatcher) Backlog() []SinkBacklog {
 	d.mu.RLock()
 	names := slices.Collect(maps.Keys(d.sinks))
 	d.mu.RUnlock()
-	return d.backlog.snapshot(names)
+	out := d.backlog.snapshot(names)
+	halted := d.Halted()
+	for i := range out {
+		_, out[i].Halted = halted[out[i].Sink]
+	}
+	return out
 }
 
 // countBacklog starts the counters from the store's count, if it can count.

@@ -293,6 +293,11 @@ type sinkRunner struct {
 	// failingSince is when the sink's current run of failed attempts began (zero: healthy);
 	// it only decides what is logged.
 	failingSince time.Time
+	// halted says why the whole sink is halted ("" when it is not), until haltedUntil
+	// (halt.go).
+	halted      string
+	haltedUntil time.Time
+	isHalted    atomic.Bool // halted != "", read without the lock on the delivery path
 }
 
 // start runs the runner's workers until ctx ends or stop is called.
@@ -300,6 +305,9 @@ func (r *sinkRunner) start(ctx, deliverCtx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	for range r.spec.MaxInFlight {
 		r.wg.Go(func() { r.work(ctx, deliverCtx) })
+	}
+	if v, ok := r.spec.Sink.(Verifier); ok {
+		r.wg.Go(func() { r.verify(ctx, v) })
 	}
 }
 
@@ -442,6 +450,9 @@ func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.
 		if ctx.Err() != nil {
 			return 0, true // shutting down: leave the rest in the store
 		}
+		if w := r.haltWait(); w > 0 {
+			return w, false // the whole sink is halted (halt.go)
+		}
 		p, ok, err := r.d.store.Head(deliverCtx, q)
 		if err != nil {
 			r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
@@ -492,6 +503,7 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	}()
 	if err == nil {
 		r.logAttempt(p, d.Attempt, now, OutcomeDelivered, nil, time.Time{})
+		r.unhalt()
 		r.succeeded(d.Target)
 		if since, was := r.markHealthy(); was {
 			log.Info("sink recovered", "failing_for", r.d.now().Sub(since).Round(time.Millisecond))
@@ -508,6 +520,12 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return time.Second // cancelled by shutdown, not a failure of the sink
+	}
+	if IsHalted(err) {
+		// Not this delivery's fault: no attempt counted, nothing dead-lettered.
+		r.halt(err, now.Add(haltRecheck))
+		out.Wait = haltRecheck
+		return haltRecheck
 	}
 	p.Attempts++
 	p.LastError = err.Error()

@@ -10,7 +10,8 @@ import (
 // does not exist, a 4xx from a webhook. The delivery is dead-lettered at once.
 type PermanentError struct{ Err error }
 
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+// Error is the underlying error's text: the dispatcher says "permanent failure" itself.
+func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // RetryAfterError marks a failure that may succeed after the given wait, as a 429 with
@@ -30,7 +31,7 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 // letters. It is also a PermanentError.
 type GoneError struct{ Err error }
 
-func (e *GoneError) Error() string { return "gone: " + e.Err.Error() }
+func (e *GoneError) Error() string { return e.Err.Error() }
 func (e *GoneError) Unwrap() error { return &PermanentError{Err: e.Err} }
 
 // Gone wraps err as a gone-target failure. Gone(nil) is nil.

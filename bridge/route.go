@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -59,6 +60,9 @@ func (r *RouteConfig) Defaults() {
 	}
 }
 
+// discussionID is a Kinetic discussion id: a UUID.
+var discussionID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
 // Validate checks the route against the names of the configured sources and sinks. It
 // returns every problem, each naming its key.
 func (r *RouteConfig) Validate(sources, sinks map[string]bool) error {
@@ -70,8 +74,11 @@ func (r *RouteConfig) Validate(sources, sinks map[string]bool) error {
 		errs = append(errs, config.Fieldf("source", "unknown source %q (configured: %s)", r.Source, names(sources)))
 	}
 	for i, d := range r.Discussions {
-		if strings.TrimSpace(d) == "" {
+		switch {
+		case strings.TrimSpace(d) == "":
 			errs = append(errs, config.Fieldf(fmt.Sprintf("discussions[%d]", i), "empty discussion id"))
+		case d != "*" && !discussionID.MatchString(d):
+			errs = append(errs, config.Fieldf(fmt.Sprintf("discussions[%d]", i), "%q is not a discussion id: Kinetic discussion ids are UUIDs such as 9fa2b330-fa5e-11e8-88ef-7bbe80231820 (or \"*\" for all)", d))
 		}
 	}
 	if r.Match != nil {

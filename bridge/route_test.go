@@ -13,7 +13,7 @@ import (
 const routesYAML = `
 - name: incidents
   source: acme
-  discussions: ["d1", "d2"]
+  discussions: ["00000000-0000-4000-8000-0000000000d1", "00000000-0000-4000-8000-0000000000d2"]
   to:
     - sink: slack
       channel: C999
@@ -53,15 +53,15 @@ func TestRouterTargets(t *testing.T) {
 		e    Event
 		want []string // route/sink/channel
 	}{
-		{"selected by both", msg("acme", "d1", MessageCreated, "alice", KindUser),
+		{"selected by both", msg("acme", "00000000-0000-4000-8000-0000000000d1", MessageCreated, "alice", KindUser),
 			[]string{"incidents/slack/C999", "incidents/audit/", "everything/archive/"}},
 		{"other discussion", msg("acme", "d3", MessageCreated, "alice", KindUser), []string{"everything/archive/"}},
-		{"own user always skipped", msg("acme", "d1", MessageCreated, "integration", KindUser), nil},
+		{"own user always skipped", msg("acme", "00000000-0000-4000-8000-0000000000d1", MessageCreated, "integration", KindUser), nil},
 		{"skip_authors", msg("acme", "d3", MessageUpdated, "bot", KindUser), nil},
-		{"system skipped by default", msg("acme", "d1", MessageCreated, "alice", KindSystem), nil},
+		{"system skipped by default", msg("acme", "00000000-0000-4000-8000-0000000000d1", MessageCreated, "alice", KindSystem), nil},
 		{"system included", msg("other", "dx", MessageCreated, "alice", KindSystem), []string{"system-too/sys/"}},
 		{"event filter", msg("other", "dx", MessageDeleted, "alice", KindUser), []string{"everything/archive/"}},
-		{"glob *", Event{Source: "acme", Type: ParticipantCreated, Discussion: Discussion{ID: "d1"}}, []string{"everything/archive/"}},
+		{"glob *", Event{Source: "acme", Type: ParticipantCreated, Discussion: Discussion{ID: "00000000-0000-4000-8000-0000000000d1"}}, []string{"everything/archive/"}},
 		{"default events exclude participants", Event{Source: "acme", Type: ParticipantCreated, Discussion: Discussion{ID: "d9"}}, []string{"everything/archive/"}},
 	}
 	for _, tt := range tests {
@@ -126,7 +126,7 @@ func TestRouteMatch(t *testing.T) {
     - title: "Incident *"
   to: [slack]
 - name: one-form
-  discussions: [d7]
+  discussions: [00000000-0000-4000-8000-0000000000d7]
   match:
     - {related: {type: Form, key: services/it}, title: "*urgent*"}
   to: [audit]
@@ -157,11 +157,11 @@ func TestRouteMatch(t *testing.T) {
 		e    Event
 		want []string
 	}{
-		{"related type, any key, any case", ev("d1", "x", RelatedItem{"Submission", "s-1"}), []string{"incidents"}},
-		{"title glob", ev("d2", "incident 7"), []string{"incidents"}},
+		{"related type, any key, any case", ev("00000000-0000-4000-8000-0000000000d1", "x", RelatedItem{"Submission", "s-1"}), []string{"incidents"}},
+		{"title glob", ev("00000000-0000-4000-8000-0000000000d2", "incident 7"), []string{"incidents"}},
 		{"neither", ev("d3", "Change 7", RelatedItem{"Team", "ops"}), nil},
 		{"related items unknown", ev("d4", "Change 7"), nil},
-		{"listed id", ev("d7", "anything"), []string{"one-form"}},
+		{"listed id", ev("00000000-0000-4000-8000-0000000000d7", "anything"), []string{"one-form"}},
 		{"rule needs both", ev("d8", "URGENT: printer", RelatedItem{"Form", "services/it"}), []string{"one-form"}},
 		{"rule needs both: key differs", ev("d9", "urgent", RelatedItem{"Form", "services/hr"}), nil},
 	}

@@ -26,7 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	scenario := fs.String("scenario", "all", "all, or a comma-separated list of: "+strings.Join(benchScenarios, ", "))
 	runs := fs.Int("runs", 3, "runs of each scenario; the table shows medians")
 	raw := benchRawFlag("also")
-	fs.Var(&raw, "raw", "the raw ceiling (a client with no kdbridge in the path): also (default), only, or off")
+	fs.Var(&raw, "raw", "the raw ceiling (a client with no kdbridge in the path): also, only or off")
 	stateDir := fs.String("state-dir", "", "where each run gets a fresh state directory (default: a temporary one, removed on exit)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of kdbridge to this file (suffixed .SCENARIO.RUN when several runs are profiled)")
 	memProfile := fs.String("memprofile", "", "write a heap profile of kdbridge, taken at the end of each run (scale: at rest), to this file (suffixed like -cpuprofile)")
@@ -35,7 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonOut := fs.String("json", "", "also write every run's figures to this file as JSON")
 	logLevel := fs.String("log-level", "warn", "log level of the daemon under test (its log is shown when a run fails)")
 	from := fs.String("from", "", "print the report of runs saved with -json instead of running anything")
-	sut := fs.String("sut", "", "") // hidden: run a system under test described by this file
+	sut := fs.String("sut", "", "internal: bench starts itself with this to run the system under test a file describes")
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
 		return errHelp // the usage is printed; a help request is not a run

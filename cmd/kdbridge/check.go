@@ -23,8 +23,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cf configFlags
 	cf.register(fs)
 	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	// `check FILE`, as promtool and benthos lint take it.
+	switch {
+	case fs.NArg() == 1 && cf.path == "":
+		cf.path = fs.Arg(0)
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected arguments %q (check takes one FILE, or -config FILE)", errUsage, fs.Args())
 	}
 	cfg, err := cf.load()
 	if err != nil {
@@ -45,7 +52,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // checkOnline probes every slack sink with its token: the one network check `check` makes,
 // and only when asked.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
-	problems := 0
+	problems, unreachable := 0, 0
 	for _, e := range cfg.Sinks {
 		if e.Slack == nil {
 			continue
@@ -64,11 +71,16 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res := s.Probe(pctx, channels)
-		if e.Slack.AppToken.IsSet() && len(res.Problems) == 0 {
+		if e.Slack.AppToken.IsSet() && len(res.Problems) == 0 && res.Unreachable == "" {
 			res.Problems = append(res.Problems, s.ProbeReplies(pctx)...)
 		}
 		cancel()
 		_ = s.Close()
+		if res.Unreachable != "" {
+			fmt.Fprintf(w, "online: %s: %s\n", e.Name, res.Unreachable)
+			unreachable++
+			continue
+		}
 		if len(res.Problems) == 0 {
 			fmt.Fprintf(w, "online: %s: token OK (workspace %q, bot %q), every channel reachable\n", e.Name, res.Team, res.Bot)
 			if e.Slack.AppToken.IsSet() {
@@ -81,8 +93,11 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		}
 		problems += len(res.Problems)
 	}
-	if problems > 0 {
-		return fmt.Errorf("%w: %d problem(s) found online", errProblems, problems)
+	switch {
+	case problems > 0:
+		return fmt.Errorf("slack refused: %d problem(s) %w", problems, errOnline)
+	case unreachable > 0:
+		return fmt.Errorf("%w Slack for %d sink(s): the token and channels are unchecked", errUnreachable, unreachable)
 	}
 	return nil
 }
@@ -93,6 +108,7 @@ type noKV struct{}
 func (noKV) Get(context.Context, string, string) ([]byte, bool, error) { return nil, false, nil }
 func (noKV) Put(context.Context, string, string, []byte) error         { return nil }
 
+// summary is what check prints of a valid configuration file (online checks follow it).
 func summary(cfg *Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "configuration OK\n\nsources (%d):\n", len(cfg.Sources))
@@ -133,7 +149,13 @@ func summary(cfg *Config) string {
 		}
 		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
-	fmt.Fprintf(&b, "state: %s (retention %s), http: %s, log: %s/%s\n", cfg.State.Dir, cfg.State.Retention, cfg.HTTP.Listen, cfg.Log.Level, cfg.Log.Format)
+	fmt.Fprintf(&b, "process settings (flag > environment > file > default):\n")
+	for _, p := range []struct{ key, v string }{
+		{"state.dir", cfg.State.Dir}, {"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
+		{"log.level", cfg.Log.Level}, {"log.format", cfg.Log.Format},
+	} {
+		fmt.Fprintf(&b, "  %-16s %-24s from %s\n", p.key, p.v, orDefault(cfg.Origins[p.key], "code"))
+	}
 	return b.String()
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ routes:
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(fake.Token())}, &out, &out)
-	if !errors.Is(err, errProblems) {
+	if !errors.Is(err, errOnline) {
 		t.Fatalf("check -online = %v, want problems:\n%s", err, out.String())
 	}
 	for _, want := range []string{"channel C0OUT0001: the bot is not a member", "channel C0OLD0001: is archived", "channel #nowhere: ", "channel_not_found"} {
@@ -52,8 +53,23 @@ routes:
 	out.Reset()
 	const wrong = "xoxb-wrong-token-never-printed"
 	err = run(context.Background(), []string{"check", "-online", "-config", cfgFor(wrong)}, &out, &out)
-	if !errors.Is(err, errProblems) || !strings.Contains(out.String(), "invalid_auth") || strings.Contains(out.String(), wrong) {
+	if !errors.Is(err, errOnline) || exitCode(err) != 1 || !strings.Contains(out.String(), "invalid_auth") || strings.Contains(out.String(), wrong) {
 		t.Errorf("wrong token: %v\n%s", err, out.String())
+	}
+
+	// Slack out of reach is not blamed on the token: its own message and exit code 3.
+	ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	closed := "http://" + ln.Addr().String() + "/api/"
+	ln.Close()
+	out.Reset()
+	path := writeConfig(t, strings.Replace(readFile(t, cfgFor(fake.Token())), fake.URL(), closed, 1))
+	err = run(context.Background(), []string{"check", "-online", "-config", path}, &out, &out)
+	if !errors.Is(err, errUnreachable) || exitCode(err) != 3 || !strings.Contains(out.String(), "could not reach Slack at "+closed) ||
+		strings.Contains(out.String(), "token:") || strings.Contains(err.Error(), "configuration has problems") {
+		t.Errorf("unreachable Slack: exit %d, %v\n%s", exitCode(err), err, out.String())
 	}
 }
 
@@ -89,7 +105,7 @@ routes:
 	out.Reset()
 	const wrong = "xapp-1-wrong-app-token-never-printed"
 	err := run(context.Background(), []string{"check", "-online", "-config", cfgFor(narrow, wrong)}, &out, &out)
-	if !errors.Is(err, errProblems) {
+	if !errors.Is(err, errOnline) || exitCode(err) != 1 {
 		t.Fatalf("check -online = %v, want problems:\n%s", err, out.String())
 	}
 	for _, want := range []string{"apps.connections.open: invalid_auth", "lacks the scope groups:history", "lacks the scope users:read "} {

@@ -26,9 +26,19 @@ var errHelp = errors.New("help requested")
 // errProblems marks an invalid configuration (exit code 1, problems already printed).
 var errProblems = errors.New("configuration has problems")
 
+// errUnreachable marks `check -online` failing to reach a service at all (exit code 3):
+// nothing is known then about the credentials, unlike when the service says no (exit 1).
+var errUnreachable = errors.New("could not reach")
+
+// errOnline marks `check -online` finding problems that the service reported (exit code 1).
+var errOnline = errors.New("found online")
+
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	switch {
+	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errUnreachable):
+		return 3
 	}
 	return 1
 }
@@ -37,7 +47,7 @@ const usage = `kdbridge mirrors Kinetic Platform Discussions into Slack channels
 
 Usage:
   kdbridge run -config FILE        run the daemon
-  kdbridge check -config FILE      validate a configuration (no network calls; -online also asks Slack)
+  kdbridge check [-config] FILE    validate a configuration (no network calls; -online also asks Slack)
   kdbridge demo                    a self-contained demo: simulator, console and webhook receiver
   kdbridge simulate -listen ADDR   run the Kinetic simulator on its own
   kdbridge receive -secret whsec_…  a webhook receiver that verifies signatures and prints deliveries
@@ -46,7 +56,9 @@ Usage:
   kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
                                    measure throughput, latency and memory against the simulator
   kdbridge healthcheck             ask a running daemon's /healthz (exit 0 when healthy)
-  kdbridge version                 print version information
+  kdbridge version                 print version information (also -v, --version)
+
+-c is short for -config on every command that reads the configuration.
 
 Process settings may also come from KDBRIDGE_CONFIG, KDBRIDGE_STATE_DIR,
 KDBRIDGE_HTTP_LISTEN, KDBRIDGE_LOG_LEVEL and KDBRIDGE_LOG_FORMAT.
@@ -83,7 +95,14 @@ func runCommand(ctx context.Context, cmd string, rest []string, stdout, stderr i
 		return runDLQ(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
-	case "version", "-version", "--version":
+	case "version":
+		fs := newFlags("version", stderr)
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "-v", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "-help", "--help":
@@ -121,15 +140,20 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	return nil
+}
+
+// flagError turns an error of flag.Parse into a help request or a usage error.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return errHelp
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
 }
 
 // configFlags are the flags of every command that reads the configuration file.
@@ -139,31 +163,65 @@ type configFlags struct {
 
 func (c *configFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.path, "config", "", "configuration file (or KDBRIDGE_CONFIG)")
+	fs.StringVar(&c.path, "c", "", "short for -config")
 	fs.StringVar(&c.stateDir, "state-dir", "", "state directory, overrides state.dir (or KDBRIDGE_STATE_DIR)")
 	fs.StringVar(&c.listen, "http-listen", "", `HTTP listener, overrides http.listen; "off" disables it (or KDBRIDGE_HTTP_LISTEN)`)
 	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (or KDBRIDGE_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", "", "text or json (or KDBRIDGE_LOG_FORMAT)")
 }
 
-// load reads the configuration: file, then KDBRIDGE_* environment, then flags.
+// load reads the configuration: flag > KDBRIDGE_* environment > file > default.
 func (c *configFlags) load() (*Config, error) {
-	s, err := envSettings()
+	s, err := c.settings()
 	if err != nil {
-		return nil, fmt.Errorf("environment: %w", err)
-	}
-	for _, o := range []struct {
-		dst *string
-		v   string
-	}{
-		{&s.Config, c.path}, {&s.StateDir, c.stateDir}, {&s.HTTPListen, c.listen},
-		{&s.LogLevel, c.logLevel}, {&s.LogFormat, c.logFormat},
-	} {
-		if o.v != "" {
-			*o.dst = o.v
-		}
-	}
-	if s.Config == "" {
-		return nil, fmt.Errorf("%w: -config FILE (or KDBRIDGE_CONFIG) is required", errUsage)
+		return nil, err
 	}
 	return loadConfig(s.Config, os.LookupEnv, s)
+}
+
+// loadProcess reads only the process settings and sink names, leniently (the dlq commands).
+func (c *configFlags) loadProcess() (*Config, error) {
+	s, err := c.settings()
+	if err != nil {
+		return nil, err
+	}
+	return loadProcessConfig(s.Config, os.LookupEnv, s)
+}
+
+// settings merges the KDBRIDGE_* environment and the flags, recording where each value came
+// from. A bad flag value is command-line misuse (exit 2), reported with the flag's name.
+func (c *configFlags) settings() (settings, error) {
+	s, err := envSettings()
+	if err != nil {
+		return settings{}, fmt.Errorf("environment: %w", err)
+	}
+	s.from = map[string]string{}
+	env := map[string]string{"state.dir": "KDBRIDGE_STATE_DIR", "http.listen": "KDBRIDGE_HTTP_LISTEN", "log.level": "KDBRIDGE_LOG_LEVEL", "log.format": "KDBRIDGE_LOG_FORMAT"}
+	flags := map[string]struct{ name, v string }{
+		"state.dir": {"state-dir", c.stateDir}, "http.listen": {"http-listen", c.listen},
+		"log.level": {"log-level", c.logLevel}, "log.format": {"log-format", c.logFormat},
+	}
+	for _, k := range s.processKeys() {
+		if *k.v != "" {
+			s.from[k.key] = "environment " + env[k.key]
+		}
+		f := flags[k.key]
+		if f.v == "" {
+			continue
+		}
+		if check := processCheck[k.key]; check != nil {
+			if err := check(f.v); err != nil {
+				return settings{}, fmt.Errorf("%w: -%s: %v", errUsage, f.name, err)
+			}
+		}
+		*k.v = f.v
+		s.from[k.key] = "flag -" + f.name
+	}
+	if c.path != "" {
+		s.Config = c.path
+	}
+	if s.Config == "" {
+		return settings{}, fmt.Errorf("%w: -config FILE (or KDBRIDGE_CONFIG) is required", errUsage)
+	}
+	return s, nil
 }

@@ -11,7 +11,7 @@ import (
 // TestHelpDoesNothingElse: `kdbridge CMD -h` prints the command's flags and exits 0 without
 // running the command (a demo, a daemon or a bench started by -h would surprise anyone).
 func TestHelpDoesNothingElse(t *testing.T) {
-	for _, cmd := range []string{"run", "check", "demo", "simulate", "receive", "healthcheck", "bench", "dlq list"} {
+	for _, cmd := range []string{"run", "check", "demo", "simulate", "receive", "healthcheck", "bench", "dlq", "dlq list", "dlq replay", "dlq drop", "version"} {
 		t.Run(cmd, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

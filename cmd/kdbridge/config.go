@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,21 @@ type settings struct {
 	HTTPListen string `envconfig:"HTTP_LISTEN"`
 	LogLevel   string `envconfig:"LOG_LEVEL"`
 	LogFormat  string `envconfig:"LOG_FORMAT"`
+
+	// from says where each set value came from ("flag -state-dir", "environment
+	// KDBRIDGE_STATE_DIR"), by configuration key (state.dir); check shows it.
+	from map[string]string
+}
+
+// processKeys pairs each process setting's configuration key with its settings field.
+func (s *settings) processKeys() []struct {
+	key string
+	v   *string
+} {
+	return []struct {
+		key string
+		v   *string
+	}{{"state.dir", &s.StateDir}, {"http.listen", &s.HTTPListen}, {"log.level", &s.LogLevel}, {"log.format", &s.LogFormat}}
 }
 
 // envSettings reads KDBRIDGE_* from the process environment.
@@ -78,6 +94,10 @@ type Config struct {
 	Sources []sourceEntry
 	Sinks   []sinkEntry
 	Routes  []bridge.RouteConfig
+	// Origins says where each process setting's effective value came from, by key
+	// (state.dir, state.retention, http.listen, log.level, log.format): "flag -state-dir",
+	// "environment KDBRIDGE_STATE_DIR", "file" or "default".
+	Origins map[string]string
 }
 
 type sourceEntry struct {
@@ -123,30 +143,70 @@ var (
 
 // loadConfig reads and validates a configuration file: strict YAML, ${VAR} expansion, the
 // environment overlay, defaults, then every problem at once with its line.
+// Relative paths in the file (state.dir, every *_file) are relative to the file's folder.
 func loadConfig(path string, lookup func(string) (string, bool), over settings) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, ps := parseConfig(data, lookup, over)
+	cfg, ps := parseConfigIn(filepath.Dir(path), data, lookup, over)
 	if err := ps.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
 }
 
+// loadProcessConfig reads only what the dlq commands need: the process settings (state,
+// http, log) and the sink names. Variables and problems elsewhere in the file are ignored,
+// so that a dlq command does not demand, say, SLACK_BOT_TOKEN.
+func loadProcessConfig(path string, lookup func(string) (string, bool), over settings) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	doc, ps := config.Parse(data)
+	if len(ps) > 0 {
+		return nil, fmt.Errorf("%s: %w", path, ps.Err())
+	}
+	root := doc.Content[0]
+	proc := only(root, "log", "http", "state")
+	ps = append(ps, config.Expand(proc, lookup)...)
+	var f fileConfig
+	ps = append(ps, config.Decode(proc, &f, "")...)
+	cfg := &Config{Log: f.Log, HTTP: f.HTTP, State: f.State}
+	cfg.settle(filepath.Dir(path), over)
+	ps = append(ps, cfg.validateProcess(root)...)
+	if sinks := config.Lookup(root, "sinks"); sinks != nil {
+		for _, n := range sinks.Content {
+			if name := config.Lookup(n, "name"); name != nil && name.Kind == yaml.ScalarNode {
+				cfg.Sinks = append(cfg.Sinks, sinkEntry{Name: name.Value})
+			}
+		}
+	}
+	if err := ps.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// parseConfig parses a configuration whose relative paths are relative to the current directory.
 func parseConfig(data []byte, lookup func(string) (string, bool), over settings) (*Config, config.Problems) {
+	return parseConfigIn("", data, lookup, over)
+}
+
+// parseConfigIn parses a configuration read from a file in dir.
+func parseConfigIn(dir string, data []byte, lookup func(string) (string, bool), over settings) (*Config, config.Problems) {
 	doc, ps := config.Parse(data)
 	if len(ps) > 0 {
 		return nil, ps
 	}
 	ps = append(ps, config.Expand(doc, lookup)...)
+	config.ResolveFiles(doc, dir)
 	var f fileConfig
 	ps = append(ps, config.Decode(doc, &f, "")...)
 	root := doc.Content[0]
 	cfg := &Config{Log: f.Log, HTTP: f.HTTP, State: f.State, Routes: f.Routes}
-	cfg.applySettings(over)
-	cfg.defaults()
+	cfg.settle(dir, over)
 	ps = append(ps, cfg.validateProcess(root)...)
 
 	sources := map[string]bool{}
@@ -158,14 +218,19 @@ func parseConfig(data []byte, lookup func(string) (string, bool), over settings)
 		e := sourceEntry{Name: c.Name, Type: c.Type}
 		ps = append(ps, checkName(n, path, "source", c.Name, sources)...)
 		rest := without(n, "name", "type")
-		switch c.Type {
+		typ := c.Type
+		if !slices.Contains(sourceTypes, typ) {
+			// Report the type, and check the rest as the type meant, so that its other
+			// problems show now rather than after the type is fixed.
+			ps = append(ps, badType(n, path, c.Type, sourceTypes))
+			typ = config.Closest(c.Type, sourceTypes)
+		}
+		switch typ {
 		case "kinetic":
 			e.Kinetic = &kinetic.Config{}
 			ps = append(ps, config.Decode(rest, e.Kinetic, path)...)
 			e.Kinetic.Defaults()
 			ps = append(ps, config.Locate(n, path, e.Kinetic.Validate())...)
-		default:
-			ps = append(ps, badType(n, path, c.Type, sourceTypes))
 		}
 		cfg.Sources = append(cfg.Sources, e)
 	}
@@ -183,7 +248,12 @@ func parseConfig(data []byte, lookup func(string) (string, bool), over settings)
 		ps = append(ps, checkName(n, path, "sink", c.Name, sinks)...)
 		rest := without(n, "name", "type", "retry")
 		var v interface{ Validate() error }
-		switch c.Type {
+		typ := c.Type
+		if !slices.Contains(sinkTypes, typ) {
+			ps = append(ps, badType(n, path, c.Type, sinkTypes))
+			typ = config.Closest(c.Type, sinkTypes) // check the rest as the type meant
+		}
+		switch typ {
 		case "webhook":
 			e.Webhook = &webhook.Config{}
 			v = e.Webhook
@@ -193,8 +263,6 @@ func parseConfig(data []byte, lookup func(string) (string, bool), over settings)
 		case "stdout":
 			e.Stdout = &stdout.Config{}
 			v = e.Stdout
-		default:
-			ps = append(ps, badType(n, path, c.Type, sinkTypes))
 		}
 		if v != nil {
 			ps = append(ps, config.Decode(rest, v, path)...)
@@ -259,36 +327,39 @@ func parseConfig(data []byte, lookup func(string) (string, bool), over settings)
 	return cfg, ps
 }
 
-func (c *Config) applySettings(s settings) {
-	if s.StateDir != "" {
-		c.State.Dir = s.StateDir
+// settle gives each process setting its effective value, flag > environment > file >
+// default, and records where it came from. A relative state.dir written in the file is
+// relative to the file's folder dir; one given by flag or environment, to the current one.
+func (c *Config) settle(dir string, s settings) {
+	c.Origins = map[string]string{}
+	if c.State.Dir != "" && dir != "" && !filepath.IsAbs(c.State.Dir) {
+		c.State.Dir = filepath.Join(dir, c.State.Dir)
 	}
-	if s.HTTPListen != "" {
-		c.HTTP.Listen = s.HTTPListen
+	mine := map[string]*string{"state.dir": &c.State.Dir, "http.listen": &c.HTTP.Listen, "log.level": &c.Log.Level, "log.format": &c.Log.Format}
+	for _, k := range s.processKeys() {
+		dst := mine[k.key]
+		switch {
+		case *k.v != "":
+			*dst = *k.v
+			c.Origins[k.key] = orDefault(s.from[k.key], "override")
+		case *dst != "":
+			c.Origins[k.key] = "file"
+		}
 	}
-	if s.LogLevel != "" {
-		c.Log.Level = s.LogLevel
-	}
-	if s.LogFormat != "" {
-		c.Log.Format = s.LogFormat
-	}
-}
-
-func (c *Config) defaults() {
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
-	if c.HTTP.Listen == "" {
-		c.HTTP.Listen = "127.0.0.1:9090"
-	}
-	if c.State.Dir == "" {
-		c.State.Dir = "./data"
+	c.Origins["state.retention"] = "file"
+	for _, d := range []struct {
+		key string
+		v   *string
+		def string
+	}{{"log.level", &c.Log.Level, "info"}, {"log.format", &c.Log.Format, "text"}, {"http.listen", &c.HTTP.Listen, "127.0.0.1:9090"}, {"state.dir", &c.State.Dir, "./data"}} {
+		if *d.v == "" {
+			*d.v = d.def
+			c.Origins[d.key] = "default"
+		}
 	}
 	if c.State.Retention == 0 {
 		c.State.Retention = config.Duration(7 * 24 * time.Hour)
+		c.Origins["state.retention"] = "default"
 	}
 	if c.State.Attempts.Retention == 0 {
 		c.State.Attempts.Retention = config.Duration(72 * time.Hour)
@@ -296,23 +367,43 @@ func (c *Config) defaults() {
 	c.HTTP.Auth.Defaults()
 }
 
+// processCheck validates each process setting by its configuration key.
+var processCheck = map[string]func(string) error{
+	"log.level": func(v string) error { _, err := parseLevel(v); return err },
+	"log.format": func(v string) error {
+		if !slices.Contains([]string{"text", "json"}, v) {
+			return fmt.Errorf("%q is not a log format (text or json)", v)
+		}
+		return nil
+	},
+	"http.listen": func(v string) error {
+		if v == "off" {
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q is not host:port (or \"off\")", v)
+		}
+		return nil
+	},
+}
+
+// validateProcess reports bad process settings where they came from: a line of the file,
+// or the environment variable. (A bad flag is a usage error, found before the file is read.)
 func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 	var ps config.Problems
-	at := func(p string) int { return config.FieldLine(root, p) }
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		ps.Add(at("log.level"), "log.level", "%v", err)
-	}
-	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
-		ps.Add(at("log.format"), "log.format", "%q is not a log format (text or json)", c.Log.Format)
-	}
-	if c.HTTP.Listen != "off" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			ps.Add(at("http.listen"), "http.listen", "%q is not host:port (or \"off\")", c.HTTP.Listen)
+	for _, k := range []struct{ key, v string }{{"log.level", c.Log.Level}, {"log.format", c.Log.Format}, {"http.listen", c.HTTP.Listen}} {
+		err := processCheck[k.key](k.v)
+		switch {
+		case err == nil:
+		case c.Origins[k.key] == "file":
+			ps.Add(config.FieldLine(root, k.key), k.key, "%v", err)
+		default:
+			ps.Add(0, k.key, "%v (from %s)", err, c.Origins[k.key])
 		}
 	}
 	ps = append(ps, config.Locate(config.Lookup(root, "http.auth"), "http.auth", c.HTTP.Auth.Validate())...)
 	if c.State.Attempts.Retention < 0 {
-		ps.Add(at("state.attempts.retention"), "state.attempts.retention", "must not be negative")
+		ps.Add(config.FieldLine(root, "state.attempts.retention"), "state.attempts.retention", "must not be negative")
 	}
 	return ps
 }
@@ -333,6 +424,9 @@ func checkName(n *yaml.Node, path, kind, name string, seen map[string]bool) conf
 
 func badType(n *yaml.Node, path, typ string, known []string) config.Problem {
 	msg := fmt.Sprintf("unknown type %q (known: %s)", typ, strings.Join(known, ", "))
+	if guess := config.Closest(typ, known); guess != "" {
+		msg = fmt.Sprintf("unknown type %q (known: %s); did you mean %s? The rest of this entry is checked as %s", typ, strings.Join(known, ", "), guess, guess)
+	}
 	if typ == "" {
 		msg = fmt.Sprintf("missing type (one of: %s)", strings.Join(known, ", "))
 	}

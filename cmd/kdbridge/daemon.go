@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		srv = &http.Server{Handler: httpHandler(d), ReadHeaderTimeout: 5 * time.Second}
 		httpWG.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http listener failed", "err", err)
+				log.Error("http listener failed", "error", err)
 			}
 		})
 		log.Info("http listening", "addr", addr)
@@ -187,7 +187,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 			done = true
 		case <-hup:
 			if err := d.reload(); err != nil {
-				log.Error("reload refused; the running configuration is kept", "err", err)
+				log.Error("reload refused; the running configuration is kept", "error", err)
 			}
 		}
 	}
@@ -268,7 +268,7 @@ func prune(ctx context.Context, st bridge.Store, retention time.Duration, log *s
 	defer t.Stop()
 	for {
 		if n, err := st.Prune(ctx, time.Now().Add(-retention)); err != nil {
-			log.Error("prune state", "err", err)
+			log.Error("prune state", "error", err)
 		} else if n > 0 {
 			log.Info("pruned delivered events", "count", n)
 		}

@@ -29,11 +29,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	every := fs.Duration("every", 2*time.Second, "how often the simulated users post")
 	stateDir := fs.String("state-dir", "", "state directory (default: a temporary one, removed on exit)")
 	logLevel := fs.String("log-level", "warn", "log level of the daemon's own lines")
+	listen := fs.String("http-listen", "127.0.0.1:9090", `the daemon's HTTP listener (/metrics, /readyz, ...); "off" disables it`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *every <= 0 {
 		return fmt.Errorf("%w: -every must be positive", errUsage)
+	}
+	if err := processCheck["http.listen"](*listen); err != nil {
+		return fmt.Errorf("%w: -http-listen: %v", errUsage, err)
 	}
 	log, err := newLogger(logConfig{Level: *logLevel, Format: "text"}, stderr)
 	if err != nil {
@@ -81,7 +85,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg := &Config{
 		Log:     logConfig{Level: *logLevel, Format: "text"},
-		HTTP:    httpConfig{Listen: "off"},
+		HTTP:    httpConfig{Listen: *listen},
 		State:   stateConfig{Dir: dir, Retention: config.Duration(time.Hour)},
 		Sources: []sourceEntry{{Name: "demo-space", Type: "kinetic", Kinetic: kc}},
 		Sinks: []sinkEntry{
@@ -121,7 +125,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(out, "slack → kinetic  [%s] %s (Slack): %s\n", titles[e.Discussion.ID], e.Message.Author.Name(), e.Message.Text)
 		}
 	}
-	err = serve(ctx, cfg, daemonDeps{log: log, stdout: out, observe: observe})
+	ready := func(addr string) {
+		if addr != "" {
+			fmt.Fprintf(out, "the daemon's HTTP listener: http://%s/metrics, http://%s/readyz\n\n", addr, addr)
+		}
+	}
+	err = serve(ctx, cfg, daemonDeps{log: log, stdout: out, observe: observe, ready: ready})
 	stopChat()
 	wg.Wait()
 	fmt.Fprintf(out, "\ndemo stopped: %d webhook deliveries received, %d with a bad signature\n", recv.ok.Load(), recv.bad.Load())

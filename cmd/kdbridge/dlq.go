@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,12 +19,25 @@ import (
 	"github.com/kdbridge/kdbridge/bridge/store"
 )
 
+const dlqUsage = `Usage of kdbridge dlq:
+  kdbridge dlq list   -config FILE [-sink S] [-since T] [-json] [ID…]
+  kdbridge dlq replay -config FILE [-sink S] [-since T] [ID…]
+  kdbridge dlq drop   -config FILE [-sink S] [-since T] [-all] [ID…]
+
+"kdbridge dlq ACTION -h" lists the flags of an action.
+`
+
 // runDLQ lists, replays or drops dead-lettered deliveries. With the daemon stopped it opens
 // the store itself; while the daemon runs (and holds the store) it asks the daemon over its
-// loopback HTTP listener, so a replay is delivered at once.
+// loopback HTTP listener, so a replay is delivered at once. It needs only the process part of
+// the configuration, which it loads leniently (see loadProcessConfig).
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || !(args[0] == "list" || args[0] == "replay" || args[0] == "drop") {
-		fmt.Fprint(stderr, "usage: kdbridge dlq list|replay|drop -config FILE [-sink S] [-since T] [ID…]\n")
+	if len(args) > 0 && slices.Contains([]string{"-h", "-help", "--help", "help"}, args[0]) {
+		fmt.Fprint(stderr, dlqUsage)
+		return errHelp
+	}
+	if len(args) == 0 || !slices.Contains([]string{"list", "replay", "drop"}, args[0]) {
+		fmt.Fprint(stderr, dlqUsage)
 		return fmt.Errorf("%w: dlq needs list, replay or drop", errUsage)
 	}
 	action := args[0]
@@ -32,15 +46,18 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cf.register(fs)
 	sink := fs.String("sink", "", "only dead letters of this sink")
 	since := fs.String("since", "", "only dead letters that failed at or after this time (RFC 3339, or a duration such as 24h meaning that long ago)")
-	all := fs.Bool("all", false, "drop: allow dropping every dead letter when no id, -sink or -since narrows it")
-	asJSON := fs.Bool("json", false, "list: print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	var all, asJSON *bool
+	switch action {
+	case "drop":
+		all = fs.Bool("all", false, "allow dropping every dead letter when no id, -sink or -since narrows it")
+	case "list":
+		asJSON = fs.Bool("json", false, "print JSON")
 	}
-	f := bridge.DeadLetterFilter{IDs: fs.Args(), Sink: *sink}
+	ids, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	f := bridge.DeadLetterFilter{IDs: ids, Sink: *sink}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -51,47 +68,147 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if action == "drop" && len(f.IDs) == 0 && f.Sink == "" && f.Since.IsZero() && !*all {
 		return fmt.Errorf("%w: dlq drop needs ids, -sink, -since or -all", errUsage)
 	}
-	cfg, err := cf.load()
+	cfg, err := cf.loadProcess()
 	if err != nil {
 		return err
 	}
+	q, closeQ, err := openDLQ(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeQ()
 
+	// What the ids and the sink name match, so that a typo is an error and not "nothing to do".
+	var notFound []string
+	if len(f.IDs) > 0 || f.Sink != "" {
+		found, err := q.list(ctx, f)
+		if err != nil {
+			return err
+		}
+		notFound = dlqNotFound(f, found, cfg)
+		if len(f.IDs) > 0 {
+			f.IDs = slices.DeleteFunc(slices.Clone(f.IDs), func(id string) bool { return slices.Contains(notFound, "id "+id) })
+		}
+	}
+	nothing := len(ids) > 0 && len(f.IDs) == 0 // every id given was unknown: act on none
 	var dls []bridge.DeadLetter
 	var dropped int
+	if !nothing {
+		switch action {
+		case "list":
+			dls, err = q.list(ctx, f)
+		case "replay":
+			dls, err = q.replay(ctx, f)
+		case "drop":
+			dropped, err = q.drop(ctx, f)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case action == "list" && *asJSON:
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(dlqView(dls)); err != nil {
+			return err
+		}
+	case action == "list":
+		printDeadLetters(stdout, dls)
+	case action == "replay":
+		fmt.Fprintf(stdout, "replayed %d dead letter(s)\n", len(dls))
+	case action == "drop":
+		fmt.Fprintf(stdout, "dropped %d dead letter(s)\n", dropped)
+	}
+	if len(notFound) > 0 {
+		return fmt.Errorf("not found: %s", strings.Join(notFound, ", "))
+	}
+	return nil
+}
+
+// parseInterleaved parses flags given before, between or after positional arguments
+// ("dlq drop ID -config F") and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for range len(args) + 1 {
+		if err := fs.Parse(args); err != nil {
+			return nil, flagError(err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		rest := fs.Args()
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil // after "--" everything is positional
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return pos, nil
+}
+
+// dlqNotFound names the ids that no dead letter has and the sink that neither the
+// configuration nor any dead letter knows. found are the dead letters matching f.
+func dlqNotFound(f bridge.DeadLetterFilter, found []bridge.DeadLetter, cfg *Config) []string {
+	var out []string
+	have := map[string]bool{}
+	for _, d := range found {
+		have[d.ID] = true
+	}
+	for _, id := range f.IDs {
+		if !have[id] {
+			out = append(out, "id "+id)
+		}
+	}
+	if f.Sink != "" && len(found) == 0 && !slices.ContainsFunc(cfg.Sinks, func(e sinkEntry) bool { return e.Name == f.Sink }) {
+		out = append(out, fmt.Sprintf("sink %s (not configured, and no dead letter has it)", f.Sink))
+	}
+	return out
+}
+
+// dlqStore is where the dlq command acts: the store itself, or the running daemon.
+type dlqStore struct {
+	list   func(context.Context, bridge.DeadLetterFilter) ([]bridge.DeadLetter, error)
+	replay func(context.Context, bridge.DeadLetterFilter) ([]bridge.DeadLetter, error)
+	drop   func(context.Context, bridge.DeadLetterFilter) (int, error)
+}
+
+func openDLQ(ctx context.Context, cfg *Config) (dlqStore, func(), error) {
 	st, err := store.Open(cfg.State.Dir, store.Options{})
 	switch {
 	case err == nil:
-		defer st.Close()
-		switch action {
-		case "list":
-			dls, err = st.DeadLetters(ctx, f)
-		case "replay":
-			if dls, err = st.Replay(ctx, f); err == nil {
-				err = bridge.EnableTargets(ctx, st, dls)
-			}
-		case "drop":
-			dropped, err = st.Drop(ctx, f)
-		}
-	case errors.Is(err, store.ErrInUse) && cfg.HTTP.Listen != "off":
-		dls, dropped, err = dlqRemote(ctx, cfg.HTTP.Listen, adminToken(cfg.HTTP.Auth), action, f)
+		return dlqStore{
+			list: st.DeadLetters,
+			replay: func(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
+				dls, err := st.Replay(ctx, f)
+				if err == nil {
+					err = bridge.EnableTargets(ctx, st, dls)
+				}
+				return dls, err
+			},
+			drop: st.Drop,
+		}, func() { _ = st.Close() }, nil
+	case errors.Is(err, store.ErrInUse) && cfg.HTTP.Listen == "off":
+		return dlqStore{}, nil, fmt.Errorf("the state directory %s is held by the running daemon, and the dlq commands reach a running daemon over its HTTP listener, which is off (http.listen: off): stop the daemon, or set http.listen to a loopback address and restart it", cfg.State.Dir)
+	case errors.Is(err, store.ErrInUse):
+		listen, token := cfg.HTTP.Listen, adminToken(cfg.HTTP.Auth)
+		return dlqStore{
+			list: func(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
+				dls, _, err := dlqRemote(ctx, listen, token, "list", f)
+				return dls, err
+			},
+			replay: func(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
+				dls, _, err := dlqRemote(ctx, listen, token, "replay", f)
+				return dls, err
+			},
+			drop: func(ctx context.Context, f bridge.DeadLetterFilter) (int, error) {
+				_, n, err := dlqRemote(ctx, listen, token, "drop", f)
+				return n, err
+			},
+		}, func() {}, nil
+	default:
+		return dlqStore{}, nil, err
 	}
-	if err != nil {
-		return err
-	}
-	switch action {
-	case "list":
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(dlqView(dls))
-		}
-		printDeadLetters(stdout, dls)
-	case "replay":
-		fmt.Fprintf(stdout, "replayed %d dead letter(s)\n", len(dls))
-	case "drop":
-		fmt.Fprintf(stdout, "dropped %d dead letter(s)\n", dropped)
-	}
-	return nil
 }
 
 func parseSince(s string, now time.Time) (time.Time, error) {

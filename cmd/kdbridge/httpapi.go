@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +27,13 @@ func httpHandler(d *daemon) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		problems := notReady(d.currentSources())
+		var halted map[string]string
+		if d.disp != nil {
+			halted = d.disp.Halted()
+		}
+		for _, name := range slices.Sorted(maps.Keys(halted)) {
+			problems = append(problems, fmt.Sprintf("sink %s: halted, its credentials were refused (fix them and reload): %s", name, halted[name]))
+		}
 		if !d.started.Load() {
 			problems = []string{"starting"}
 		}

@@ -68,7 +68,7 @@ func (m *metrics) observe(o bridge.Outcome) {
 	case o.Dead:
 		m.deliveries.WithLabelValues(sink, "dead_letter").Inc()
 		m.deadTotal.WithLabelValues(sink).Inc()
-	case isPause(o.Err):
+	case isPause(o.Err) || bridge.IsHalted(o.Err):
 		m.deliveries.WithLabelValues(sink, "paused").Inc()
 	default:
 		m.deliveries.WithLabelValues(sink, "retry").Inc()
@@ -156,11 +156,13 @@ type backlogCollector struct{ backlog func() []bridge.SinkBacklog }
 var (
 	descQueueDepth = prometheus.NewDesc("kdbridge_queue_depth", "Deliveries stored and not yet delivered (nor dead-lettered), by sink.", []string{"sink"}, nil)
 	descOldest     = prometheus.NewDesc("kdbridge_oldest_undelivered_seconds", "Age of the oldest undelivered delivery (since its event was stored), by sink; 0 when none waits.", []string{"sink"}, nil)
+	descHalted     = prometheus.NewDesc("kdbridge_sink_halted", "1 while the sink is halted because its credentials were refused (a bad Slack token): its queues wait, nothing is dead-lettered.", []string{"sink"}, nil)
 )
 
 func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descQueueDepth
 	ch <- descOldest
+	ch <- descHalted
 }
 
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -172,6 +174,11 @@ func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(b.Pending), b.Sink)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, b.Sink)
+		halted := 0.0
+		if b.Halted {
+			halted = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descHalted, prometheus.GaugeValue, halted, b.Sink)
 	}
 }
 

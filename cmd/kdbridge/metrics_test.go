@@ -186,7 +186,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	// Every collector, with a series in every vector and every source and sink kind, so that
 	// a scrape shows each metric's type.
 	src, err := kinetic.New("acme", kinetic.Config{
-		URL: "http://127.0.0.1:1", ClientID: "u", ClientSecret: config.Secret("s"), Discussions: []string{"d1"},
+		URL: "http://127.0.0.1:1", ClientID: "u", ClientSecret: config.Secret("s"), Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"},
 		Discover: &kinetic.DiscoverConfig{Match: []bridge.MatchRule{{Title: "x*"}}},
 	}, kinetic.Options{})
 	if err != nil {

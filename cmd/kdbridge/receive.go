@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/kdbridge/kdbridge/sinks/webhook"
 )
 
 // runReceive runs a webhook receiver that verifies Standard Webhooks signatures and prints
@@ -27,6 +29,9 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *secret == "" {
 		return fmt.Errorf("%w: -secret is required", errUsage)
+	}
+	if _, err := webhook.DecodeSecret(*secret); err != nil {
+		return fmt.Errorf("%w: -secret %v", errUsage, err)
 	}
 	out := &lockedWriter{w: stdout}
 	r, err := startReceiver(*listen, *secret, out)

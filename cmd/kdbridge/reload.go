@@ -105,7 +105,7 @@ func (d *daemon) apply(cfg *Config) error {
 			delete(d.sources, e.Name)
 		}
 		if err := d.startSource(e); err != nil {
-			d.log.Error("reload: source not started", "source", e.Name, "err", err)
+			d.log.Error("reload: source not started", "source", e.Name, "error", err)
 			continue
 		}
 		changed = append(changed, e.Name)

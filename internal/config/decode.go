@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -26,9 +27,12 @@ func Parse(data []byte) (*yaml.Node, Problems) {
 
 var envRef = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
 
-// Expand replaces ${NAME} in every scalar value below n with the variable's value from
-// lookup. "$${" stands for a literal "${". A missing variable is a problem, never an empty
-// string. Keys are not expanded.
+// Expand replaces variable references in every scalar value below n, as docker-compose does:
+// ${NAME} is the variable's value from lookup, and a missing variable is a problem, never an
+// empty string; ${NAME:-default} is default when NAME is unset or empty; ${NAME:?message}
+// is a problem saying message when NAME is unset or empty. "$${" stands for a literal "${".
+// Keys are not expanded. Problems found here are root causes: Problems.Err leaves out
+// other problems on the same line, which would only restate them ("token is required").
 func Expand(n *yaml.Node, lookup func(string) (string, bool)) Problems {
 	var ps Problems
 	var walk func(n *yaml.Node, isKey bool)
@@ -42,14 +46,9 @@ func Expand(n *yaml.Node, lookup func(string) (string, bool)) Problems {
 				if m == "$${" {
 					return "${"
 				}
-				name := m[2 : len(m)-1]
-				if !validEnvName(name) {
-					ps.Add(n.Line, "", "%q is not a valid variable reference (use ${NAME} with letters, digits and _)", m)
-					return m
-				}
-				v, ok := lookup(name)
-				if !ok {
-					ps.Add(n.Line, "", "environment variable %s is not set", name)
+				v, err := expandRef(m[2:len(m)-1], lookup)
+				if err != "" {
+					ps = append(ps, Problem{Line: n.Line, Msg: err, root: true})
 					return ""
 				}
 				return v
@@ -71,6 +70,30 @@ func Expand(n *yaml.Node, lookup func(string) (string, bool)) Problems {
 	}
 	walk(n, false)
 	return ps
+}
+
+// expandRef resolves the inside of one ${...}: its value, or a problem's message.
+func expandRef(ref string, lookup func(string) (string, bool)) (string, string) {
+	name, op, arg := ref, "", ""
+	if i := strings.IndexAny(ref, ":"); i >= 0 {
+		name, op, arg = ref[:i], ref[i:min(i+2, len(ref))], ref[min(i+2, len(ref)):]
+	}
+	if !validEnvName(name) || !(op == "" || op == ":-" || op == ":?") {
+		return "", fmt.Sprintf("%q is not a valid variable reference (use ${NAME}, ${NAME:-default} or ${NAME:?message}; NAME of letters, digits and _)", "${"+ref+"}")
+	}
+	v, ok := lookup(name)
+	switch {
+	case op == "" && !ok:
+		return "", fmt.Sprintf("environment variable %s is not set", name)
+	case op == ":-" && v == "":
+		return arg, ""
+	case op == ":?" && v == "":
+		if arg == "" {
+			arg = "is not set"
+		}
+		return "", fmt.Sprintf("environment variable %s: %s", name, arg)
+	}
+	return v, ""
 }
 
 func validEnvName(s string) bool {
@@ -245,7 +268,8 @@ func readSecretFiles(n *yaml.Node, v reflect.Value, path string, ps *Problems) {
 			}
 			data, err := os.ReadFile(twin.String())
 			if err != nil {
-				ps.Add(line, Path(path, key+"_file"), "cannot read secret file: %v", errors.Unwrap(err))
+				// The path, never the contents; os errors name the path, so unwrap and restate.
+				ps.Add(line, Path(path, key+"_file"), "cannot read secret file %s: %v", twin.String(), errors.Unwrap(err))
 				continue
 			}
 			if fv.Type() == secretType {

@@ -15,6 +15,8 @@ type Problem struct {
 	Line int    // 1-based line in the YAML file; 0 when unknown
 	Path string // key path such as sinks[1].url; "" for the whole file
 	Msg  string
+
+	root bool // a root cause (a missing variable): other problems on its line restate it
 }
 
 // Error implements error: "line 12: sinks[1].url: not an absolute http(s) URL".
@@ -44,7 +46,18 @@ func (ps Problems) Err() error {
 	if len(ps) == 0 {
 		return nil
 	}
-	sorted := append(Problems(nil), ps...)
+	rootLines := map[int]bool{}
+	for _, p := range ps {
+		if p.root && p.Line > 0 {
+			rootLines[p.Line] = true
+		}
+	}
+	var sorted Problems
+	for _, p := range ps {
+		if p.root || !rootLines[p.Line] {
+			sorted = append(sorted, p)
+		}
+	}
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Line < sorted[j].Line })
 	return &Error{Problems: sorted}
 }

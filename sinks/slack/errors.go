@@ -19,11 +19,6 @@ import (
 var permanentCodes = map[string]bool{
 	"channel_not_found":                   true,
 	"not_in_channel":                      true,
-	"invalid_auth":                        true,
-	"not_authed":                          true,
-	"account_inactive":                    true,
-	"token_revoked":                       true,
-	"token_expired":                       true,
 	"missing_scope":                       true,
 	"not_allowed_token_type":              true,
 	"no_permission":                       true,
@@ -38,6 +33,17 @@ var permanentCodes = map[string]bool{
 	"edit_window_closed":                  true,
 	"compliance_exports_prevent_deletion": true,
 	"restricted_action":                   true,
+}
+
+// haltCodes are Slack `error` codes that refuse the token itself: no delivery of the sink can
+// succeed until the token changes, so the whole sink halts (bridge.Halt) instead of
+// dead-lettering its backlog one delivery at a time.
+var haltCodes = map[string]bool{
+	"invalid_auth":     true,
+	"not_authed":       true,
+	"account_inactive": true,
+	"token_revoked":    true,
+	"token_expired":    true,
 }
 
 // defaultRetryAfter is the pause after a 429 that names none (slack-go's own default).
@@ -129,6 +135,8 @@ func (s *Sink) classify(ctx context.Context, method, channel string, err error) 
 	}
 	if code := errorCode(err); code != "" {
 		switch {
+		case haltCodes[code]:
+			return bridge.Halt(wrapped)
 		case permanentCodes[code]:
 			return bridge.Permanent(wrapped)
 		case code == "ratelimited":

@@ -80,13 +80,40 @@ func TestRateLimited(t *testing.T) {
 	}
 }
 
+// TestRefusedTokenHaltsTheSink: the codes that refuse the token itself halt the whole sink
+// (bridge.Halt) rather than fail one delivery; Verify finds them out with auth.test.
+func TestRefusedTokenHaltsTheSink(t *testing.T) {
+	f := newFake(t)
+	cfg := baseConfig(f)
+	cfg.Threads = ThreadsNone
+	s := newSink(t, cfg, newMemKV())
+	for _, code := range []string{"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"} {
+		f.FailNextWith("chat.postMessage", slacktest.Fault{Error: code})
+		err := deliverErr(s, event(bridge.MessageCreated, "d1", "m-"+code, "", "x"))
+		if !bridge.IsHalted(err) || bridge.IsPermanent(err) || !strings.Contains(fmt.Sprint(err), code) {
+			t.Errorf("%s: %v, want a halt", code, err)
+		}
+	}
+	if err := s.Verify(context.Background()); err != nil {
+		t.Errorf("Verify with the right token: %v", err)
+	}
+	bad := newSink(t, Config{Token: "xoxb-WRONG-token-value", APIURL: f.URL(), Channel: "C0000OPS1"}, newMemKV())
+	if err := bad.Verify(context.Background()); !bridge.IsHalted(err) || strings.Contains(err.Error(), "WRONG") {
+		t.Errorf("Verify with a wrong token: %v, want a halt without the token", err)
+	}
+	f.FailNextWith("auth.test", slacktest.Fault{Status: 500, Body: "down"})
+	if err := s.Verify(context.Background()); err == nil || bridge.IsHalted(err) {
+		t.Errorf("Verify against a failing Slack: %v, want a plain (retryable) error", err)
+	}
+}
+
 func TestPermanentErrors(t *testing.T) {
 	f := newFake(t)
 	cfg := baseConfig(f)
 	cfg.Threads = ThreadsNone
 	s := newSink(t, cfg, newMemKV())
 	for _, code := range []string{
-		"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked",
+		"channel_not_found", "not_in_channel",
 		"missing_scope", "is_archived", "msg_too_long", "no_text", "message_not_found",
 		"cant_update_message", "cant_delete_message", "compliance_exports_prevent_deletion", "restricted_action",
 	} {

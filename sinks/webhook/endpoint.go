@@ -16,6 +16,10 @@ type endpoint struct {
 	display string   // scheme://host/path, or scheme://host/… when the path may hold a token
 	hidden  []string // substrings to redact from any text: the URL, its userinfo, query, ...
 	hideAll bool     // the URL came from a file, so its path is a secret too
+	// whole are the spellings of the whole URL, which text shows as display: a Go error
+	// such as `Post "https://host/p?token=…"` then names the endpoint without its secrets,
+	// and a URL with no secret is not turned into "<secret>".
+	whole []string
 }
 
 // parseEndpoint checks raw. hidePath is set for a URL read from url_file, whose path may be a
@@ -38,7 +42,8 @@ func parseEndpoint(raw string, hidePath bool) (endpoint, error) {
 	}
 	ep := endpoint{url: raw, hideAll: hidePath}
 	ep.display = displayURL(u, hidePath)
-	ep.hidden = append(ep.hidden, raw, u.String(), u.RawQuery)
+	ep.whole = []string{raw, u.String()}
+	ep.hidden = append(ep.hidden, u.RawQuery)
 	if u.User != nil {
 		ep.hidden = append(ep.hidden, u.User.String(), u.User.Username())
 		if p, ok := u.User.Password(); ok {
@@ -92,13 +97,25 @@ func sortHidden(hidden []string) []string {
 }
 
 // redactedError hides the sink's secrets in the text of an error while keeping the error's
-// chain for errors.As and errors.Is.
+// chain for errors.As and errors.Is: the whole URL becomes its display form, then every
+// secret part left (a query value, user info, a header value) becomes "<secret>".
 type redactedError struct {
 	err    error
+	ep     *endpoint
 	hidden []string
 }
 
-func (e *redactedError) Error() string { return config.Redact(e.err.Error(), e.hidden...) }
+func (e *redactedError) Error() string { return config.Redact(e.ep.show(e.err.Error()), e.hidden...) }
+
+// show replaces every spelling of the whole URL in text with its display form.
+func (ep *endpoint) show(text string) string {
+	for _, w := range ep.whole {
+		if w != "" {
+			text = strings.ReplaceAll(text, w, ep.display)
+		}
+	}
+	return text
+}
 func (e *redactedError) Unwrap() error { return e.err }
 
 // DisplayURL is the form of the configured URL that logs and `check` may show: no query,

@@ -64,3 +64,7 @@ func signature(keys [][]byte, id string, ts int64, body []byte) string {
 	}
 	return b.String()
 }
+
+// DecodeSecret returns the HMAC key of a whsec_ secret, or an error saying what is wrong
+// with it (never quoting it): for a receiver that verifies what this sink signs.
+func DecodeSecret(s string) ([]byte, error) { return decodeSecret(s) }

@@ -127,7 +127,7 @@ func (s *Sink) Close() error {
 // render the event.
 func (s *Sink) Deliver(ctx context.Context, d bridge.Delivery) error {
 	if err := s.deliver(ctx, d.Event, d.Shared); err != nil {
-		return &redactedError{err: err, hidden: s.hidden}
+		return &redactedError{err: err, ep: &s.c.endpoint, hidden: s.hidden}
 	}
 	return nil
 }

@@ -60,7 +60,9 @@ func (c *Config) Defaults() {
 
 // idPattern is deliberately wider than a UUID: ids go into URL paths and topic names, so they
 // must be path-safe, but nothing in the protocol promises the UUID form.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+// idPattern is a discussion id: Kinetic's are UUIDs (reference §4), and anything else in a
+// configuration is a mistake that would only show up as a refused subscription.
+var idPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // Validate reports every problem of the configuration, joined, as config.FieldError values.
 // It does no network I/O.
@@ -89,7 +91,7 @@ func (c *Config) Validate() error {
 		field := config.Path("discussions", i)
 		switch {
 		case !idPattern.MatchString(id):
-			add(field, "%q does not look like a discussion id (such as 9fa2b330-fa5e-11e8-88ef-7bbe80231820)", id)
+			add(field, "%q is not a discussion id: Kinetic discussion ids are UUIDs such as 9fa2b330-fa5e-11e8-88ef-7bbe80231820", id)
 		case seen[id]:
 			add(field, "discussion %s is listed twice", id)
 		}

@@ -50,7 +50,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no secret", func(c *Config) { c.ClientSecret = "" }, []string{"client_secret"}},
 		{"secret file", func(c *Config) { c.ClientSecret, c.ClientSecretFile = "", "/run/secrets/x" }, nil},
 		{"no discussions", func(c *Config) { c.Discussions = nil }, []string{"discussions"}},
-		{"bad ids", func(c *Config) { c.Discussions = []string{"ok-1", "has space", "a/b", "ok-1", ""} },
+		{"bad ids", func(c *Config) {
+			c.Discussions = []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820", "has space", "a/b", "9fa2b330-fa5e-11e8-88ef-7bbe80231820", ""}
+		},
 			[]string{"discussions[1]", "discussions[2]", "discussions[3]", "discussions[4]"}},
 		{"durations", func(c *Config) {
 			c.Heartbeat = config.Duration(time.Millisecond)

@@ -36,7 +36,8 @@ func (s *Server) Chatter(ctx context.Context, every time.Duration, discussionIDs
 		id := discussionIDs[n%len(discussionIDs)]
 		line := chatterLines[rand.IntN(len(chatterLines))]
 		if last, ok := lastByDiscussion[id]; ok && n%7 == 6 {
-			_, _ = s.UpdateMessage(id, last, line+" (edited)")
+			// A correction of the text, not a marker: clients show "edited" themselves.
+			_, _ = s.UpdateMessage(id, last, "Correction: "+line)
 			continue
 		}
 		if m, err := s.PostMessage(id, users[rand.IntN(len(users))], line); err == nil {

@@ -108,6 +108,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 	d.sinks = sinks
 	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
+	d.met.registerDisabled(func() map[string]int { return d.disp.DisabledTargets() })
 	observe := d.met.observe
 	if deps.observe != nil {
 		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }

@@ -5,11 +5,16 @@
 package helm_test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -421,5 +426,81 @@ func TestChartLint(t *testing.T) {
 				t.Errorf("helm lint (values %q): %s", f, m)
 			}
 		}
+	}
+}
+
+// secretFile is a plausible value for a secret the examples name, so that `kdbridge check`
+// (which reads every _file key) accepts it.
+func secretFile(key string) string {
+	switch {
+	case strings.Contains(key, "webhook"):
+		return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	case strings.Contains(key, "slack"):
+		return "xoxb-0000000000-0000000000000-chartchartchartchartchart"
+	case strings.Contains(key, "postgres"):
+		return "postgres://kdbridge:chart-test@127.0.0.1:1/kdbridge"
+	}
+	return "chart-test-secret"
+}
+
+// TestChartConfigPassesCheck: the configuration each example renders — the user's keys plus
+// the chart's http and state — is one the daemon accepts: `kdbridge check`, built from this
+// repository, passes it with the secret files in place. The HA example needs state.backend,
+// which the daemon documents in config.example.yaml once it has PostgreSQL state; until then
+// only the single-node example is checked.
+func TestChartConfigPassesCheck(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go not found: %v", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "kdbridge")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/kdbridge")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/kdbridge: %v\n%s", err, out)
+	}
+	example, err := os.ReadFile(filepath.Join(root, "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := []string{"examples/single-node.yaml"}
+	if regexp.MustCompile(`\bbackend:\s*"?(bbolt|postgres)`).Match(example) {
+		examples = append(examples, "examples/ha.yaml")
+	} else {
+		t.Log("config.example.yaml has no state.backend yet: the HA example's configuration is not checked")
+	}
+	secretPath := regexp.MustCompile(`/etc/kdbridge/secrets/([A-Za-z0-9._-]+)`)
+	for _, ex := range examples {
+		t.Run(filepath.Base(ex), func(t *testing.T) {
+			r, err := render(t, ex, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := decode[corev1.ConfigMap](t, r, "ConfigMap/kdb-kdbridge").Data["config.yaml"]
+			dir := t.TempDir()
+			cfg = secretPath.ReplaceAllStringFunc(cfg, func(p string) string {
+				key := secretPath.FindStringSubmatch(p)[1]
+				local := filepath.Join(dir, key)
+				if err := os.WriteFile(local, []byte(secretFile(key)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return local
+			})
+			path := filepath.Join(dir, "config.yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(ctx, bin, "check", "-config", path, "-state-dir", filepath.Join(dir, "data"))
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir} // no KDBRIDGE_* from the environment
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("kdbridge check refuses the configuration the chart renders for %s: %v\n%s\n%s", ex, err, out, cfg)
+			}
+		})
 	}
 }

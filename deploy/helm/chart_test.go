@@ -200,6 +200,15 @@ func checkCommon(t *testing.T, r rendered) (*appsv1.Deployment, corev1.Container
 	if m, ok := mount(c, "config"); !ok || m.MountPath != "/etc/kdbridge" || !m.ReadOnly {
 		t.Errorf("config mount: %+v", m)
 	}
+	// No mount inside another: the kubelet cannot make a mount point in a read-only
+	// ConfigMap or Secret volume.
+	for _, a := range c.VolumeMounts {
+		for _, b := range c.VolumeMounts {
+			if a.Name != b.Name && strings.HasPrefix(b.MountPath, strings.TrimSuffix(a.MountPath, "/")+"/") {
+				t.Errorf("mount %s (%s) is inside mount %s (%s)", b.Name, b.MountPath, a.Name, a.MountPath)
+			}
+		}
+	}
 	cm := decode[corev1.ConfigMap](t, r, "ConfigMap/kdb-kdbridge")
 	var cfg map[string]any
 	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &cfg); err != nil {
@@ -289,7 +298,7 @@ func TestChartSingleNodeExample(t *testing.T) {
 	}
 }
 
-// checkSecretFiles: the secret is mounted read-only at /etc/kdbridge/secrets, and every
+// checkSecretFiles: the secret is mounted read-only at /run/secrets/kdbridge, and every
 // _file key of the configuration points there.
 func checkSecretFiles(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg map[string]any, secret string) {
 	t.Helper()
@@ -297,7 +306,7 @@ func checkSecretFiles(t *testing.T, d *appsv1.Deployment, c corev1.Container, cf
 	if !ok || v.Secret == nil || v.Secret.SecretName != secret || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o440 {
 		t.Errorf("secrets volume: %+v", v)
 	}
-	if m, ok := mount(c, "secrets"); !ok || m.MountPath != "/etc/kdbridge/secrets" || !m.ReadOnly {
+	if m, ok := mount(c, "secrets"); !ok || m.MountPath != "/run/secrets/kdbridge" || !m.ReadOnly {
 		t.Errorf("secrets mount: %+v", m)
 	}
 	files := 0
@@ -308,7 +317,7 @@ func checkSecretFiles(t *testing.T, d *appsv1.Deployment, c corev1.Container, cf
 			for k, x := range v {
 				if s, ok := x.(string); ok && strings.HasSuffix(k, "_file") {
 					files++
-					if !strings.HasPrefix(s, "/etc/kdbridge/secrets/") {
+					if !strings.HasPrefix(s, "/run/secrets/kdbridge/") {
 						t.Errorf("%s: %s is not under the secrets mount", k, s)
 					}
 				}
@@ -339,7 +348,7 @@ func TestChartHA(t *testing.T) {
 		t.Errorf("replicas %s, strategy %s: want 2 and RollingUpdate", replicas(d), d.Spec.Strategy.Type)
 	}
 	state, _ := cfg["state"].(map[string]any)
-	if state["backend"] != "postgres" || state["dsn_file"] != "/etc/kdbridge/secrets/postgres-dsn" || len(state) != 2 {
+	if state["backend"] != "postgres" || state["dsn_file"] != "/run/secrets/kdbridge/postgres-dsn" || len(state) != 2 {
 		t.Errorf("config state = %v, want backend postgres and dsn_file from the secrets", state)
 	}
 	for k := range r {
@@ -475,7 +484,7 @@ func TestChartConfigPassesCheck(t *testing.T) {
 	} else {
 		t.Log("config.example.yaml has no state.backend yet: the HA example's configuration is not checked")
 	}
-	secretPath := regexp.MustCompile(`/etc/kdbridge/secrets/([A-Za-z0-9._-]+)`)
+	secretPath := regexp.MustCompile(`/run/secrets/kdbridge/([A-Za-z0-9._-]+)`)
 	for _, ex := range examples {
 		t.Run(filepath.Base(ex), func(t *testing.T) {
 			r, err := render(t, ex, nil)

@@ -27,7 +27,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* The secret whose keys are mounted under /etc/kdbridge/secrets, or "" when none. */}}
+{{/* The secret whose keys are mounted under /run/secrets/kdbridge, or "" when none. */}}
 {{- define "kdbridge.secretName" -}}
 {{- if .Values.secrets.existingSecret -}}
 {{- .Values.secrets.existingSecret -}}
@@ -70,7 +70,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
 {{- $_ := set $cfg "http" (dict "listen" "0.0.0.0:9090") -}}
 {{- if eq .Values.state.backend "postgres" -}}
-{{- $_ := set $cfg "state" (dict "backend" "postgres" "dsn_file" (printf "/etc/kdbridge/secrets/%s" .Values.state.postgres.dsnKey)) -}}
+{{- $_ := set $cfg "state" (dict "backend" "postgres" "dsn_file" (printf "/run/secrets/kdbridge/%s" .Values.state.postgres.dsnKey)) -}}
 {{- else -}}
 {{- $_ := set $cfg "state" (dict "dir" "/data") -}}
 {{- end -}}

@@ -43,7 +43,7 @@ Usage:
   kdbridge receive -secret whsec_…  a webhook receiver that verifies signatures and prints deliveries
   kdbridge dlq list|replay|drop -config FILE [-sink S] [-since T] [ID…]
                                    dead-lettered deliveries (daemon running or not)
-  kdbridge send-test -config FILE -sink S [-channel C]
+  kdbridge send-test -config FILE -sink S [-route R] [-channel C]
                                    send a marked test event through a sink; print the answer
   kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
                                    measure throughput, latency and memory against the simulator

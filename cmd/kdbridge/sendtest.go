@@ -17,17 +17,18 @@ import (
 	"github.com/kdbridge/kdbridge/sinks/webhook"
 )
 
-const sendTestUsage = `usage: kdbridge send-test -config FILE -sink NAME [-channel C] [-timeout 30s]
+const sendTestUsage = `usage: kdbridge send-test -config FILE -sink NAME [-route R] [-channel C] [-timeout 30s]
 
 Sends one test event, clearly marked "kdbridge send-test", through the sink as the daemon
 would (envelope or template, signature, Slack formatting and threading) and prints what the
 far side answered to each request: status and the start of the body. Nothing is written to
-the state directory, so it works with the daemon running or not.
+the state directory, so it works with the daemon running or not. With -route, the event
+goes as that route's target of the sink would receive it (its Slack channel and template).
 
 Exit codes: 0 the far side accepted the event; 1 it did not (the answer and what the daemon
 would do — retry, dead-letter, disable the target — are printed), or the configuration
 does not load; 2 command-line misuse (no -sink, an unknown sink, -channel on a sink that
-is not Slack).
+is not Slack, a -route that does not send to the sink).
 
 Flags:
 `
@@ -42,7 +43,8 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var cf configFlags
 	cf.register(fs)
 	sinkName := fs.String("sink", "", "the sink to test (its name in the configuration)")
-	channel := fs.String("channel", "", "Slack sinks: post to this channel instead of the sink's default")
+	route := fs.String("route", "", "deliver as this route's target of the sink (its channel and template)")
+	channel := fs.String("channel", "", "Slack sinks: post to this channel instead of the sink's (or the route target's)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,6 +67,17 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	entry := cfg.Sinks[idx]
 	if *channel != "" && entry.Type != "slack" {
 		return fmt.Errorf("%w: -channel applies to slack sinks; %s is a %s sink", errUsage, entry.Name, entry.Type)
+	}
+	target := bridge.Target{Sink: entry.Name, Channel: *channel}
+	if *route != "" {
+		tc, err := routeTarget(cfg.Routes, *route, entry.Name)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		target.Route = *route
+		if target.Channel == "" {
+			target.Channel = tc.Channel
+		}
 	}
 
 	tr, ok := http.DefaultTransport.(*http.Transport)
@@ -103,11 +116,14 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer cancel()
 	ev := sinkprobe.Event("send-test", time.Now())
 	fmt.Fprintf(stdout, "send-test: %s event %s (discussion %q) to %s sink %s", ev.Type, ev.ID, ev.Discussion.Title, entry.Type, entry.Name)
-	if *channel != "" {
-		fmt.Fprintf(stdout, ", channel %s", *channel)
+	if target.Route != "" {
+		fmt.Fprintf(stdout, " as route %s", target.Route)
+	}
+	if target.Channel != "" {
+		fmt.Fprintf(stdout, ", channel %s", target.Channel)
 	}
 	fmt.Fprintln(stdout)
-	res := sinkprobe.Send(ctx, sink, bridge.Target{Sink: entry.Name, Channel: *channel}, ev, rec)
+	res := sinkprobe.Send(ctx, sink, target, ev, rec)
 	for _, a := range res.Answers {
 		if a.Err != nil {
 			fmt.Fprintf(stdout, "  %s %s: no answer after %s\n", a.Method, a.Endpoint, a.Elapsed.Round(time.Millisecond))
@@ -126,4 +142,22 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("send-test to %s: %s: %w", entry.Name, res.Verdict, res.Err)
 	}
 	return nil
+}
+
+// routeTarget returns route's target of sink, or an error naming what is configured.
+func routeTarget(routes []bridge.RouteConfig, route, sink string) (bridge.TargetConfig, error) {
+	i := slices.IndexFunc(routes, func(r bridge.RouteConfig) bool { return r.Name == route })
+	if i < 0 {
+		names := make([]string, 0, len(routes))
+		for _, r := range routes {
+			names = append(names, r.Name)
+		}
+		return bridge.TargetConfig{}, fmt.Errorf("no route %q (configured: %s)", route, strings.Join(names, ", "))
+	}
+	for _, tc := range routes[i].To {
+		if tc.Sink == sink {
+			return tc, nil
+		}
+	}
+	return bridge.TargetConfig{}, fmt.Errorf("route %s does not send to sink %s", route, sink)
 }

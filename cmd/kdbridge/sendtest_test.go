@@ -135,6 +135,8 @@ sinks:
   - {name: ops-slack, type: slack, token: %q, channel: C0123ABCD, api_url: %q}
 routes:
   - {name: all, to: [ops-slack]}
+  - name: mapped
+    to: [{sink: ops-slack, channel: C0999ZZZZ, template: "mapped route: {{.Text}}"}]
 `, t.TempDir(), fake.Token(), fake.URL()))
 
 	out, err := sendTest(t, "-config", cfg, "-sink", "ops-slack", "-channel", "C0999ZZZZ")
@@ -158,6 +160,20 @@ routes:
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+
+	// -route: the route target's channel and template.
+	before := len(fake.Messages("C0999ZZZZ"))
+	out, err = sendTest(t, "-config", cfg, "-sink", "ops-slack", "-route", "mapped")
+	if err != nil {
+		t.Fatalf("send-test -route mapped: %v\n%s", err, out)
+	}
+	routed := false
+	for _, m := range fake.Messages("C0999ZZZZ")[before:] {
+		routed = routed || strings.HasPrefix(m.Text, "mapped route: This is a test message")
+	}
+	if !routed {
+		t.Errorf("no message in the route's channel rendered with the route's template: %+v\n%s", fake.Messages("C0999ZZZZ")[before:], out)
 	}
 
 	out, err = sendTest(t, "-config", cfg, "-sink", "ops-slack", "-channel", "C0555NOPE")
@@ -193,6 +209,7 @@ routes:
 		{[]string{"-config", cfg, "-sink", "nope"}, `no sink "nope"`},
 		{[]string{"-config", cfg, "-sink", "hook", "-channel", "C1"}, "-channel applies to slack sinks"},
 		{[]string{"-config", cfg, "-sink", "hook", "extra"}, "unexpected arguments"},
+		{[]string{"-config", cfg, "-sink", "hook", "-route", "nope"}, `no route "nope" (configured: all)`},
 	} {
 		out, err := sendTest(t, tt.args...)
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {

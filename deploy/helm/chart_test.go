@@ -391,7 +391,8 @@ func TestChartOwnSecret(t *testing.T) {
 	}
 }
 
-// TestChartRefusesWhatCannotWork: values that cannot work fail to render, saying why.
+// TestChartRefusesWhatCannotWork: values that cannot work fail to render (values.schema.json
+// or the chart's own checks), saying why.
 func TestChartRefusesWhatCannotWork(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -400,7 +401,8 @@ func TestChartRefusesWhatCannotWork(t *testing.T) {
 		want  string
 	}{
 		{"two replicas on bbolt", "", map[string]any{"replicaCount": 2}, "bbolt store is one file"},
-		{"an unknown backend", "", map[string]any{"state": map[string]any{"backend": "etcd"}}, "state.backend must be bbolt or postgres"},
+		{"an unknown backend", "", map[string]any{"state": map[string]any{"backend": "etcd"}}, "bbolt"}, // the schema's message
+		{"a replica count that is no number", "", map[string]any{"replicaCount": "two"}, "replicaCount"},
 		{"postgres without a DSN", "", map[string]any{"replicaCount": 2, "state": map[string]any{"backend": "postgres"}}, "reads its DSN from the secrets"},
 		{"http in config", "", map[string]any{"config": map[string]any{"http": map[string]any{"listen": "127.0.0.1:1"}}}, "config.http is set by the chart"},
 		{"a PDB that blocks drains", "", map[string]any{"podDisruptionBudget": map[string]any{"enabled": true}}, "would block every node drain"},

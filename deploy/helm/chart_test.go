@@ -264,7 +264,7 @@ func TestChartDefaults(t *testing.T) {
 	if _, ok := volume(d, "secrets"); ok {
 		t.Errorf("a secrets volume without any secret configured")
 	}
-	for _, k := range []string{"ServiceMonitor/kdb-kdbridge", "PodDisruptionBudget/kdb-kdbridge", "Secret/kdb-kdbridge"} {
+	for _, k := range []string{"ServiceMonitor/kdb-kdbridge", "PodDisruptionBudget/kdb-kdbridge", "Secret/kdb-kdbridge", "PrometheusRule/kdb-kdbridge"} {
 		if _, ok := r[k]; ok {
 			t.Errorf("%s rendered by default", k)
 		}
@@ -513,5 +513,41 @@ func TestChartConfigPassesCheck(t *testing.T) {
 				t.Errorf("kdbridge check refuses the configuration the chart renders for %s: %v\n%s\n%s", ex, err, out, cfg)
 			}
 		})
+	}
+}
+
+// TestChartPrometheusRule: prometheusRule.enabled renders a PrometheusRule whose spec is
+// exactly the rules file that promtool tests (deploy/prometheus/kdbridge-rules.yaml).
+func TestChartPrometheusRule(t *testing.T) {
+	r, err := render(t, "examples/ha.yaml", map[string]any{"prometheusRule": map[string]any{"enabled": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, ok := r["PrometheusRule/kdb-kdbridge"]
+	if !ok {
+		t.Fatalf("no PrometheusRule; got %v", keys(r))
+	}
+	var obj struct {
+		APIVersion string         `json:"apiVersion"`
+		Spec       map[string]any `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("../prometheus/kdbridge-rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]any
+	if err := yaml.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := yaml.Marshal(obj.Spec)
+	exp, _ := yaml.Marshal(want)
+	if obj.APIVersion != "monitoring.coreos.com/v1" || string(got) != string(exp) {
+		t.Errorf("PrometheusRule %s spec:\n%s\nwant the rules file:\n%s", obj.APIVersion, got, exp)
+	}
+	if !strings.Contains(string(got), "KdbridgeTargetDisabled") || !strings.Contains(string(got), "{{ $labels.sink }}") {
+		t.Errorf("the rules lost their alerts or their annotation templates on the way:\n%s", got)
 	}
 }

@@ -108,7 +108,6 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 	d.sinks = sinks
 	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
-	d.met.registerDisabled(func() map[string]int { return d.disp.DisabledTargets() })
 	observe := d.met.observe
 	if deps.observe != nil {
 		observe = func(o bridge.Outcome) { d.met.observe(o); deps.observe(o) }
@@ -124,6 +123,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	var srv *http.Server
 	var httpWG sync.WaitGroup
 	addr := ""
+	d.met.registerDisabled(d.disabledTargets) // before /metrics is served
 	if cfg.HTTP.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {

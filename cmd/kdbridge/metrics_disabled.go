@@ -2,6 +2,18 @@ package main
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// disabledTargets reads the dispatcher's disabled targets; none while there is no
+// dispatcher (a replica that does not lead).
+func (d *daemon) disabledTargets() map[string]int {
+	d.mu.Lock()
+	disp := d.disp
+	d.mu.Unlock()
+	if disp == nil {
+		return nil
+	}
+	return disp.DisabledTargets()
+}
+
 // disabledCollector reads, at scrape time, how many targets of each sink are disabled (410
 // Gone, or failing for retry.disable_after): the condition behind the KdbridgeTargetDisabled
 // alert in deploy/prometheus.

@@ -53,6 +53,8 @@ Usage:
   kdbridge receive -secret whsec_…  a webhook receiver that verifies signatures and prints deliveries
   kdbridge dlq list|replay|drop -config FILE [-sink S] [-since T] [ID…]
                                    dead-lettered deliveries (daemon running or not)
+  kdbridge send-test -config FILE -sink S [-route R] [-channel C]
+                                   send a marked test event through a sink; print the answer
   kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
                                    measure throughput, latency and memory against the simulator
   kdbridge healthcheck             ask a running daemon's /healthz (exit 0 when healthy)
@@ -91,6 +93,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, stdout, stderr i
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "receive":
 		return runReceive(ctx, rest, stdout, stderr)
+	case "send-test":
+		return runSendTest(ctx, rest, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, rest, stdout, stderr)
 	case "bench":

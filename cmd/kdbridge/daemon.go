@@ -134,6 +134,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	var srv *http.Server
 	var httpWG sync.WaitGroup
 	addr := ""
+	d.met.registerDisabled(d.disabledTargets) // before /metrics is served
 	if cfg.HTTP.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {

@@ -195,6 +195,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	m := newMetrics(func() []bridge.Source { return []bridge.Source{src} },
 		func() []bridge.Sink { return []bridge.Sink{pacedStub{}} },
 		func() []bridge.SinkBacklog { return []bridge.SinkBacklog{{Sink: "hook"}} })
+	m.registerDisabled(func() map[string]int { return map[string]int{"hook": 0} })
 	e := bridge.Event{Type: bridge.MessageCreated, Source: "acme", Time: time.Now()}
 	_ = countingEmitter{next: bridge.EmitterFunc(func(context.Context, ...bridge.Event) error { return nil }), m: m}.Emit(t.Context(), e)
 	m.observe(bridge.Outcome{Delivery: bridge.Delivery{Event: e, Target: bridge.Target{Sink: "hook"}}})

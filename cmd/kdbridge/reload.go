@@ -30,6 +30,13 @@ type discussionSetter interface {
 	SetDiscussions(ids []string)
 }
 
+// removedRetrier is what a source offers to subscribe again, on a reload, to discussions the
+// server removed it from (a Kinetic source does not do that on its own: the removal was
+// someone's decision).
+type removedRetrier interface {
+	RetryRemoved()
+}
+
 func (d *daemon) apply(cfg *Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -91,6 +98,9 @@ func (d *daemon) apply(cfg *Config) error {
 		cur, ok := d.sources[e.Name]
 		switch {
 		case ok && reflect.DeepEqual(cur.entry, e):
+			if rr, can := cur.src.(removedRetrier); can {
+				rr.RetryRemoved()
+			}
 			continue
 		case ok && onlyDiscussionsDiffer(cur.entry, e):
 			if ds, can := cur.src.(discussionSetter); can {

@@ -260,8 +260,9 @@ func TestDiscoveryPaging(t *testing.T) {
 	}
 }
 
-// A discovered discussion refused or ended by the server is retried on the slow schedule,
-// and counted, like a configured one.
+// A discovered discussion refused by the server is retried on the slow schedule, and one
+// ended by the server stays removed while discovery keeps listing it, until a reload; both
+// are counted, like a configured one.
 func TestDiscoveredRefusedAndEvicted(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 1"})
@@ -272,8 +273,9 @@ func TestDiscoveredRefusedAndEvicted(t *testing.T) {
 	h.waitMessages(d.ID, 1)
 
 	srv.Unsubscribe(d.ID)
-	h.waitStatus("evicted", func(st Status) bool { return st.Evictions == 1 })
+	h.waitStatus("evicted", func(st Status) bool { return st.Evictions == 1 && st.Discussions[0].State == StateRemoved })
 	want = append(want, post(t, srv, d.ID, "gap", 2)...)
+	h.src.RetryRemoved()
 	h.waitReady()
 	h.waitMessages(d.ID, len(want))
 

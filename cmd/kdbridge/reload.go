@@ -79,7 +79,7 @@ func (d *daemon) apply(cfg *Config) error {
 	if err := d.disp.SetSinks(ctx, phase1); err != nil {
 		return err
 	}
-	d.disp.SetRouter(bridge.NewRouter(cfg.Routes, selfUsers(cfg)))
+	d.disp.SetRouter(bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)))
 	if err := d.disp.SetSinks(ctx, specsOf(next)); err != nil {
 		return err
 	}
@@ -124,6 +124,7 @@ func (d *daemon) apply(cfg *Config) error {
 		if !want[name] {
 			cur.stop()
 			delete(d.sources, name)
+			d.selves.Delete(name)
 			changed = append(changed, name+" (removed)")
 		}
 	}

@@ -184,6 +184,16 @@ func (s *Source) setTiming(t timing) {
 // Name implements bridge.Source.
 func (s *Source) Name() string { return s.name }
 
+// SelfUser returns the username the source acts as: the username claim of its token, or
+// client_id before the first token (Kinetic ties a client_credentials client to the user
+// whose username is the client id, but the token is the truth). Safe from any goroutine.
+func (s *Source) SelfUser() string {
+	if u := s.tokens.Username(); u != "" {
+		return u
+	}
+	return s.cfg.ClientID
+}
+
 // Status returns a snapshot of the source's health.
 func (s *Source) Status() Status {
 	st := s.st.snapshot()

@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -177,11 +178,38 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		TokenType:   "Bearer",
 		Expiry:      time.Now().Add(lifetime - earlyExpiry(lifetime)),
 	}
-	tok = tok.WithExtra(map[string]any{"username": r.Username})
+	user := jwtUsername(r.AccessToken)
+	if user == "" {
+		user = r.Username // an opaque token: the answer's username field, as Kinetic's carries
+	}
+	tok = tok.WithExtra(map[string]any{"username": user})
 	ts.mu.Lock()
-	ts.user = r.Username
+	ts.user = user
 	ts.mu.Unlock()
 	return tok, nil
+}
+
+// jwtUsername returns the username claim of a JWT access token (protocol §2.2: Kinetic's
+// tokens are HS256 JWTs whose claims include username), "" if the token is not a JWT or has
+// no such claim. The signature is not checked: the token comes straight from the space's
+// token endpoint over the connection kdbridge opened, and the claim only tells which user
+// kdbridge acts as (its own messages are not mirrored back).
+func jwtUsername(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Username string `json:"username"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	return strings.TrimSpace(c.Username)
 }
 
 // redact removes the secret from text that may quote a request.

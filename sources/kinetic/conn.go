@@ -119,6 +119,11 @@ func dial(ctx context.Context, dc dialConfig) (*conn, error) {
 		resp.Body.Close()
 	}
 	if err != nil {
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			// Kinetic's Topic Hub upgrades every request on this path (the token is checked
+			// by identify, not here): anything else is another server.
+			return nil, fmt.Errorf("kinetic: websocket %s: %w (HTTP %d): the Topic Hub is not at this address; check url", dc.url, err, resp.StatusCode)
+		}
 		if resp != nil {
 			return nil, fmt.Errorf("kinetic: websocket %s: %w (HTTP %d)", dc.url, err, resp.StatusCode)
 		}

@@ -274,7 +274,7 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 			s.bad.badInput(badOversized, fmt.Errorf("a frame exceeded read_limit (%d bytes); reconnecting", s.cfg.ReadLimit))
 		}
 		var delay time.Duration
-		if tokenRefused(err) {
+		if configProblem(err) {
 			delay = refused.NextBackOff()
 		} else {
 			refused.Reset()
@@ -296,7 +296,7 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 		case !identifiedAt.IsZero():
 			s.log.Warn("kinetic: disconnected", "error", err, "retry_in", retryIn)
 			problem = ""
-		case news && tokenRefused(err):
+		case news && configProblem(err):
 			s.log.Error(err.Error(), "retry_in", retryIn)
 		case news:
 			s.log.Warn("kinetic: cannot connect", "error", err, "retry_in", retryIn)
@@ -334,7 +334,7 @@ func (s *Source) waitReconnect(ctx context.Context, delay time.Duration, fl *fle
 func problemKey(err error) string {
 	var te *tokenError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("token %d %t", te.Status, te.Refused)
+		return fmt.Sprintf("token %d %t %t", te.Status, te.Refused, te.Foreign)
 	}
 	return err.Error()
 }

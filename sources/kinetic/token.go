@@ -60,9 +60,19 @@ type tokenError struct {
 	Status  int    // HTTP status; 0 when there was no answer
 	Refused bool   // the credentials were rejected
 	Detail  string // why, without the secret
+	// Foreign: the answer is not a Kinetic token endpoint's (a 404, an HTML page, JSON
+	// without access_token): url points somewhere else. Retried slowly, like Refused.
+	Foreign bool
 }
 
 func (e *tokenError) Error() string {
+	if e.Foreign {
+		status := ""
+		if e.Status != 0 {
+			status = fmt.Sprintf("%d %s, ", e.Status, http.StatusText(e.Status))
+		}
+		return fmt.Sprintf("kinetic: the token endpoint's answer is not Kinetic's (%s%s); check url: it must be the space URL, such as https://acme.kinops.io", status, e.Detail)
+	}
 	if e.Refused {
 		return fmt.Sprintf("kinetic: token request refused: %d %s (%s); check client_id/client_secret", e.Status, http.StatusText(e.Status), e.Detail)
 	}
@@ -76,6 +86,13 @@ func (e *tokenError) Error() string {
 func tokenRefused(err error) bool {
 	var te *tokenError
 	return errors.As(err, &te) && te.Refused
+}
+
+// configProblem reports whether err is one that only a configuration change can fix:
+// refused credentials, or a url that is not a Kinetic space. Such errors are retried slowly.
+func configProblem(err error) bool {
+	var te *tokenError
+	return errors.As(err, &te) && (te.Refused || te.Foreign)
 }
 
 // Token returns a valid token, from the cache or from the endpoint.
@@ -154,11 +171,15 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		return nil, &tokenError{Status: resp.StatusCode, Detail: "reading the answer: " + ts.redact(err.Error())}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &tokenError{
-			Status:  resp.StatusCode,
-			Refused: resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden,
-			Detail:  ts.redact(errorDetail(body, ts.endpoint)),
+		te := &tokenError{Status: resp.StatusCode, Detail: ts.redact(errorDetail(body, ts.endpoint))}
+		switch {
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed || !kineticError(resp.Header, body):
+			// Every space has this endpoint, and answers errors with a JSON object.
+			te.Foreign, te.Detail = true, ts.redact(foreignDetail(resp.Header, body, ts.endpoint))
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			te.Refused = true
 		}
+		return nil, te
 	}
 	var r struct {
 		AccessToken string      `json:"access_token"`
@@ -167,7 +188,8 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		Username    string      `json:"username"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil || r.AccessToken == "" {
-		return nil, &tokenError{Status: resp.StatusCode, Detail: "the answer has no access_token"}
+		return nil, &tokenError{Status: resp.StatusCode, Foreign: true,
+			Detail: ts.redact(foreignDetail(resp.Header, body, ts.endpoint)) + ": no access_token"}
 	}
 	lifetime := 10 * time.Minute // no expires_in: assume little, a 401 renews it anyway
 	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 {
@@ -215,6 +237,33 @@ func jwtUsername(token string) string {
 // redact removes the secret from text that may quote a request.
 func (ts *tokenSource) redact(s string) string {
 	return config.Redact(s, ts.secret.Reveal())
+}
+
+// kineticError reports whether an error answer looks like Kinetic's: a JSON object with an
+// error or message (protocol §2.2: {"error","errorKey"}).
+func kineticError(h http.Header, body []byte) bool {
+	if !strings.Contains(h.Get("Content-Type"), "json") {
+		return false
+	}
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	return json.Unmarshal(body, &e) == nil && (e.Error != "" || e.Message != "")
+}
+
+// foreignDetail says what came back instead of a Kinetic answer: the content type and the
+// start of the body (an HTML page's title is in there).
+func foreignDetail(h http.Header, body []byte, url string) string {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		ct = "no content type"
+	}
+	b := truncate(strings.Join(strings.Fields(string(body)), " "), 120)
+	if b == "" {
+		return "from " + url + ": " + ct + ", empty body"
+	}
+	return "from " + url + ": " + ct + ": " + b
 }
 
 // errorDetail summarises an error answer: Kinetic's {"error","errorKey"} or {"message"}, or

@@ -72,7 +72,9 @@ type timing struct {
 	resubscribe                  time.Duration // retry of refused and server-ended subscriptions
 	discoverEvery                time.Duration // if set, overrides discover.every (tests poll faster than its 1s minimum)
 	discoverSkew                 time.Duration // clock margin of the discovery watermark
-	startSkew                    time.Duration // clock margin of a first start's "now" (see catchUpOnce)
+	startSkew                    time.Duration // clock margin of a first start's "now" without the space's clock (see catchUpOnce)
+	serverClock                  bool          // a first start's "now" is on the space's clock, read from the token
+	clockMargin                  time.Duration // margin of that "now" for the token's whole-second times
 	emitFirst, emitMax           time.Duration // retry of an event the emitter did not accept
 	catchUpFirst, catchUpMax     time.Duration // retry of a failed catch-up
 	rest                         retryPolicy   // retry of one REST call
@@ -90,6 +92,8 @@ func defaultTiming() timing {
 		resubscribe:    5 * time.Minute,
 		discoverSkew:   time.Minute,
 		startSkew:      30 * time.Second,
+		serverClock:    true,
+		clockMargin:    2 * time.Second,
 		emitFirst:      100 * time.Millisecond,
 		emitMax:        30 * time.Second,
 		catchUpFirst:   time.Second,

@@ -37,8 +37,12 @@ type tokenSource struct {
 
 	lock chan struct{} // a mutex that a waiting caller can abandon when its ctx ends
 	tok  *oauth2.Token // guarded by lock
-	mu   sync.Mutex    // guards username
+	mu   sync.Mutex    // guards user and offset
 	user string
+	// offset is the space's clock less ours, estimated from the last token (its exp claim
+	// less expires_in is when the space issued it); offsetOK says there is an estimate.
+	offset   time.Duration
+	offsetOK bool
 
 	// Requests to the endpoint by result, for Status.
 	ok, refused, failed atomic.Uint64
@@ -200,39 +204,60 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		TokenType:   "Bearer",
 		Expiry:      time.Now().Add(lifetime - earlyExpiry(lifetime)),
 	}
-	user := jwtUsername(r.AccessToken)
+	claims := jwtClaims(r.AccessToken)
+	user := claims.Username
 	if user == "" {
 		user = r.Username // an opaque token: the answer's username field, as Kinetic's carries
 	}
 	tok = tok.WithExtra(map[string]any{"username": user})
 	ts.mu.Lock()
 	ts.user = user
+	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 && claims.Exp > 0 {
+		issued := time.Unix(claims.Exp, 0).Add(-time.Duration(secs * float64(time.Second)))
+		ts.offset, ts.offsetOK = issued.Sub(time.Now()), true
+	}
 	ts.mu.Unlock()
 	return tok, nil
 }
 
-// jwtUsername returns the username claim of a JWT access token (protocol §2.2: Kinetic's
-// tokens are HS256 JWTs whose claims include username), "" if the token is not a JWT or has
-// no such claim. The signature is not checked: the token comes straight from the space's
-// token endpoint over the connection kdbridge opened, and the claim only tells which user
-// kdbridge acts as (its own messages are not mirrored back).
-func jwtUsername(token string) string {
+// clockOffset returns the space's clock less ours, to about a second (the token's times are
+// whole seconds), and whether it is known.
+func (ts *tokenSource) clockOffset() (time.Duration, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.offset, ts.offsetOK
+}
+
+// tokenClaims are the claims kdbridge reads from an access token.
+type tokenClaims struct {
+	Username string `json:"username"`
+	Exp      int64  `json:"exp"`
+}
+
+// jwtClaims returns the claims of a JWT access token (protocol §2.2: Kinetic's tokens are
+// HS256 JWTs whose claims include username and exp), zero if the token is not a JWT. The
+// signature is not checked: the token comes straight from the space's token endpoint over
+// the connection kdbridge opened, and the claims only tell which user kdbridge acts as (its
+// own messages are not mirrored back) and the space's clock.
+func jwtClaims(token string) tokenClaims {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return ""
+		return tokenClaims{}
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
-		return ""
+		return tokenClaims{}
 	}
-	var c struct {
-		Username string `json:"username"`
-	}
+	var c tokenClaims
 	if json.Unmarshal(raw, &c) != nil {
-		return ""
+		return tokenClaims{}
 	}
-	return strings.TrimSpace(c.Username)
+	c.Username = strings.TrimSpace(c.Username)
+	return c
 }
+
+// jwtUsername returns the username claim of a JWT access token ("" if none).
+func jwtUsername(token string) string { return jwtClaims(token).Username }
 
 // redact removes the secret from text that may quote a request.
 func (ts *tokenSource) redact(s string) string {

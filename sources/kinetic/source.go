@@ -60,7 +60,8 @@ type Source struct {
 	removed    map[string]bool // the server removed kdbridge from these (see session.unsubscribed)
 	changed    chan struct{}   // 1-buffered: the wanted set changed; read by the goroutine running Run
 
-	watermark time.Time // owned by the discovery goroutine; see discoveryWatermark
+	watermark      time.Time // owned by the discovery goroutine; see discoveryWatermark
+	discoveredNone bool      // owned by the discovery goroutine: the last poll found nothing, and said so
 }
 
 var _ bridge.Source = (*Source)(nil)

@@ -214,7 +214,7 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 	ts.user = user
 	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 && claims.Exp > 0 {
 		issued := time.Unix(claims.Exp, 0).Add(-time.Duration(secs * float64(time.Second)))
-		ts.offset, ts.offsetOK = issued.Sub(time.Now()), true
+		ts.offset, ts.offsetOK = time.Until(issued), true
 	}
 	ts.mu.Unlock()
 	return tok, nil

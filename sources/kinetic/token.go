@@ -177,7 +177,7 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 	if resp.StatusCode != http.StatusOK {
 		te := &tokenError{Status: resp.StatusCode, Detail: ts.redact(errorDetail(body, ts.endpoint))}
 		switch {
-		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed || !kineticError(resp.Header, body):
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed || !kineticError(body):
 			// Every space has this endpoint, and answers errors with a JSON object.
 			te.Foreign, te.Detail = true, ts.redact(foreignDetail(resp.Header, body, ts.endpoint))
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
@@ -265,11 +265,8 @@ func (ts *tokenSource) redact(s string) string {
 }
 
 // kineticError reports whether an error answer looks like Kinetic's: a JSON object with an
-// error or message (protocol §2.2: {"error","errorKey"}).
-func kineticError(h http.Header, body []byte) bool {
-	if !strings.Contains(h.Get("Content-Type"), "json") {
-		return false
-	}
+// error or message (protocol §2.2: {"error","errorKey"}), whatever its content type says.
+func kineticError(body []byte) bool {
 	var e struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`

@@ -718,10 +718,11 @@ func (ss *session) handle(in inbound) {
 func (ss *session) subscribed(tag, id string, f frame) {
 	s := ss.s
 	sub := ss.subs[id]
-	if sub == nil || sub.state != subPending || tagSeq(tag) < sub.firstSeq {
+	if sub == nil || sub.state != subPending || sub.firstSeq == 0 || tagSeq(tag) < sub.firstSeq {
 		// Answered already (by another subscribe of the same discussion: one that timed
-		// out and its retry), or the discussion was dropped (and maybe wanted again) since:
-		// an unsubscribe, or a newer subscribe, follows this one.
+		// out and its retry), or the discussion was dropped (and maybe wanted again, its
+		// new subscribe maybe still queued) since: an unsubscribe, or a newer subscribe,
+		// follows this one.
 		return
 	}
 	first := ss.firstRound[id]

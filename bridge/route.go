@@ -128,7 +128,7 @@ func names(m map[string]bool) string {
 // routes; it holds no state that changes.
 type Router struct {
 	routes []route
-	self   map[string]string
+	self   SelfUsers
 }
 
 type route struct {
@@ -139,9 +139,19 @@ type route struct {
 	targets     []Target
 }
 
-// NewRouter builds a router. self maps a source name to the username the source acts as:
-// events authored by it are never routed, so that kdbridge never echoes itself.
+// SelfUsers returns the username a source acts as ("" when unknown): events authored by it
+// are never routed, so that kdbridge never echoes itself. It is called for every event, from
+// the dispatcher's goroutines.
+type SelfUsers func(source string) string
+
+// NewRouter builds a router. self maps a source name to the username the source acts as.
 func NewRouter(routes []RouteConfig, self map[string]string) *Router {
+	return NewRouterSelf(routes, func(source string) string { return self[source] })
+}
+
+// NewRouterSelf builds a router that asks self at routing time: a source may learn the
+// username it acts as only once connected (a Kinetic token's username claim).
+func NewRouterSelf(routes []RouteConfig, self SelfUsers) *Router {
 	r := &Router{self: self}
 	for _, rc := range routes {
 		rc.Defaults()
@@ -167,7 +177,7 @@ func NewRouter(routes []RouteConfig, self map[string]string) *Router {
 func (r *Router) Targets(e Event) []Target {
 	var out []Target
 	for i := range r.routes {
-		if rt := &r.routes[i]; rt.selects(e, r.self[e.Source]) {
+		if rt := &r.routes[i]; rt.selects(e, r.self(e.Source)) {
 			out = append(out, rt.targets...)
 		}
 	}

@@ -190,3 +190,31 @@ func TestRouteMatch(t *testing.T) {
 		t.Errorf("an empty match: list validated: %v", err)
 	}
 }
+
+// The username a source acts as is asked at routing time: a source learns it when it gets
+// its first token, after the router is built.
+func TestRouterSelfAtRoutingTime(t *testing.T) {
+	rs := []RouteConfig{{Name: "all", Discussions: []string{"*"}, To: []TargetConfig{{Sink: "audit"}}}}
+	rs[0].Defaults()
+	self := "client-id"
+	r := NewRouterSelf(rs, func(source string) string {
+		if source == "acme" {
+			return self
+		}
+		return ""
+	})
+	ev := func(author string) Event {
+		return Event{Source: "acme", Type: MessageCreated, Discussion: Discussion{ID: "d1"},
+			Message: &Message{Kind: KindUser, Author: User{Username: author}}}
+	}
+	if got := r.Targets(ev("svc-kdbridge")); len(got) != 1 {
+		t.Fatalf("before the token: %d targets, want 1", len(got))
+	}
+	self = "svc-kdbridge" // the token's username claim
+	if got := r.Targets(ev("svc-kdbridge")); len(got) != 0 {
+		t.Errorf("kdbridge's own message routed to %v", got)
+	}
+	if got := r.Targets(ev("alice")); len(got) != 1 {
+		t.Errorf("alice's message: %d targets, want 1", len(got))
+	}
+}

@@ -83,6 +83,10 @@ type daemon struct {
 	cfg     *Config
 	sinks   map[string]*liveSink
 	sources map[string]*liveSource
+
+	// selves holds the running sources that know the username they act as, by name, for
+	// the router (see selfUsers); read on every routed event, so not under mu.
+	selves sync.Map
 }
 
 type liveSink struct {
@@ -123,7 +127,7 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	if deps.observe != nil {
 		observe = func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o); deps.observe(o) }
 	}
-	d.disp = bridge.NewDispatcher(st, bridge.NewRouter(cfg.Routes, selfUsers(cfg)), specsOf(sinks), bridge.DispatcherOptions{Logger: log, Observer: observe})
+	d.disp = bridge.NewDispatcher(st, bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)), specsOf(sinks), bridge.DispatcherOptions{Logger: log, Observer: observe})
 	d.emit = countingEmitter{next: d.disp, m: d.met}
 
 	dispCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
@@ -219,6 +223,9 @@ func (d *daemon) startSource(e sourceEntry) error {
 	ctx, cancel := context.WithCancel(d.srcCtx)
 	ls := &liveSource{entry: e, src: src, cancel: cancel, done: make(chan struct{})}
 	d.sources[e.Name] = ls
+	if su, ok := src.(interface{ SelfUser() string }); ok {
+		d.selves.Store(e.Name, su)
+	}
 	d.srcWG.Go(func() {
 		defer close(ls.done)
 		_ = bridge.Supervise(ctx, src, d.emit, d.log)
@@ -379,17 +386,23 @@ func (d *daemon) buildSource(e sourceEntry) (bridge.Source, error) {
 	}
 }
 
-// selfUsers maps each source to the username kdbridge acts as there: Kinetic ties the OAuth
-// client to a user account whose username is the client id, so its own messages are never
-// routed back out.
-func selfUsers(cfg *Config) map[string]string {
-	self := map[string]string{}
+// selfUsers tells, for each source, the username kdbridge acts as there, so that its own
+// messages are never routed back out: a running Kinetic source's SelfUser (its token's
+// username claim), else the configured client_id (Kinetic ties the OAuth client to the user
+// whose username is the client id).
+func (d *daemon) selfUsers(cfg *Config) bridge.SelfUsers {
+	fallback := map[string]string{}
 	for _, e := range cfg.Sources {
 		if e.Kinetic != nil {
-			self[e.Name] = e.Kinetic.ClientID
+			fallback[e.Name] = e.Kinetic.ClientID
 		}
 	}
-	return self
+	return func(source string) string {
+		if v, ok := d.selves.Load(source); ok {
+			return v.(interface{ SelfUser() string }).SelfUser()
+		}
+		return fallback[source]
+	}
 }
 
 // storeCheckpoints keeps the Kinetic source's catch-up checkpoints in the store.

@@ -46,7 +46,8 @@ func httpHandler(d *daemon) http.Handler {
 			return
 		}
 		fmt.Fprintln(w, "ready")
-		for _, n := range socketModeStates(d.currentSources()) {
+		srcs := d.currentSources()
+		for _, n := range append(socketModeStates(srcs), notices(srcs)...) {
 			fmt.Fprintln(w, "  "+n)
 		}
 	})
@@ -95,13 +96,35 @@ func notReady(sources []bridge.Source) []string {
 		}
 		for _, d := range s.Discussions {
 			switch {
-			case d.State == kinetic.StateRefused:
-				// Explicitly refused by Kinetic: reported in logs and metrics, retried slowly,
-				// but not a reason to take the daemon out of service.
+			case d.State == kinetic.StateRefused, d.State == kinetic.StateRemoved:
+				// Explicitly refused by Kinetic, or removed from the discussion: reported in
+				// logs, metrics and below "ready", but not a reason to take the daemon out of
+				// service.
 			case d.State != kinetic.StateSubscribed:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: %s", src.Name(), d.ID, d.State))
 			case !d.CaughtUp:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: catching up", src.Name(), d.ID))
+			}
+		}
+	}
+	return out
+}
+
+// notices lists the discussions that are left out while the daemon is ready: refused by
+// Kinetic (retried slowly) or removed by the server (until a reload).
+func notices(sources []bridge.Source) []string {
+	var out []string
+	for _, src := range sources {
+		ks, ok := src.(*kinetic.Source)
+		if !ok {
+			continue
+		}
+		for _, d := range ks.Status().Discussions {
+			switch d.State {
+			case kinetic.StateRefused:
+				out = append(out, fmt.Sprintf("source %s: discussion %s: refused (%s); retried every few minutes", src.Name(), d.ID, d.Error))
+			case kinetic.StateRemoved:
+				out = append(out, fmt.Sprintf("source %s: discussion %s: removed (kdbridge's user was removed from it); subscribed again on reload", src.Name(), d.ID))
 			}
 		}
 	}

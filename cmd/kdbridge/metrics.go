@@ -99,7 +99,7 @@ var (
 	descDropped    = prometheus.NewDesc("kdbridge_source_live_events_dropped_total", "Live non-message events dropped because a discussion's queue overflowed.", []string{"source"}, nil)
 	descSubs       = prometheus.NewDesc("kdbridge_source_subscriptions", "Wanted discussions (configured or discovered) by subscription state.", []string{"source", "state"}, nil)
 	descRefusals   = prometheus.NewDesc("kdbridge_source_subscribe_refusals_total", "Subscribes refused by Kinetic (ack-error), each retried on a slow schedule.", []string{"source"}, nil)
-	descEvictions  = prometheus.NewDesc("kdbridge_source_evictions_total", "Subscriptions ended by the server (unsubscribed), each retried on a slow schedule.", []string{"source"}, nil)
+	descEvictions  = prometheus.NewDesc("kdbridge_source_evictions_total", "Subscriptions ended by the server (unsubscribed): the discussion stays removed until a reload.", []string{"source"}, nil)
 	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
 	descTokens     = prometheus.NewDesc("kdbridge_source_token_refreshes_total", "Requests to the OAuth token endpoint (the first token and every renewal), by result (ok, refused, error).", []string{"source", "result"}, nil)
 	descCatchUp    = prometheus.NewDesc("kdbridge_source_catchup_messages_total", "Message events emitted by REST catch-ups (after a (re)subscribe or a queue overflow).", []string{"source"}, nil)
@@ -139,7 +139,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		for kind, n := range s.BadInput {
 			ch <- prometheus.MustNewConstMetric(descBadInput, prometheus.CounterValue, float64(n), name, kind)
 		}
-		states := map[string]int{kinetic.StateIdle: 0, kinetic.StateSubscribing: 0, kinetic.StateSubscribed: 0, kinetic.StateRefused: 0, kinetic.StateUnsubscribed: 0}
+		states := map[string]int{kinetic.StateIdle: 0, kinetic.StateSubscribing: 0, kinetic.StateSubscribed: 0, kinetic.StateRefused: 0, kinetic.StateRemoved: 0}
 		for _, d := range s.Discussions {
 			states[d.State]++
 		}

@@ -249,3 +249,41 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		t.Errorf("read only %d rows of the README's metrics table: has its layout changed?", len(documented))
 	}
 }
+
+// Issue 17.3: a discussion the server removed kdbridge from is shown as removed on /readyz
+// (still ready: it is someone's decision, not a fault) and in the subscriptions metric, and
+// a reload subscribes it again.
+func TestRemovedDiscussionShown(t *testing.T) {
+	sim := kinetictest.NewServer(kinetictest.Options{})
+	t.Cleanup(sim.Close)
+	recv := newTestReceiver(t)
+	ids := []string{
+		sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "a"}).ID,
+		sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "b"}).ID,
+	}
+	addr := freeAddr(t)
+	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids),
+		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+	d := startDaemon(t, "-config", cfg)
+	base := "http://" + addr
+	waitFor(t, "/readyz to say ready", 15*time.Second, func() bool { return httpGet(t, base+"/readyz") == "ready\n" })
+
+	sim.Unsubscribe(ids[0])
+	removed := `kdbridge_source_subscriptions{source="acme",state="removed"}`
+	waitFor(t, "the removal in the metric", 15*time.Second, func() bool { return scrapeValue(t, addr, removed) == 1 })
+	body := httpGet(t, base+"/readyz")
+	if !strings.HasPrefix(body, "ready\n") || !strings.Contains(body, "discussion "+ids[0]+": removed") {
+		t.Errorf("/readyz after the removal:\n%s", body)
+	}
+	resp, err := http.Post(base+"/-/reload", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "subscribed again after the reload", 15*time.Second, func() bool {
+		return scrapeValue(t, addr, removed) == 0 && httpGet(t, base+"/readyz") == "ready\n"
+	})
+	if err := d.stop(t); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+}

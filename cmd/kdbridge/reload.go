@@ -30,6 +30,13 @@ type discussionSetter interface {
 	SetDiscussions(ids []string)
 }
 
+// removedRetrier is what a source offers to subscribe again, on a reload, to discussions the
+// server removed it from (a Kinetic source does not do that on its own: the removal was
+// someone's decision).
+type removedRetrier interface {
+	RetryRemoved()
+}
+
 func (d *daemon) apply(cfg *Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -72,7 +79,7 @@ func (d *daemon) apply(cfg *Config) error {
 	if err := d.disp.SetSinks(ctx, phase1); err != nil {
 		return err
 	}
-	d.disp.SetRouter(bridge.NewRouter(cfg.Routes, selfUsers(cfg)))
+	d.disp.SetRouter(bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)))
 	if err := d.disp.SetSinks(ctx, specsOf(next)); err != nil {
 		return err
 	}
@@ -91,6 +98,9 @@ func (d *daemon) apply(cfg *Config) error {
 		cur, ok := d.sources[e.Name]
 		switch {
 		case ok && reflect.DeepEqual(cur.entry, e):
+			if rr, can := cur.src.(removedRetrier); can {
+				rr.RetryRemoved()
+			}
 			continue
 		case ok && onlyDiscussionsDiffer(cur.entry, e):
 			if ds, can := cur.src.(discussionSetter); can {
@@ -114,6 +124,7 @@ func (d *daemon) apply(cfg *Config) error {
 		if !want[name] {
 			cur.stop()
 			delete(d.sources, name)
+			d.selves.Delete(name)
 			changed = append(changed, name+" (removed)")
 		}
 	}

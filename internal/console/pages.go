@@ -106,7 +106,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) error {
 					v.LastEvent = ds.CheckedAt
 				}
 			}
-			for _, st := range []string{kinetic.StateSubscribed, kinetic.StateSubscribing, kinetic.StateIdle, kinetic.StateRefused, kinetic.StateUnsubscribed} {
+			for _, st := range []string{kinetic.StateSubscribed, kinetic.StateSubscribing, kinetic.StateIdle, kinetic.StateRefused, kinetic.StateRemoved} {
 				if counts[st] > 0 {
 					v.States = append(v.States, stateCount{st, counts[st]})
 				}

@@ -505,15 +505,22 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	if !have {
 		// A first start replays no history, but its "now" is when it first subscribed, not
 		// when this page is read: a message posted in between is news, and the live
-		// stream may not survive to deliver it (a server may drop a slow connection). The
-		// margin covers clock skew to the server; it can only cause redeliveries.
+		// stream may not survive to deliver it (a server may drop a slow connection).
+		// "When" is on the space's clock, which stamps the messages: ours plus the offset
+		// read from the token, less a margin for the token's whole seconds; without an
+		// offset, ours less a margin for clock skew. Either margin can only cause the
+		// messages of its last seconds to be delivered, never one to be missed.
 		w.mu.Lock()
 		since := w.subscribedAt
 		w.mu.Unlock()
 		if since.IsZero() {
 			since = started
 		}
-		cutoff = since.Add(-s.t.startSkew)
+		if off, ok := s.tokens.clockOffset(); ok && s.t.serverClock {
+			cutoff = since.Add(off - s.t.clockMargin)
+		} else {
+			cutoff = since.Add(-s.t.startSkew)
+		}
 		if b := started.Add(-backfill); backfill > 0 && b.Before(cutoff) {
 			cutoff = b
 		}

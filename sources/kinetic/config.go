@@ -20,6 +20,11 @@ const (
 	DefaultReadLimit  = 1 << 20
 	DefaultAckTimeout = 10 * time.Second
 	DefaultPageSize   = 100
+	// DefaultSubscribesInFlight caps the subscribes awaiting their ack on one connection: a
+	// subscribe does database work on the server (the first one per discussion also adds
+	// kdbridge's user as a participant and posts a "joined" message), so thousands sent at
+	// once would be acknowledged late.
+	DefaultSubscribesInFlight = 16
 )
 
 // Config is the YAML configuration of one Kinetic source (the keys of a `sources:` entry
@@ -36,6 +41,8 @@ type Config struct {
 	AckTimeout       config.Duration `yaml:"ack_timeout"`        // wait for ack-ok/ack-error; default 10s
 	Backfill         config.Duration `yaml:"backfill"`           // first run without checkpoint: replay this much history; default none
 	PageSize         int             `yaml:"page_size"`          // REST catch-up page size; default 100
+	// SubscribesInFlight caps the subscribes sent and not yet acknowledged; default 16.
+	SubscribesInFlight int `yaml:"subscribes_in_flight"`
 }
 
 // Defaults fills the settings left empty. Call it before Validate.
@@ -52,6 +59,9 @@ func (c *Config) Defaults() {
 	}
 	if c.PageSize == 0 {
 		c.PageSize = DefaultPageSize
+	}
+	if c.SubscribesInFlight == 0 {
+		c.SubscribesInFlight = DefaultSubscribesInFlight
 	}
 	if c.Discover != nil {
 		c.Discover.defaults()
@@ -111,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PageSize < 1 || c.PageSize > 1000 {
 		add("page_size", "%d is out of range (1 to 1000)", c.PageSize)
+	}
+	if c.SubscribesInFlight < 1 || c.SubscribesInFlight > 1000 {
+		add("subscribes_in_flight", "%d is out of range (1 to 1000)", c.SubscribesInFlight)
 	}
 	if c.Discover != nil {
 		c.Discover.validate(add)

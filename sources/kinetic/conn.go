@@ -40,6 +40,9 @@ type inbound struct {
 	tag string // non-empty: this frame answers the request made with this tag
 	err error  // the frame did not decode (a *badInputError)
 	raw []byte // the frame as received, for logs when err != nil
+	// timedOut: no frame; the soft request tagged tag was not answered within the ack
+	// timeout (see requestSoft). Its ack may still come, with the same tag.
+	timedOut bool
 }
 
 // ackTimeoutError says the server did not answer a request in time: the connection is no
@@ -65,7 +68,7 @@ type conn struct {
 	ackTimeout time.Duration
 	refs       *atomic.Uint64 // shared by the source's connections: refs never repeat
 
-	out  chan []byte  // to the writer
+	out  chan outMsg  // to the writer
 	in   chan inbound // from the reader, in arrival order
 	done chan struct{}
 
@@ -76,8 +79,17 @@ type conn struct {
 }
 
 type pendingReq struct {
-	tag   string
-	timer *time.Timer
+	tag    string
+	action string
+	soft   bool        // a timeout is reported on in, not fatal (see requestSoft)
+	timer  *time.Timer // armed once the request is written (see armAck)
+}
+
+// outMsg is a frame for the writer; ref, if set, is a request whose ack timer starts once
+// the frame is written, not while it waits its turn.
+type outMsg struct {
+	data []byte
+	ref  string
 }
 
 // dialConfig holds what dialing needs.
@@ -107,6 +119,11 @@ func dial(ctx context.Context, dc dialConfig) (*conn, error) {
 		resp.Body.Close()
 	}
 	if err != nil {
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			// Kinetic's Topic Hub upgrades every request on this path (the token is checked
+			// by identify, not here): anything else is another server.
+			return nil, fmt.Errorf("kinetic: websocket %s: %w (HTTP %d): the Topic Hub is not at this address; check url", dc.url, err, resp.StatusCode)
+		}
 		if resp != nil {
 			return nil, fmt.Errorf("kinetic: websocket %s: %w (HTTP %d)", dc.url, err, resp.StatusCode)
 		}
@@ -117,7 +134,7 @@ func dial(ctx context.Context, dc dialConfig) (*conn, error) {
 		heartbeat:  dc.heartbeat,
 		ackTimeout: dc.ackTimeout,
 		refs:       dc.refs,
-		out:        make(chan []byte, 64),
+		out:        make(chan outMsg, 64),
 		in:         make(chan inbound, inboundCapacity),
 		done:       make(chan struct{}),
 		pending:    map[string]*pendingReq{},
@@ -165,7 +182,7 @@ func (c *conn) writeLoop() {
 	tick := time.NewTicker(c.heartbeat)
 	defer tick.Stop()
 	for {
-		var msg []byte
+		var msg outMsg
 		select {
 		case <-c.done:
 			return
@@ -173,16 +190,19 @@ func (c *conn) writeLoop() {
 		case <-tick.C:
 			// The protocol's heartbeat keeps the server's session alive; the ping makes the
 			// server answer, which renews our read deadline (the heartbeat gets no reply).
-			msg, _ = json.Marshal(outFrame{Topic: hubTopic, Action: actHeartbeat, Ref: c.nextRef()})
+			msg.data, _ = json.Marshal(outFrame{Topic: hubTopic, Action: actHeartbeat, Ref: c.nextRef()})
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				c.fail(err)
 				return
 			}
 		}
 		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+		if err := c.ws.WriteMessage(websocket.TextMessage, msg.data); err != nil {
 			c.fail(err)
 			return
+		}
+		if msg.ref != "" {
+			c.armAck(msg.ref)
 		}
 	}
 }
@@ -190,8 +210,20 @@ func (c *conn) writeLoop() {
 func (c *conn) nextRef() string { return strconv.FormatUint(c.refs.Add(1), 10) }
 
 // request sends a hub action; its ack arrives on in with tag. An ack that does not come
-// within the ack timeout ends the connection.
+// within the ack timeout of the frame being written ends the connection.
 func (c *conn) request(action string, payload any, tag string) error {
+	return c.send(action, payload, tag, false)
+}
+
+// requestSoft is request for an action whose slow answer says nothing about the connection
+// (a subscribe does database work on the server): when the ack timeout passes, an inbound
+// with timedOut set and tag is handed to the session instead, and the connection stays up.
+// A late ack still arrives with tag.
+func (c *conn) requestSoft(action string, payload any, tag string) error {
+	return c.send(action, payload, tag, true)
+}
+
+func (c *conn) send(action string, payload any, tag string, soft bool) error {
 	ref := c.nextRef()
 	msg, err := json.Marshal(outFrame{Topic: hubTopic, Action: action, Payload: payload, Ref: ref})
 	if err != nil {
@@ -202,15 +234,45 @@ func (c *conn) request(action string, payload any, tag string) error {
 		c.mu.Unlock()
 		return c.err
 	}
-	c.pending[ref] = &pendingReq{tag: tag, timer: time.AfterFunc(c.ackTimeout, func() {
-		c.fail(&ackTimeoutError{action: action, ref: ref, after: c.ackTimeout})
-	})}
+	c.pending[ref] = &pendingReq{tag: tag, action: action, soft: soft}
 	c.mu.Unlock()
 	select {
-	case c.out <- msg:
+	case c.out <- outMsg{data: msg, ref: ref}:
 		return nil
 	case <-c.done:
 		return c.reason()
+	}
+}
+
+// armAck starts the ack timer of a request that has just been written.
+func (c *conn) armAck(ref string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[ref]
+	if p == nil || p.timer != nil || c.err != nil {
+		return // answered already, or the connection is over
+	}
+	p.timer = time.AfterFunc(c.ackTimeout, func() { c.expired(ref) })
+}
+
+// expired handles a request whose ack did not come in time.
+func (c *conn) expired(ref string) {
+	c.mu.Lock()
+	p := c.pending[ref]
+	if p == nil || c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if !p.soft {
+		c.mu.Unlock()
+		c.fail(&ackTimeoutError{action: p.action, ref: ref, after: c.ackTimeout})
+		return
+	}
+	tag := p.tag // the entry stays: a late ack still finds its tag
+	c.mu.Unlock()
+	select {
+	case c.in <- inbound{tag: tag, timedOut: true}:
+	case <-c.done:
 	}
 }
 
@@ -223,7 +285,9 @@ func (c *conn) answered(ref string) string {
 	if !ok {
 		return ""
 	}
-	p.timer.Stop()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 	delete(c.pending, ref)
 	return p.tag
 }
@@ -237,7 +301,9 @@ func (c *conn) fail(err error) {
 	}
 	c.err = err
 	for ref, p := range c.pending {
-		p.timer.Stop()
+		if p.timer != nil {
+			p.timer.Stop()
+		}
 		delete(c.pending, ref)
 	}
 	close(c.done)

@@ -245,6 +245,16 @@ func (s *Source) discoverOnce(ctx context.Context) error {
 		}
 		s.log.Info("kinetic: discussion no longer discovered", "discussion", id, "reason", reason)
 	}
+	switch {
+	case len(found) == 0 && !s.discoveredNone:
+		// Once per change to "none": GET /discussions may list only the discussions the
+		// caller is involved in (issue 17; protocol §9.7 leaves the default filter open), so a user in none finds none.
+		s.log.Warn("kinetic: discovery found no matching discussion; the Discussions API may list only the discussions kdbridge's user is involved in: check the user's access and the discover rules",
+			"user", s.SelfUser())
+		s.discoveredNone = true
+	case len(found) > 0:
+		s.discoveredNone = false
+	}
 	s.st.mu.Lock()
 	s.st.discovered = len(found)
 	s.st.lastDisc = time.Now()

@@ -260,8 +260,9 @@ func TestDiscoveryPaging(t *testing.T) {
 	}
 }
 
-// A discovered discussion refused or ended by the server is retried on the slow schedule,
-// and counted, like a configured one.
+// A discovered discussion refused by the server is retried on the slow schedule, and one
+// ended by the server stays removed while discovery keeps listing it, until a reload; both
+// are counted, like a configured one.
 func TestDiscoveredRefusedAndEvicted(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 1"})
@@ -272,8 +273,9 @@ func TestDiscoveredRefusedAndEvicted(t *testing.T) {
 	h.waitMessages(d.ID, 1)
 
 	srv.Unsubscribe(d.ID)
-	h.waitStatus("evicted", func(st Status) bool { return st.Evictions == 1 })
+	h.waitStatus("evicted", func(st Status) bool { return st.Evictions == 1 && st.Discussions[0].State == StateRemoved })
 	want = append(want, post(t, srv, d.ID, "gap", 2)...)
+	h.src.RetryRemoved()
 	h.waitReady()
 	h.waitMessages(d.ID, len(want))
 
@@ -376,4 +378,26 @@ func TestEventsCarryRelatedItems(t *testing.T) {
 	if len(first.Discussion.Related) != 1 {
 		t.Errorf("an event already handed over changed: %v", first.Discussion.Related)
 	}
+}
+
+// Issue 17.6: a discovery that finds nothing says so once, with the likely reason (the list
+// may hold only the discussions the user is involved in), and again only after it found
+// something in between.
+func TestDiscoveryFindsNoneWarns(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{})
+	h := start(t, srv, nil, withDiscover(DiscoverConfig{Match: []bridge.MatchRule{{Title: "Incident*"}}}))
+	const warning = "kinetic: discovery found no matching discussion"
+	h.waitStatus("a few polls", func(st Status) bool { return !st.LastDiscovery.IsZero() })
+	eventually(t, "three more polls", func() bool { return len(h.logs.lines("kinetic: discovery poll")) >= 4 })
+	lines := h.logs.lines("level=WARN", warning, "involved in", "user="+testClientID)
+	if len(lines) != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", len(lines), h.logs.String())
+	}
+
+	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 9"})
+	h.waitStatus("the discussion discovered", func(st Status) bool { return st.Ready() && len(st.Discussions) == 1 })
+	if err := srv.DeleteDiscussion(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second warning", func() bool { return len(h.logs.lines("level=WARN", warning)) == 2 })
 }

@@ -361,24 +361,73 @@ func TestSubscribeRefusedForOne(t *testing.T) {
 	}
 }
 
-// A server-initiated unsubscribe is logged, re-subscribed later, and what was posted in
-// between is caught up.
+// A server-initiated unsubscribe (kdbridge's user was removed) is final: logged once, shown
+// as removed, not subscribed again on the slow schedule nor on a reconnect; a reload
+// (RetryRemoved) subscribes again and catches up what was posted in between.
 func TestServerUnsubscribe(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})
 	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "x"})
-	h := start(t, srv, []string{d.ID})
+	other := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "y"})
+	h := start(t, srv, []string{d.ID, other.ID})
 	h.waitReady()
 	ids := post(t, srv, d.ID, "m", 2)
 	h.waitMessages(d.ID, 2)
 	srv.Unsubscribe(d.ID)
-	eventually(t, "the unsubscribe", func() bool { return h.src.Status().Discussions[0].State == StateUnsubscribed })
+	h.waitStatus("the removal", func(st Status) bool { return st.Discussions[0].State == StateRemoved && st.Evictions == 1 })
 	ids = append(ids, post(t, srv, d.ID, "gap", 3)...)
+
+	// Longer than the slow schedule (resubscribe, 200 ms here), and a reconnect: still removed.
+	subscribes := srv.Stats().Subscribes
+	connects := h.src.Status().Connects
+	srv.DropConnections()
+	h.waitStatus("a reconnect", func(st Status) bool {
+		return st.Connects > connects && st.Discussions[1].State == StateSubscribed && st.Discussions[1].CaughtUp
+	})
+	idsOther := post(t, srv, other.ID, "o", 1)
+	h.waitMessages(other.ID, 1)
+	if got := srv.Stats().Subscribes - subscribes; got != 1 {
+		t.Errorf("%d subscribes after the removal, want 1 (the other discussion's, on the new connection)", got)
+	}
+	if st := h.src.Status(); st.Discussions[0].State != StateRemoved {
+		t.Errorf("state after a reconnect = %s, want removed", st.Discussions[0].State)
+	}
+	if msgs, _ := h.rec.userMessages(d.ID); len(msgs) != 2 {
+		t.Errorf("%d messages of the removed discussion, want the 2 from before", len(msgs))
+	}
+
+	h.src.RetryRemoved() // what a reload does
 	h.waitReady()
 	if got := messageIDs(h.waitMessages(d.ID, 5)); !slices.Equal(got, ids) {
 		t.Errorf("got %v, want %v", got, ids)
 	}
-	if n := len(h.logs.lines("kinetic: unsubscribed by the server", "discussion="+d.ID)); n != 1 {
-		t.Errorf("%d unsubscribe lines, want 1", n)
+	exactlyOnce(t, h.rec.all(), other.ID, idsOther)
+	if n := len(h.logs.lines("level=WARN", "removed from the discussion", "discussion="+d.ID)); n != 1 {
+		t.Errorf("%d removal lines, want 1:\n%s", n, h.logs.String())
+	}
+}
+
+// A discussion removed by the server and then no longer discovered (or configured) is
+// subscribed again when it is wanted again.
+func TestRemovedWantedAgain(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{})
+	a := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "a"})
+	b := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "b"})
+	h := start(t, srv, []string{a.ID, b.ID})
+	h.waitReady()
+	srv.Unsubscribe(a.ID)
+	h.waitStatus("the removal", func(st Status) bool { return st.Discussions[0].State == StateRemoved })
+	h.src.SetDiscussions([]string{a.ID, b.ID}) // the same list: a reload, which subscribes again
+	h.waitReady()
+
+	srv.Unsubscribe(a.ID)
+	h.waitStatus("the second removal", func(st Status) bool { return st.Discussions[0].State == StateRemoved })
+	h.src.SetDiscussions([]string{b.ID})
+	h.waitStatus("a dropped", func(st Status) bool { return slices.Equal(statusIDs(st), []string{b.ID}) })
+	h.src.SetDiscussions([]string{b.ID, a.ID})
+	h.waitStatus("a subscribed again", func(st Status) bool { return st.Ready() && len(st.Discussions) == 2 })
+	ids := post(t, srv, a.ID, "a", 2)
+	if got := messageIDs(h.waitMessages(a.ID, 2)); !slices.Equal(got, ids) {
+		t.Errorf("got %v, want %v", got, ids)
 	}
 }
 

@@ -51,6 +51,7 @@ func fastTiming() timing {
 	t.resubscribe = 200 * time.Millisecond
 	t.discoverSkew = 0 // the simulator shares our clock
 	t.startSkew = 0
+	t.serverClock = false // our clock is the simulator's: "now" is exact (see TestFirstStartOnSpaceClock)
 	t.emitFirst, t.emitMax = 5*time.Millisecond, 50*time.Millisecond
 	t.catchUpFirst, t.catchUpMax = 20*time.Millisecond, 200*time.Millisecond
 	t.rest = retryPolicy{initial: 10 * time.Millisecond, max: 100 * time.Millisecond, tries: 5}

@@ -66,7 +66,7 @@ func (r *restClient) get(ctx context.Context, path string, query url.Values, out
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		tok, err := r.tokens.Token(ctx)
 		if err != nil {
-			if tokenRefused(err) {
+			if configProblem(err) {
 				return struct{}{}, backoff.Permanent(err)
 			}
 			return struct{}{}, err

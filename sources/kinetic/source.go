@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/gorilla/websocket"
+	"golang.org/x/oauth2"
 
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
@@ -54,10 +56,12 @@ type Source struct {
 	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
 	setMu      sync.Mutex
 	configured []string
-	discovered []wanted      // in the order discovery first found them
-	changed    chan struct{} // 1-buffered: the wanted set changed; read by the goroutine running Run
+	discovered []wanted        // in the order discovery first found them
+	removed    map[string]bool // the server removed kdbridge from these (see session.unsubscribed)
+	changed    chan struct{}   // 1-buffered: the wanted set changed; read by the goroutine running Run
 
-	watermark time.Time // owned by the discovery goroutine; see discoveryWatermark
+	watermark      time.Time // owned by the discovery goroutine; see discoveryWatermark
+	discoveredNone bool      // owned by the discovery goroutine: the last poll found nothing, and said so
 }
 
 var _ bridge.Source = (*Source)(nil)
@@ -65,12 +69,13 @@ var _ bridge.Source = (*Source)(nil)
 // timing holds the source's schedules; tests shorten them.
 type timing struct {
 	reconnectFirst, reconnectMax time.Duration // between connection attempts
-	healthy                      time.Duration // a connection up this long resets the reconnect backoff
 	tokenFirst, tokenMax         time.Duration // after the token endpoint refused the credentials
 	resubscribe                  time.Duration // retry of refused and server-ended subscriptions
 	discoverEvery                time.Duration // if set, overrides discover.every (tests poll faster than its 1s minimum)
 	discoverSkew                 time.Duration // clock margin of the discovery watermark
-	startSkew                    time.Duration // clock margin of a first start's "now" (see catchUpOnce)
+	startSkew                    time.Duration // clock margin of a first start's "now" without the space's clock (see catchUpOnce)
+	serverClock                  bool          // a first start's "now" is on the space's clock, read from the token
+	clockMargin                  time.Duration // margin of that "now" for the token's whole-second times
 	emitFirst, emitMax           time.Duration // retry of an event the emitter did not accept
 	catchUpFirst, catchUpMax     time.Duration // retry of a failed catch-up
 	rest                         retryPolicy   // retry of one REST call
@@ -83,12 +88,13 @@ func defaultTiming() timing {
 	return timing{
 		reconnectFirst: 300 * time.Millisecond, // with ±50 % jitter the first retry is ≤ 0.45 s
 		reconnectMax:   30 * time.Second,
-		healthy:        time.Minute,
 		tokenFirst:     10 * time.Second,
 		tokenMax:       5 * time.Minute,
 		resubscribe:    5 * time.Minute,
 		discoverSkew:   time.Minute,
 		startSkew:      30 * time.Second,
+		serverClock:    true,
+		clockMargin:    2 * time.Second,
 		emitFirst:      100 * time.Millisecond,
 		emitMax:        30 * time.Second,
 		catchUpFirst:   time.Second,
@@ -183,6 +189,16 @@ func (s *Source) setTiming(t timing) {
 // Name implements bridge.Source.
 func (s *Source) Name() string { return s.name }
 
+// SelfUser returns the username the source acts as: the username claim of its token, or
+// client_id before the first token (Kinetic ties a client_credentials client to the user
+// whose username is the client id, but the token is the truth). Safe from any goroutine.
+func (s *Source) SelfUser() string {
+	if u := s.tokens.Username(); u != "" {
+		return u
+	}
+	return s.cfg.ClientID
+}
+
 // Status returns a snapshot of the source's health.
 func (s *Source) Status() Status {
 	st := s.st.snapshot()
@@ -250,16 +266,28 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 		if err == nil {
 			err = errors.New("kinetic: connection ended")
 		}
+		if errors.Is(err, errTokenRenewal) {
+			// Planned: no failure, no backoff.
+			s.log.Info("kinetic: reconnecting to renew the token before it expires")
+			reconnect.Reset()
+			if !s.waitReconnect(ctx, 0, fl) {
+				return nil
+			}
+			continue
+		}
 		s.st.setError(err)
 		if errors.Is(err, websocket.ErrReadLimit) {
 			s.bad.badInput(badOversized, fmt.Errorf("a frame exceeded read_limit (%d bytes); reconnecting", s.cfg.ReadLimit))
 		}
 		var delay time.Duration
-		if tokenRefused(err) {
+		if configProblem(err) {
 			delay = refused.NextBackOff()
 		} else {
 			refused.Reset()
-			if !identifiedAt.IsZero() && time.Since(identifiedAt) >= s.t.healthy {
+			if !identifiedAt.IsZero() {
+				// The connection worked: its end is a new problem, retried from the first
+				// step (within 0.5 s). The backoff grows only over attempts that fail to
+				// get that far.
 				reconnect.Reset()
 			}
 			delay = min(reconnect.NextBackOff(), s.t.reconnectMax) // jitter must not pass the cap
@@ -274,7 +302,7 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 		case !identifiedAt.IsZero():
 			s.log.Warn("kinetic: disconnected", "error", err, "retry_in", retryIn)
 			problem = ""
-		case news && tokenRefused(err):
+		case news && configProblem(err):
 			s.log.Error(err.Error(), "retry_in", retryIn)
 		case news:
 			s.log.Warn("kinetic: cannot connect", "error", err, "retry_in", retryIn)
@@ -312,7 +340,7 @@ func (s *Source) waitReconnect(ctx context.Context, delay time.Duration, fl *fle
 func problemKey(err error) string {
 	var te *tokenError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("token %d %t", te.Status, te.Refused)
+		return fmt.Sprintf("token %d %t %t", te.Status, te.Refused, te.Foreign)
 	}
 	return err.Error()
 }
@@ -338,7 +366,8 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 		return time.Time{}, err
 	}
 	ss := &session{s: s, c: c, fleet: fl, subs: map[string]*subscription{}, leaving: map[string]int{},
-		firstRound: map[string]bool{}, due: map[string]time.Time{}}
+		firstRound: map[string]bool{}, due: map[string]time.Time{},
+		queued: map[string]bool{}, inflight: map[string]bool{}, maxInFlight: s.cfg.SubscribesInFlight}
 	defer func() {
 		c.close()
 		// Frames read before the end are still in order: hand them over, not lose them.
@@ -359,9 +388,11 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 		s.st.mu.Unlock()
 	}()
 
-	if err := ss.identify(ctx); err != nil {
+	tok, err := ss.identify(ctx)
+	if err != nil {
 		return time.Time{}, err
 	}
+	ss.renewAt = renewalTime(tok.Expiry, time.Now())
 	identifiedAt = time.Now()
 	s.st.mu.Lock()
 	s.st.identified = true
@@ -374,14 +405,22 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 	// handled by the loop.
 	want := s.desired()
 	fl.sync(want)
-	ss.firstTotal = len(want)
 	for _, w := range want {
-		ss.firstRound[w.id] = true
-		if err := ss.subscribe(w.id); err != nil {
-			return identifiedAt, err
+		if s.isRemoved(w.id) {
+			ss.subs[w.id] = &subscription{state: subRemoved}
+			s.st.update(w.id, func(d *DiscussionStatus) { d.State = StateRemoved })
+			continue
 		}
+		ss.firstRound[w.id] = true
+		ss.firstTotal++
+		ss.subscribe(w.id)
 	}
-	return identifiedAt, ss.loop(ctx)
+	err = ss.loop(ctx)
+	if errors.Is(err, errTokenRenewal) {
+		// The next connection identifies with a fresh token, not this one about to expire.
+		s.tokens.Invalidate(tok.AccessToken)
+	}
+	return identifiedAt, err
 }
 
 // session is the state of one connection, owned by the goroutine running Source.session.
@@ -398,30 +437,57 @@ type session struct {
 	due        map[string]time.Time     // subscribes to retry, and when
 	timer      *time.Timer
 	restTick   *time.Ticker // while waiting for the first round's catch-ups to end (see watchRest)
+
+	// Subscribes are paced: at most maxInFlight await their ack; the rest wait in queue.
+	queue       []string        // discussions whose subscribe is not sent yet, in order
+	queued      map[string]bool // the discussions in queue
+	inflight    map[string]bool // tags of the subscribes sent and neither acknowledged nor timed out
+	maxInFlight int
+	slowLogged  bool // a slow subscribe ack was logged on this connection
+
+	renewAt time.Time // when to reconnect with a fresh token (see renewalTime)
+}
+
+// errTokenRenewal ends a connection shortly before its identity's token expires: a server
+// may silently stop sending to an expired identity (protocol §9.2), so the next connection
+// identifies with a fresh token and catches up, rather than trusting this one.
+var errTokenRenewal = errors.New("kinetic: the token is about to expire; reconnecting with a fresh one")
+
+// renewalTime is when a connection identified with a token valid until expiry (which has
+// the token source's early margin taken off already) reconnects: before expiry by a random
+// part of a tenth of the time left, at most a minute, so that sources started together do
+// not all reconnect at once.
+func renewalTime(expiry, now time.Time) time.Time {
+	left := expiry.Sub(now)
+	if left <= 0 {
+		return now
+	}
+	spread := min(left/10, time.Minute)
+	return expiry.Add(-rand.N(spread + 1))
 }
 
 // identify sends identify and waits for its ack. An ack-error gets one more try with a
 // fresh token: the cached one may have been revoked or expired early.
-func (ss *session) identify(ctx context.Context) error {
+func (ss *session) identify(ctx context.Context) (*oauth2.Token, error) {
 	s := ss.s
 	for attempt := 0; ; attempt++ {
 		tok, err := s.tokens.Token(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := ss.c.request(actIdentify, map[string]string{"token": tok.AccessToken}, tagIdentify); err != nil {
-			return err
+			return nil, err
 		}
 		f, err := ss.await(ctx, tagIdentify)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if f.Event == evAckOK {
-			return nil
+			return tok, nil
 		}
 		s.tokens.Invalidate(tok.AccessToken)
 		if attempt > 0 {
-			return &identifyError{payload: payloadText(f.Payload)}
+			return nil, &identifyError{payload: payloadText(f.Payload)}
 		}
 		s.log.Info("kinetic: identify refused, retrying with a fresh token", "answer", payloadText(f.Payload))
 	}
@@ -456,15 +522,79 @@ func (ss *session) await(ctx context.Context, tag string) (frame, error) {
 	}
 }
 
-func (ss *session) subscribe(id string) error {
-	ss.seq++
-	tag := "subscribe:" + strconv.FormatUint(ss.seq, 10) + ":" + id
-	ss.subs[id] = &subscription{state: subPending, tag: tag}
+// subscribe asks for a subscription to id: the subscribe is queued and sent when fewer than
+// maxInFlight are awaiting their ack.
+func (ss *session) subscribe(id string) {
+	ss.subs[id] = &subscription{state: subPending}
 	if w := ss.fleet.byID[id]; w != nil {
 		w.hold()
 	}
 	ss.s.st.update(id, func(d *DiscussionStatus) { d.State = StateSubscribing })
-	return ss.c.request(actSubscribe, map[string]string{"topic": discussionTopic(id)}, tag)
+	ss.enqueue(id)
+	ss.pump()
+}
+
+func (ss *session) enqueue(id string) {
+	if !ss.queued[id] {
+		ss.queued[id] = true
+		ss.queue = append(ss.queue, id)
+	}
+}
+
+// pump sends queued subscribes while fewer than maxInFlight await their ack. A send fails
+// only when the connection has ended, which the loop sees on c.done.
+func (ss *session) pump() {
+	for len(ss.inflight) < ss.maxInFlight && len(ss.queue) > 0 {
+		id := ss.queue[0]
+		ss.queue[0] = ""
+		ss.queue = ss.queue[1:]
+		delete(ss.queued, id)
+		sub := ss.subs[id]
+		if sub == nil || sub.state != subPending || sub.sent {
+			continue // no longer wanted, or answered (a late ack) while waiting for a retry
+		}
+		ss.seq++
+		sub.tag = "subscribe:" + strconv.FormatUint(ss.seq, 10) + ":" + id
+		sub.sent = true
+		if sub.firstSeq == 0 {
+			sub.firstSeq = ss.seq
+		}
+		ss.inflight[sub.tag] = true
+		if ss.c.requestSoft(actSubscribe, map[string]string{"topic": discussionTopic(id)}, sub.tag) != nil {
+			return
+		}
+	}
+	if len(ss.queue) == 0 {
+		ss.queue = nil // let the backing array go
+	}
+}
+
+// tagSeq returns the sequence number of a subscribe tag (0 if it has none).
+func tagSeq(tag string) uint64 {
+	rest, _ := strings.CutPrefix(tag, "subscribe:")
+	n, _, _ := strings.Cut(rest, ":")
+	seq, _ := strconv.ParseUint(n, 10, 64)
+	return seq
+}
+
+// subscribeTimedOut handles a subscribe not acknowledged within ack_timeout. A healthy
+// connection is not dropped for it (the heartbeat's read deadline judges the connection):
+// the discussion is subscribed again, behind the others queued. Whichever of its subscribes
+// is acknowledged first is the answer (see subscribed).
+func (ss *session) subscribeTimedOut(tag, id string) {
+	sub := ss.subs[id]
+	if sub == nil || sub.tag != tag || sub.state != subPending {
+		return // answered meanwhile, or no longer wanted
+	}
+	level := slog.LevelDebug
+	if !ss.slowLogged { // one line per connection: a slow server makes many
+		ss.slowLogged = true
+		level = slog.LevelWarn
+	}
+	ss.s.log.Log(context.Background(), level, "kinetic: subscribe not acknowledged in time, sending it again",
+		"discussion", id, "ack_timeout", ss.s.dial.ackTimeout, "in_flight", len(ss.inflight), "queued", len(ss.queue))
+	sub.sent = false
+	ss.enqueue(id)
 }
 
 func (ss *session) loop(ctx context.Context) error {
@@ -472,10 +602,14 @@ func (ss *session) loop(ctx context.Context) error {
 	ss.timer.Stop()
 	defer ss.timer.Stop()
 	defer ss.stopRestWatch()
+	renew := time.NewTimer(max(time.Until(ss.renewAt), 0))
+	defer renew.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-renew.C:
+			return errTokenRenewal
 		case <-ss.c.done:
 			return ss.c.reason()
 		case in := <-ss.c.in:
@@ -484,6 +618,7 @@ func (ss *session) loop(ctx context.Context) error {
 			if err := ss.reconcile(); err != nil {
 				return err
 			}
+			ss.pump()
 		case <-ss.restC():
 			ss.checkRest()
 		case <-ss.timer.C:
@@ -494,9 +629,7 @@ func (ss *session) loop(ctx context.Context) error {
 					if sub := ss.subs[id]; sub == nil || sub.state != subWaiting {
 						continue
 					}
-					if err := ss.subscribe(id); err != nil {
-						return err
-					}
+					ss.subscribe(id)
 				}
 			}
 			ss.armTimer()
@@ -537,8 +670,19 @@ func (ss *session) handle(in inbound) {
 	f := in.f
 	if rest, ok := strings.CutPrefix(in.tag, "subscribe:"); ok {
 		_, id, _ := strings.Cut(rest, ":")
-		ss.subscribed(in.tag, id, f)
+		if ss.inflight[in.tag] {
+			delete(ss.inflight, in.tag)
+			defer ss.pump() // a slot is free
+		}
+		if in.timedOut {
+			ss.subscribeTimedOut(in.tag, id)
+		} else {
+			ss.subscribed(in.tag, id, f)
+		}
 		return
+	}
+	if in.timedOut {
+		return // soft requests are subscribes only
 	}
 	if id, ok := strings.CutPrefix(in.tag, "unsubscribe:"); ok {
 		ss.unsubscribeAcked(id, f)
@@ -575,9 +719,11 @@ func (ss *session) handle(in inbound) {
 func (ss *session) subscribed(tag, id string, f frame) {
 	s := ss.s
 	sub := ss.subs[id]
-	if sub == nil || sub.tag != tag {
-		// The discussion was dropped (and maybe wanted again) since: an unsubscribe, or a
-		// newer subscribe, follows this one.
+	if sub == nil || sub.state != subPending || sub.firstSeq == 0 || tagSeq(tag) < sub.firstSeq {
+		// Answered already (by another subscribe of the same discussion: one that timed
+		// out and its retry), or the discussion was dropped (and maybe wanted again, its
+		// new subscribe maybe still queued) since: an unsubscribe, or a newer subscribe,
+		// follows this one.
 		return
 	}
 	first := ss.firstRound[id]
@@ -641,7 +787,11 @@ func (ss *session) firstRoundDone() {
 	}
 }
 
-// unsubscribed handles a server-initiated end of a subscription.
+// unsubscribed handles a server-initiated end of a subscription: someone removed
+// kdbridge's user from the discussion. That is final — subscribing again would add the user
+// back against that decision — so the discussion is marked removed and left alone until a
+// reload, or until discovery or the configuration wants it again after no longer wanting
+// it (see RetryRemoved).
 func (ss *session) unsubscribed(id string) {
 	s := ss.s
 	if ss.leaving[id] > 0 {
@@ -652,13 +802,15 @@ func (ss *session) unsubscribed(id string) {
 		s.bad.badInput(badDiscussion, bad(badDiscussion, "unsubscribed from discussion %s", id), "discussion", id)
 		return
 	}
-	sub.state = subWaiting
+	sub.state = subRemoved
+	delete(ss.due, id)
+	s.markRemoved(id)
 	s.st.mu.Lock()
 	s.st.evictions++
 	s.st.mu.Unlock()
-	s.st.update(id, func(d *DiscussionStatus) { d.State = StateUnsubscribed })
-	s.log.Warn("kinetic: unsubscribed by the server", "discussion", id, "retry_in", s.t.resubscribe)
-	ss.retryLater(id)
+	s.st.update(id, func(d *DiscussionStatus) { d.State, d.CaughtUp = StateRemoved, false })
+	s.log.Warn("kinetic: removed from the discussion by the server (unsubscribed); not subscribing again until a reload",
+		"discussion", id)
 }
 
 // payloadText renders an ack-error payload for a log line: a string as is, anything else

@@ -9,11 +9,11 @@ import (
 
 // Subscription states of a discussion, as Status reports them.
 const (
-	StateIdle         = "idle"         // not connected
-	StateSubscribing  = "subscribing"  // subscribe sent, no ack yet
-	StateSubscribed   = "subscribed"   // ack-ok received
-	StateRefused      = "refused"      // ack-error received; retried on a slow schedule
-	StateUnsubscribed = "unsubscribed" // the server ended the subscription; retried on a slow schedule
+	StateIdle        = "idle"        // not connected
+	StateSubscribing = "subscribing" // subscribe sent, no ack yet
+	StateSubscribed  = "subscribed"  // ack-ok received
+	StateRefused     = "refused"     // ack-error received; retried on a slow schedule
+	StateRemoved     = "removed"     // the server ended the subscription (kdbridge's user was removed); subscribed again on reload
 )
 
 // Status is a snapshot of the source's health, for /readyz and metrics.
@@ -28,7 +28,7 @@ type Status struct {
 	Dropped     uint64             // live events dropped because a discussion's queue was full (messages among them are caught up)
 	Emitted     uint64             // events accepted by the emitter
 	Refusals    uint64             // subscribes answered with ack-error (each is retried on a slow schedule)
-	Evictions   uint64             // server-initiated unsubscribes (each is retried on a slow schedule)
+	Evictions   uint64             // server-initiated unsubscribes (each leaves its discussion removed)
 
 	// CatchUpEvents counts the events emitted by REST catch-ups (they are among Emitted).
 	CatchUpEvents uint64

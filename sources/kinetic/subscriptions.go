@@ -50,7 +50,11 @@ func (s *Source) SetDiscussions(ids []string) {
 			clean = append(clean, id)
 		}
 	}
-	added, removed := s.updateWanted(func() { s.configured = clean })
+	added, removed := s.updateWanted(func() {
+		s.configured = clean
+		// A reload: discussions the server removed kdbridge from are subscribed again.
+		clear(s.removed)
+	})
 	for _, id := range added {
 		s.log.Info("kinetic: discussion added", "discussion", id)
 	}
@@ -91,6 +95,17 @@ func (s *Source) updateWanted(change func()) (added, removed []string) {
 	change()
 	after := s.desiredLocked()
 	s.st.setWanted(after)
+	// A removal is forgotten once the discussion is no longer wanted: wanting it again (a
+	// new discovery match, a configuration change) subscribes it again.
+	still := make(map[string]bool, len(after))
+	for _, w := range after {
+		still[w.id] = true
+	}
+	for id := range s.removed {
+		if !still[id] {
+			delete(s.removed, id)
+		}
+	}
 	s.setMu.Unlock()
 
 	was := make(map[string]bool, len(before))
@@ -113,6 +128,40 @@ func (s *Source) updateWanted(change func()) (added, removed []string) {
 	default: // a change is already pending; Run reads the latest set anyway
 	}
 	return added, removed
+}
+
+// RetryRemoved subscribes again, on the live connection, to the discussions the server
+// removed kdbridge from (see session.unsubscribed). A reload calls it, also when the source's
+// configuration did not change; it is safe to call from any goroutine.
+func (s *Source) RetryRemoved() {
+	s.setMu.Lock()
+	n := len(s.removed)
+	clear(s.removed)
+	s.setMu.Unlock()
+	if n == 0 {
+		return
+	}
+	s.log.Info("kinetic: subscribing again to discussions the server had removed kdbridge from", "discussions", n)
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// markRemoved records that the server removed kdbridge from a discussion.
+func (s *Source) markRemoved(id string) {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	if s.removed == nil {
+		s.removed = map[string]bool{}
+	}
+	s.removed[id] = true
+}
+
+func (s *Source) isRemoved(id string) bool {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	return s.removed[id]
 }
 
 // fleet is the set of discussion workers of one Run, owned by the goroutine running Run:
@@ -177,13 +226,19 @@ func (f *fleet) sync(want []wanted) {
 const (
 	subPending = iota // subscribe sent, no ack yet
 	subOK             // ack-ok
-	subWaiting        // refused, or ended by the server: a subscribe is due later
+	subWaiting        // refused: a subscribe is due later
+	subRemoved        // ended by the server (unsubscribed): left alone until RetryRemoved or a change
 )
 
 // subscription is the state of one wanted discussion on the current connection.
 type subscription struct {
 	state int
-	tag   string // of the latest subscribe: an ack for an earlier one is stale
+	tag   string // of the latest subscribe sent: an ack for an earlier one is stale
+	sent  bool   // the subscribe is sent (a pending one may still be queued; see session.pump)
+	// firstSeq numbers the first subscribe sent for this subscription: an ack for it or a
+	// later one answers it (a retried subscribe may be answered by the first), an ack for
+	// an earlier one is stale.
+	firstSeq uint64
 }
 
 // reconcile brings the connection's subscriptions in line with the wanted discussions:
@@ -203,10 +258,15 @@ func (ss *session) reconcile() error {
 		}
 	}
 	for _, w := range want {
-		if ss.subs[w.id] == nil {
-			if err := ss.subscribe(w.id); err != nil {
-				return err
+		sub := ss.subs[w.id]
+		switch {
+		case ss.s.isRemoved(w.id):
+			if sub == nil {
+				ss.subs[w.id] = &subscription{state: subRemoved}
+				ss.s.st.update(w.id, func(d *DiscussionStatus) { d.State = StateRemoved })
 			}
+		case sub == nil || sub.state == subRemoved:
+			ss.subscribe(w.id)
 		}
 	}
 	return nil
@@ -224,7 +284,7 @@ func (ss *session) leave(id string) error {
 		delete(ss.firstRound, id)
 		ss.firstRoundDone()
 	}
-	if sub == nil || sub.state == subWaiting {
+	if sub == nil || sub.state == subWaiting || sub.state == subRemoved || !sub.sent {
 		return nil // not subscribed on the server
 	}
 	ss.leaving[id]++

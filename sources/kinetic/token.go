@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,12 @@ type tokenSource struct {
 
 	lock chan struct{} // a mutex that a waiting caller can abandon when its ctx ends
 	tok  *oauth2.Token // guarded by lock
-	mu   sync.Mutex    // guards username
+	mu   sync.Mutex    // guards user and offset
 	user string
+	// offset is the space's clock less ours, estimated from the last token (its exp claim
+	// less expires_in is when the space issued it); offsetOK says there is an estimate.
+	offset   time.Duration
+	offsetOK bool
 
 	// Requests to the endpoint by result, for Status.
 	ok, refused, failed atomic.Uint64
@@ -61,9 +66,19 @@ type tokenError struct {
 	Status  int    // HTTP status; 0 when there was no answer
 	Refused bool   // the credentials were rejected
 	Detail  string // why, without the secret
+	// Foreign: the answer is not a Kinetic token endpoint's (a 404, an HTML page, JSON
+	// without access_token): url points somewhere else. Retried slowly, like Refused.
+	Foreign bool
 }
 
 func (e *tokenError) Error() string {
+	if e.Foreign {
+		status := ""
+		if e.Status != 0 {
+			status = fmt.Sprintf("%d %s, ", e.Status, http.StatusText(e.Status))
+		}
+		return fmt.Sprintf("kinetic: the token endpoint's answer is not Kinetic's (%s%s); check url: it must be the space URL, such as https://acme.kinops.io", status, e.Detail)
+	}
 	if e.Refused {
 		return fmt.Sprintf("kinetic: token request refused: %d %s (%s); check client_id/client_secret", e.Status, http.StatusText(e.Status), e.Detail)
 	}
@@ -77,6 +92,13 @@ func (e *tokenError) Error() string {
 func tokenRefused(err error) bool {
 	var te *tokenError
 	return errors.As(err, &te) && te.Refused
+}
+
+// configProblem reports whether err is one that only a configuration change can fix:
+// refused credentials, or a url that is not a Kinetic space. Such errors are retried slowly.
+func configProblem(err error) bool {
+	var te *tokenError
+	return errors.As(err, &te) && (te.Refused || te.Foreign)
 }
 
 // Token returns a valid token, from the cache or from the endpoint.
@@ -164,11 +186,15 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		return nil, &tokenError{Status: resp.StatusCode, Detail: "reading the answer: " + ts.redact(err.Error())}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &tokenError{
-			Status:  resp.StatusCode,
-			Refused: resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden,
-			Detail:  ts.redact(errorDetail(body, ts.endpoint)),
+		te := &tokenError{Status: resp.StatusCode, Detail: ts.redact(errorDetail(body, ts.endpoint))}
+		switch {
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed || !kineticError(body):
+			// Every space has this endpoint, and answers errors with a JSON object.
+			te.Foreign, te.Detail = true, ts.redact(foreignDetail(resp.Header, body, ts.endpoint))
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			te.Refused = true
 		}
+		return nil, te
 	}
 	var r struct {
 		AccessToken string      `json:"access_token"`
@@ -177,7 +203,8 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		Username    string      `json:"username"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil || r.AccessToken == "" {
-		return nil, &tokenError{Status: resp.StatusCode, Detail: "the answer has no access_token"}
+		return nil, &tokenError{Status: resp.StatusCode, Foreign: true,
+			Detail: ts.redact(foreignDetail(resp.Header, body, ts.endpoint)) + ": no access_token"}
 	}
 	lifetime := 10 * time.Minute // no expires_in: assume little, a 401 renews it anyway
 	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 {
@@ -188,16 +215,88 @@ func (ts *tokenSource) fetch(ctx context.Context) (*oauth2.Token, error) {
 		TokenType:   "Bearer",
 		Expiry:      time.Now().Add(lifetime - earlyExpiry(lifetime)),
 	}
-	tok = tok.WithExtra(map[string]any{"username": r.Username})
+	claims := jwtClaims(r.AccessToken)
+	user := claims.Username
+	if user == "" {
+		user = r.Username // an opaque token: the answer's username field, as Kinetic's carries
+	}
+	tok = tok.WithExtra(map[string]any{"username": user})
 	ts.mu.Lock()
-	ts.user = r.Username
+	ts.user = user
+	if secs, err := r.ExpiresIn.Float64(); err == nil && secs > 0 && claims.Exp > 0 {
+		issued := time.Unix(claims.Exp, 0).Add(-time.Duration(secs * float64(time.Second)))
+		ts.offset, ts.offsetOK = time.Until(issued), true
+	}
 	ts.mu.Unlock()
 	return tok, nil
 }
 
+// clockOffset returns the space's clock less ours, to about a second (the token's times are
+// whole seconds), and whether it is known.
+func (ts *tokenSource) clockOffset() (time.Duration, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.offset, ts.offsetOK
+}
+
+// tokenClaims are the claims kdbridge reads from an access token.
+type tokenClaims struct {
+	Username string `json:"username"`
+	Exp      int64  `json:"exp"`
+}
+
+// jwtClaims returns the claims of a JWT access token (protocol §2.2: Kinetic's tokens are
+// HS256 JWTs whose claims include username and exp), zero if the token is not a JWT. The
+// signature is not checked: the token comes straight from the space's token endpoint over
+// the connection kdbridge opened, and the claims only tell which user kdbridge acts as (its
+// own messages are not mirrored back) and the space's clock.
+func jwtClaims(token string) tokenClaims {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return tokenClaims{}
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return tokenClaims{}
+	}
+	var c tokenClaims
+	if json.Unmarshal(raw, &c) != nil {
+		return tokenClaims{}
+	}
+	c.Username = strings.TrimSpace(c.Username)
+	return c
+}
+
+// jwtUsername returns the username claim of a JWT access token ("" if none).
+func jwtUsername(token string) string { return jwtClaims(token).Username }
+
 // redact removes the secret from text that may quote a request.
 func (ts *tokenSource) redact(s string) string {
 	return config.Redact(s, ts.secret.Reveal())
+}
+
+// kineticError reports whether an error answer looks like Kinetic's: a JSON object with an
+// error or message (protocol §2.2: {"error","errorKey"}), whatever its content type says.
+func kineticError(body []byte) bool {
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	return json.Unmarshal(body, &e) == nil && (e.Error != "" || e.Message != "")
+}
+
+// foreignDetail says what came back instead of a Kinetic answer: the content type and the
+// start of the body (an HTML page's title is in there).
+func foreignDetail(h http.Header, body []byte, url string) string {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		ct = "no content type"
+	}
+	b := truncate(strings.Join(strings.Fields(string(body)), " "), 120)
+	if b == "" {
+		return "from " + url + ": " + ct + ", empty body"
+	}
+	return "from " + url + ": " + ct + ": " + b
 }
 
 // errorDetail summarises an error answer: Kinetic's {"error","errorKey"} or {"message"}, or

@@ -3,6 +3,7 @@ package kinetictest
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // faults holds the fault-injection switches. Counters are consumed one request at a time,
@@ -10,6 +11,8 @@ import (
 type faults struct {
 	refuseIdentifies atomic.Int64
 	withholdAcks     atomic.Bool
+	subscribeDelay   atomic.Int64 // time.Duration each subscribe takes to process
+	silenceExpired   atomic.Bool
 
 	mu          sync.Mutex
 	restFails   int
@@ -17,6 +20,7 @@ type faults struct {
 	tokenFails  int
 	tokenStatus int
 	forbidden   map[[2]string]bool // {username, discussion id}
+	foreign     map[string]foreignAnswer
 
 	stallMu sync.Mutex
 	// stall is non-nil while connections are stalled; it is closed when the stall ends.
@@ -156,4 +160,63 @@ func (s *Server) waitUnstalled(done <-chan struct{}) bool {
 			return false
 		}
 	}
+}
+
+// SetSubscribeDelay makes every subscribe take d to process before it is answered, as a
+// real subscribe does database work (adding the participant, posting the "joined"
+// message). Each connection processes its frames in order, one at a time, so subscribes
+// sent together are answered d apart: the n-th waits n×d. Zero turns it off.
+func (s *Server) SetSubscribeDelay(d time.Duration) { s.faults.subscribeDelay.Store(int64(d)) }
+
+// processSubscribe waits out the subscribe delay on a connection's reader; it reports false
+// if the connection ends first.
+func (s *Server) processSubscribe(done <-chan struct{}) bool {
+	d := time.Duration(s.faults.subscribeDelay.Load())
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// SilenceExpired, while on, makes the Topic Hub stop sending discussion events (messages,
+// participants, presence…) to a connection once the token it identified with has expired,
+// without closing it or saying anything: what a real server may do (protocol §9.2). Acks and
+// heartbeats are unaffected; identifying again with a fresh token resumes the events.
+func (s *Server) SilenceExpired(on bool) { s.faults.silenceExpired.Store(on) }
+
+// foreignAnswer is what a path answers instead of the simulator (see AnswerForeign).
+type foreignAnswer struct {
+	status      int
+	contentType string
+	body        string
+}
+
+// AnswerForeign makes every request to path (such as "/app/oauth/token" or
+// "/app/topics/socket") answer status with this body, as a server that is not Kinetic does:
+// a web site's HTML page, a proxy's 404. A status of 0 removes the answer.
+func (s *Server) AnswerForeign(path string, status int, contentType, body string) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	if status == 0 {
+		delete(s.faults.foreign, path)
+		return
+	}
+	if s.faults.foreign == nil {
+		s.faults.foreign = make(map[string]foreignAnswer)
+	}
+	s.faults.foreign[path] = foreignAnswer{status: status, contentType: contentType, body: body}
+}
+
+func (f *faults) foreignAnswer(path string) (foreignAnswer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.foreign[path]
+	return a, ok
 }

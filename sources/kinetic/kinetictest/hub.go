@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -88,7 +89,8 @@ type conn struct {
 	done chan struct{} // closed by kill
 	once sync.Once
 
-	ident *actor // reader goroutine only
+	ident    *actor       // reader goroutine only
+	identExp atomic.Int64 // Unix second the identity's token expires (see SilenceExpired)
 
 	mu   sync.Mutex
 	subs map[string]*discussion // discussion id → discussion
@@ -318,6 +320,9 @@ func (c *conn) handle(data []byte) {
 		case "identify":
 			c.identify(f)
 		case "subscribe":
+			if !c.s.processSubscribe(c.done) {
+				return
+			}
 			c.subscribe(f)
 		default:
 			c.unsubscribe(f)
@@ -343,6 +348,7 @@ func (c *conn) identify(f clientFrame) {
 	}
 	// A connection may identify again (e.g. with a fresh token); the newest identity wins.
 	c.ident = &actor{user: cl.user(), admin: cl.SpaceAdmin}
+	c.identExp.Store(cl.Exp)
 	c.ack(f.Ref)
 }
 
@@ -484,7 +490,12 @@ func (s *Server) emitLocked(d *discussion, event string, payload any) {
 		return
 	}
 	frame := mustJSON(serverFrame{Topic: d.topic, Event: event, Payload: payload})
+	silence := s.faults.silenceExpired.Load()
+	now := s.now().Unix()
 	for c := range d.subs {
+		if silence && now >= c.identExp.Load() {
+			continue // an expired identity gets nothing, and is not told
+		}
 		c.enqueue(frame)
 	}
 }

@@ -80,6 +80,7 @@ type Server struct {
 
 	usersMu sync.RWMutex
 	users   map[string]account
+	clients map[string]oauthClient // by client id; see AddClient
 
 	store  *store
 	hub    hub
@@ -218,7 +219,15 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "No route for "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := s.faults.foreignAnswer(r.URL.Path); ok {
+			w.Header().Set("Content-Type", a.contentType)
+			w.WriteHeader(a.status)
+			_, _ = w.Write([]byte(a.body))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // versionBody is the shape of Core's /version (§1); the discussions and topics versions

@@ -67,7 +67,7 @@ func checkRef(t *testing.T, registered map[string]string, where, expr, name stri
 func registeredMetrics(t *testing.T) map[string]string {
 	t.Helper()
 	src, err := kinetic.New("acme", kinetic.Config{
-		URL: "http://127.0.0.1:1", ClientID: "u", ClientSecret: config.Secret("s"), Discussions: []string{"d1"},
+		URL: "http://127.0.0.1:1", ClientID: "u", ClientSecret: config.Secret("s"), Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"},
 	}, kinetic.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 
 	"github.com/kdbridge/kdbridge/internal/config"
@@ -21,7 +22,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("check", stderr)
 	var cf configFlags
 	cf.register(fs)
-	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
+	online := fs.Bool("online", false, "also connect to the PostgreSQL state database (backend postgres) and report its schema version, and ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,6 +46,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // and only when asked.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	problems := 0
+	if cfg.State.Backend == backendPostgres {
+		if !checkPostgres(ctx, cfg.State, w) {
+			problems++
+		}
+	}
 	for _, e := range cfg.Sinks {
 		if e.Slack == nil {
 			continue
@@ -78,6 +84,26 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 		return fmt.Errorf("%w: %d problem(s) found online", errProblems, problems)
 	}
 	return nil
+}
+
+// checkPostgres connects to the state database without migrating it and reports its schema
+// version, or what is wrong (connection, privileges, a newer schema), never the password.
+func checkPostgres(ctx context.Context, st stateConfig, w io.Writer) bool {
+	dsn := st.DSN.Reveal()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := pgstore.Probe(pctx, dsn)
+	where := pgstore.RedactDSN(dsn)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "online: state: postgres %s: %s\n", where, scrubSecret(err.Error(), dsn))
+		return false
+	case v == 0:
+		fmt.Fprintf(w, "online: state: postgres %s: reachable, schema not created yet (kdbridge run creates version %d)\n", where, pgstore.SchemaVersion)
+	default:
+		fmt.Fprintf(w, "online: state: postgres %s: reachable, schema version %d (this binary: %d)\n", where, v, pgstore.SchemaVersion)
+	}
+	return true
 }
 
 // noKV is the store a probing Slack sink gets: probing reads and writes no message map.
@@ -121,7 +147,11 @@ func summary(cfg *Config) string {
 		}
 		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
-	fmt.Fprintf(&b, "state: %s (retention %s), http: %s, log: %s/%s\n", cfg.State.Dir, cfg.State.Retention, cfg.HTTP.Listen, cfg.Log.Level, cfg.Log.Format)
+	state := "bbolt " + cfg.State.Dir
+	if cfg.State.Backend == backendPostgres {
+		state = fmt.Sprintf("postgres %s as replica %s", pgstore.RedactDSN(cfg.State.DSN.Reveal()), cfg.State.Replica)
+	}
+	fmt.Fprintf(&b, "state: %s (retention %s), http: %s, log: %s/%s\n", state, cfg.State.Retention, cfg.HTTP.Listen, cfg.Log.Level, cfg.Log.Format)
 	return b.String()
 }
 

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kelseyhightower/envconfig"
 	"go.yaml.in/yaml/v3"
 
@@ -40,14 +42,29 @@ type httpConfig struct {
 }
 
 type stateConfig struct {
+	// Backend is where the state lives: "bbolt" (the embedded store in Dir, the default) or
+	// "postgres" (a shared database, for several replicas; DSN or DSNFile).
+	Backend   string          `yaml:"backend"`
 	Dir       string          `yaml:"dir"`
+	DSN       config.Secret   `yaml:"dsn"`
+	DSNFile   string          `yaml:"dsn_file"`
+	Replica   string          `yaml:"replica"` // this replica's name among those on one database
 	Retention config.Duration `yaml:"retention"`
 }
+
+// State backends.
+const (
+	backendBolt     = "bbolt"
+	backendPostgres = "postgres"
+)
 
 // settings are the process settings that the environment (KDBRIDGE_*) and flags override.
 type settings struct {
 	Config     string `envconfig:"CONFIG"`
 	StateDir   string `envconfig:"STATE_DIR"`
+	Backend    string `envconfig:"STATE_BACKEND"`
+	DSN        string `envconfig:"STATE_DSN"`
+	Replica    string `envconfig:"REPLICA"`
 	HTTPListen string `envconfig:"HTTP_LISTEN"`
 	LogLevel   string `envconfig:"LOG_LEVEL"`
 	LogFormat  string `envconfig:"LOG_FORMAT"`
@@ -246,6 +263,15 @@ func (c *Config) applySettings(s settings) {
 	if s.StateDir != "" {
 		c.State.Dir = s.StateDir
 	}
+	if s.Backend != "" {
+		c.State.Backend = s.Backend
+	}
+	if s.DSN != "" {
+		c.State.DSN, c.State.DSNFile = config.Secret(s.DSN), ""
+	}
+	if s.Replica != "" {
+		c.State.Replica = s.Replica
+	}
 	if s.HTTPListen != "" {
 		c.HTTP.Listen = s.HTTPListen
 	}
@@ -267,6 +293,12 @@ func (c *Config) defaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9090"
 	}
+	if c.State.Backend == "" {
+		c.State.Backend = backendBolt
+	}
+	if c.State.Replica == "" {
+		c.State.Replica, _ = os.Hostname()
+	}
 	if c.State.Dir == "" {
 		c.State.Dir = "./data"
 	}
@@ -283,6 +315,23 @@ func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 	}
 	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
 		ps.Add(at("log.format"), "log.format", "%q is not a log format (text or json)", c.Log.Format)
+	}
+	switch c.State.Backend {
+	case backendBolt:
+		if c.State.DSN.IsSet() {
+			ps.Add(at("state.dsn"), "state.dsn", "applies to backend postgres only (backend is %q)", c.State.Backend)
+		}
+	case backendPostgres:
+		if !c.State.DSN.IsSet() {
+			ps.Add(at("state"), "state.dsn", "backend postgres needs dsn (or dsn_file): the database to keep the state in")
+		} else if _, err := pgconn.ParseConfig(c.State.DSN.Reveal()); err != nil {
+			ps.Add(at("state.dsn"), "state.dsn", "not a PostgreSQL connection string: %s", scrubSecret(err.Error(), c.State.DSN.Reveal()))
+		}
+		if c.State.Replica == "" {
+			ps.Add(at("state.replica"), "state.replica", "backend postgres needs a replica name (the host name could not be read)")
+		}
+	default:
+		ps.Add(at("state.backend"), "state.backend", "%q is not a state backend (bbolt or postgres)", c.State.Backend)
 	}
 	if c.HTTP.Listen != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
@@ -353,4 +402,20 @@ func otherTemplate(targets []bridge.TargetConfig, sink string) bool {
 		}
 	}
 	return false
+}
+
+// scrubSecret removes the DSN's password from a message; a parse error may quote part of the
+// DSN.
+func scrubSecret(msg, dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
+			msg = strings.ReplaceAll(msg, v, "xxxxx")
+		}
+	}
+	return msg
 }

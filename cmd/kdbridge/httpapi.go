@@ -23,9 +23,24 @@ func httpHandler(d *daemon) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		problems := notReady(d.currentSources())
-		if !d.started.Load() {
-			problems = []string{"starting"}
+		var problems []string
+		leadership := ""
+		if d.postgres {
+			// A follower connected to the database is ready: it serves, and can take over.
+			var problem string
+			problem, leadership = d.ha.status()
+			if problem != "" {
+				problems = append(problems, problem)
+			} else if d.store() == nil {
+				problems = append(problems, "starting")
+			}
+		}
+		switch {
+		case leadership != "" && !d.leads():
+		case !d.started.Load():
+			problems = append(problems, "starting")
+		default:
+			problems = append(problems, notReady(d.currentSources())...)
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -33,15 +48,18 @@ func httpHandler(d *daemon) http.Handler {
 			for _, p := range problems {
 				fmt.Fprintln(w, "  "+p)
 			}
-			return
+		} else {
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
+		if leadership != "" {
+			fmt.Fprintln(w, leadership)
+		}
 	})
 	// Profiles for diagnosing memory and CPU, from this machine only.
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(d.st, d.disp)))
+	mux.Handle("POST /dlq/{action}", loopbackOnly(dlqHandler(d)))
 	mux.Handle("POST /-/reload", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := d.reload(); err != nil {
 			http.Error(w, "reload refused; the running configuration is kept:\n"+err.Error(), http.StatusBadRequest)

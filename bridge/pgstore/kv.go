@@ -94,10 +94,7 @@ func (s *Store) PutLater(namespace, key string, value []byte) error {
 	s.laterGen++
 	s.later[laterKey{namespace, key}] = laterValue{value: value, gen: s.laterGen}
 	s.laterMu.Unlock()
-	select {
-	case s.laterKick <- struct{}{}:
-	default: // the committer has been told already
-	}
+	s.kickCommitter()
 	return nil
 }
 
@@ -115,12 +112,6 @@ func (s *Store) forgetLater(namespace, key string) {
 	s.laterMu.Lock()
 	defer s.laterMu.Unlock()
 	delete(s.later, laterKey{namespace, key})
-}
-
-func (s *Store) hasLater() bool {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	return len(s.later) > 0
 }
 
 // takeLater copies the values put later for a commit; they stay visible to Get until

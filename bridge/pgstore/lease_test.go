@@ -86,23 +86,24 @@ func recv[T any](t *testing.T, c <-chan T, what string) T {
 	}
 }
 
-// A deposed leader's writes fail with ErrFenced, and its lead context ends; the new leader's
-// epoch is higher and its writes go through.
+// A deposed leader's writes fail with ErrFenced — refused by the server while it still
+// believes it leads, at once after — and its lead context ends; the new leader's epoch is
+// higher and its writes go through.
 func TestDeposedLeaderIsFenced(t *testing.T) {
 	dsn := pgtest.DB(t)
 	a, b := openT(t, dsn), openT(t, dsn)
 	ctx := context.Background()
-	if _, err := a.Append(ctx, []bridge.Record{{Event: ev("d", 0), Targets: []bridge.Target{{Sink: "s"}}}}); err != nil {
+	q := bridge.Queue{Target: bridge.Target{Sink: "s"}, Discussion: "d"}
+	if _, err := a.Append(ctx, []bridge.Record{{Event: ev("d", 0), Targets: []bridge.Target{q.Target}}}); err != nil {
 		t.Fatalf("Append before any elector exists: %v", err)
 	}
 	la, lb := newLeadership(), newLeadership()
-	ea := a.Elector("a", 3*time.Second)
-	if _, err := a.Append(ctx, []bridge.Record{{Event: ev("d", 1), Targets: []bridge.Target{{Sink: "s"}}}}); !errors.Is(err, ErrFenced) {
+	ea := a.Elector("a", 6*time.Second)
+	if _, err := a.Append(ctx, []bridge.Record{{Event: ev("d", 1), Targets: []bridge.Target{q.Target}}}); !errors.Is(err, ErrFenced) {
 		t.Fatalf("Append with an elector that does not lead: %v, want ErrFenced", err)
 	}
 	runElector(t, ea, la.lead)
 	e1 := recv(t, la.epochs, "leadership for a")
-	q := bridge.Queue{Target: bridge.Target{Sink: "s"}, Discussion: "d"}
 	p, ok, err := a.Head(ctx, q)
 	if err != nil || !ok {
 		t.Fatalf("Head = %v, %v", ok, err)
@@ -110,18 +111,12 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	if err := a.Put(ctx, "ns", "k", []byte("a")); err != nil {
 		t.Fatalf("the leader's Put: %v", err)
 	}
-	// b campaigns; the lease is taken from a as if a had stopped renewing.
-	runElector(t, b.Elector("b", 3*time.Second), lb.lead)
-	pgtest.Exec(t, dsn, `UPDATE kdbridge_lease SET expires_at = now()`)
-	e2 := recv(t, lb.epochs, "leadership for b")
-	if e2 <= e1 {
-		t.Fatalf("epoch went from %d to %d", e1, e2)
-	}
+	// Another replica takes the lease (as after a's lease expired) before a renews.
+	pgtest.Exec(t, dsn, `UPDATE kdbridge_lease SET holder = 'intruder', epoch = epoch + 1, expires_at = now() + interval '1 minute'`)
 	for _, w := range []struct {
 		name string
 		err  error
 	}{
-		{"Done", a.Done(ctx, p)},
 		{"Attempted", a.Attempted(ctx, p)},
 		{"DeadLetter", a.DeadLetter(ctx, p, "x")},
 		{"Put", a.Put(ctx, "ns", "k", []byte("deposed"))},
@@ -132,13 +127,37 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 			t.Errorf("deposed leader's %s: %v, want ErrFenced", w.name, w.err)
 		}
 	}
+	// Done does not wait for its commit: it is refused there (or at once, if a knows).
+	if err := a.Done(ctx, p); err != nil && !errors.Is(err, ErrFenced) {
+		t.Fatalf("deposed leader's Done: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if tks, _, _ := a.dones.all(); len(tks) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Done was not committed nor refused within 60s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the committer, bounded by the deadline
+	}
+	if p2, ok, err := a.Head(ctx, q); err != nil || !ok || p2.Seq != p.Seq {
+		t.Fatalf("after the deposed leader's Done, Head = %+v, %v, %v; want the delivery still pending", p2, ok, err)
+	}
 	if got := recv(t, la.lost, "a's lead context to end"); got != e1 {
 		t.Fatalf("a lost epoch %d, want %d", got, e1)
 	}
-	// Reads and operator calls work on any replica.
-	if p2, ok, err := a.Head(ctx, q); err != nil || !ok || p2.Seq != p.Seq {
-		t.Fatalf("Head on the deposed replica = %+v, %v, %v", p2, ok, err)
+	if err := a.Done(ctx, p); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Done of a replica that knows it lost the lease: %v, want ErrFenced", err)
 	}
+	// The intruder goes away; b takes over.
+	runElector(t, b.Elector("b", 3*time.Second), lb.lead)
+	pgtest.Exec(t, dsn, `UPDATE kdbridge_lease SET expires_at = now()`)
+	e2 := recv(t, lb.epochs, "leadership for b")
+	if e2 <= e1+1 {
+		t.Fatalf("epoch went from %d (and the intruder's) to %d", e1, e2)
+	}
+	// Reads and operator calls work on any replica.
 	if _, err := a.DeadLetters(ctx, bridge.DeadLetterFilter{}); err != nil {
 		t.Fatal(err)
 	}

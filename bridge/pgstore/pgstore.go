@@ -57,17 +57,18 @@ type Store struct {
 
 	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
 
-	doneC   chan *doneReq
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
+	dones    *dones
+	commitMu sync.Mutex    // serialises commits of dones and values put later
+	kick     chan struct{} // tells the committer that Done calls or values put later wait
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
 
 	laterMu     sync.Mutex
 	later       map[laterKey]laterValue // values put later, not yet committed
 	laterGen    uint64
 	laterClosed bool
-	laterKick   chan struct{} // tells the committer that values were put later
 }
 
 var (
@@ -100,8 +101,8 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
 	}
 	s := &Store{pool: pool, log: o.Logger, opts: o, secret: secret,
-		doneC: make(chan *doneReq, 1024), quit: make(chan struct{}),
-		later: make(map[laterKey]laterValue), laterKick: make(chan struct{}, 1)}
+		dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
+		later: make(map[laterKey]laterValue)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
@@ -111,7 +112,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, scrub(err, secret)
 	}
 	s.wg.Add(1)
-	go s.doneCommitter()
+	go s.committer()
 	return s, nil
 }
 
@@ -127,6 +128,7 @@ func (s *Store) Close() error {
 	s.laterMu.Lock()
 	s.laterClosed = true
 	s.laterMu.Unlock()
+	s.dones.close()
 	close(s.quit)
 	s.wg.Wait()
 	s.pool.Close()

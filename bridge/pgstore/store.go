@@ -160,10 +160,17 @@ func (s *Store) fail(op string, err error) error {
 	return scrub(privilegeHint(fmt.Errorf("pgstore: %s: %w", op, err)), s.secret)
 }
 
+// notDone leaves out the pending deliveries (alias p) whose Done is queued, given as the
+// arrays $1, $2, $3 (see dones.all).
+const notDone = `NOT EXISTS (SELECT 1 FROM unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(tk, d, s)
+	WHERE u.tk = p.target_key AND u.d = p.discussion AND u.s = p.seq)`
+
 // Queues lists every (target, discussion) that has pending deliveries.
 func (s *Store) Queues(ctx context.Context) ([]bridge.Queue, error) {
+	tks, discs, seqs := s.dones.all()
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (target_key, discussion) target, discussion
-FROM kdbridge_pending ORDER BY target_key, discussion, seq`)
+FROM kdbridge_pending p WHERE `+notDone+`
+ORDER BY target_key, discussion, seq`, tks, discs, seqs)
 	if err != nil {
 		return nil, s.fail("queues", err)
 	}
@@ -190,11 +197,13 @@ FROM kdbridge_pending ORDER BY target_key, discussion, seq`)
 // Backlog counts the pending deliveries of every queue and says when each queue's head was
 // stored.
 func (s *Store) Backlog(ctx context.Context) ([]bridge.QueueBacklog, error) {
+	tks, discs, seqs := s.dones.all()
 	rows, err := s.pool.Query(ctx, `
 SELECT DISTINCT ON (p.target_key, p.discussion) p.target, p.discussion,
 	count(*) OVER (PARTITION BY p.target_key, p.discussion), e.stored_at
 FROM kdbridge_pending p JOIN kdbridge_events e ON e.seq = p.event_seq
-ORDER BY p.target_key, p.discussion, p.seq`)
+WHERE `+notDone+`
+ORDER BY p.target_key, p.discussion, p.seq`, tks, discs, seqs)
 	if err != nil {
 		return nil, s.fail("backlog", err)
 	}
@@ -229,7 +238,8 @@ func (s *Store) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool,
 	err := s.pool.QueryRow(ctx, `
 SELECT p.seq, p.attempts, p.first_try, p.last_error, p.next_try, e.body, e.stored_at
 FROM kdbridge_pending p JOIN kdbridge_events e ON e.seq = p.event_seq
-WHERE p.target_key = $1 AND p.discussion = $2 ORDER BY p.seq LIMIT 1`, []byte(q.Target.Key()), q.Discussion).
+WHERE p.target_key = $1 AND p.discussion = $2 AND NOT (p.seq = ANY($3))
+ORDER BY p.seq LIMIT 1`, []byte(q.Target.Key()), q.Discussion, s.dones.of(q)).
 		Scan(&seq, &p.Attempts, &firstTry, &p.LastError, &nextTry, &body, &p.StoredAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return bridge.Pending{}, false, nil
@@ -263,6 +273,9 @@ func tn(t time.Time) *time.Time {
 // Attempted records p's attempt history in its pending entry. It is a no-op when p is no
 // longer pending.
 func (s *Store) Attempted(ctx context.Context, p bridge.Pending) error {
+	if s.dones.queued(p) {
+		return nil // delivered; its removal is in the next commit
+	}
 	b, err := s.newBatch(true)
 	if err == nil {
 		b.Queue(`UPDATE kdbridge_pending SET attempts = $4, first_try = $5, last_error = $6, next_try = $7
@@ -279,6 +292,9 @@ WHERE target_key = $1 AND discussion = $2 AND seq = $3`,
 // DeadLetter moves p from its queue to the dead letters with reason, keeping the event body
 // for as long as the dead letter exists. It is a no-op when p is no longer pending.
 func (s *Store) DeadLetter(ctx context.Context, p bridge.Pending, reason string) error {
+	if s.dones.queued(p) {
+		return nil // delivered; its removal is in the next commit
+	}
 	b, err := s.newBatch(true)
 	if err == nil {
 		b.Queue(`
@@ -509,6 +525,8 @@ const pruneChunk = 4096
 // (no pending delivery, no dead letter), so that those events would be accepted again, and
 // returns how many it forgot. Each chunk of pruneChunk IDs is a transaction of its own.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	// Deliveries done before the call count as finished: commit their Done first.
+	s.commit()
 	total := 0
 	for {
 		tag, err := s.pool.Exec(ctx, `DELETE FROM kdbridge_events WHERE seq IN (

@@ -225,3 +225,79 @@ func TestE2EFailoverKillLeader(t *testing.T) {
 	t.Logf("failover: beta led %s after alpha's kill -9, delivered again %s after; %d messages over %d discussions, %d deliveries, %d redeliveries (same webhook-id)",
 		tookOver.Round(time.Millisecond), resumed.Round(time.Millisecond), total, len(ids), len(recv.deliveries()), dups)
 }
+
+// TestE2EFailoverPostgresOutage: a replica started while PostgreSQL is down waits for it
+// (the reason on /readyz), then PostgreSQL stops for 15 s in the middle of a burst: the
+// replica keeps running, says so on /readyz, and once PostgreSQL is back every message is
+// delivered, in order per discussion.
+func TestE2EFailoverPostgresOutage(t *testing.T) {
+	sim, recv, ids := failoverSetup(t, 20)
+	c := pgtest.StartCluster(t)
+	dsn := c.NewDB(t)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a := startReplica(t, "alpha", writeConfig(t, haConfig(sim, recv.URL, dsn, "alpha", ids)))
+	a.listening(t)
+	unreachable := func() bool {
+		code, body := a.readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "state: postgres unreachable (")
+	}
+	waitFor(t, "/readyz: postgres unreachable at start", 30*time.Second, unreachable)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alpha leads and is ready", 60*time.Second, func() bool { code, _ := a.readyz(); return code == 200 && a.leads() })
+
+	const total = 2000
+	posted := startBurst(t, sim, ids, total)
+	waitFor(t, "800 messages posted", 60*time.Second, func() bool { return posted.count() >= 800 })
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	waitFor(t, "/readyz: postgres unreachable", 15*time.Second, unreachable)
+	<-time.After(15*time.Second - time.Since(stopped)) // the outage lasts 15 s
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-posted.done
+	waitFor(t, "every message delivered", 120*time.Second, func() bool { return recv.distinct() >= total })
+	if code := a.proc.terminate(t); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0", code)
+	}
+	dups := posted.verify(t, recv)
+	t.Logf("PostgreSQL down 15 s mid-burst: %d messages over %d discussions, %d deliveries, %d redeliveries (same webhook-id)", total, len(ids), len(recv.deliveries()), dups)
+}
+
+// TestE2EFailoverSimultaneousStart: two replicas start at the same instant on an empty
+// database: the schema is created once, exactly one leads, and it delivers everything.
+func TestE2EFailoverSimultaneousStart(t *testing.T) {
+	sim, recv, ids := failoverSetup(t, 10)
+	dsn := pgtest.DB(t)
+	cfgA := writeConfig(t, haConfig(sim, recv.URL, dsn, "alpha", ids))
+	cfgB := writeConfig(t, haConfig(sim, recv.URL, dsn, "beta", ids))
+	a, b := startReplica(t, "alpha", cfgA), startReplica(t, "beta", cfgB)
+	a.listening(t)
+	b.listening(t)
+	waitFor(t, "both ready, one leading", 60*time.Second, func() bool {
+		ca, _ := a.readyz()
+		cb, _ := b.readyz()
+		return ca == 200 && cb == 200 && (a.leads() || b.leads())
+	})
+	if a.leads() && b.leads() {
+		t.Fatal("both replicas lead")
+	}
+	const total = 500
+	posted := startBurst(t, sim, ids, total)
+	<-posted.done
+	waitFor(t, "every message delivered", 60*time.Second, func() bool { return recv.distinct() >= total })
+	if dups := posted.verify(t, recv); dups != 0 {
+		t.Errorf("%d redeliveries without any failure", dups)
+	}
+	for _, r := range []*replica{a, b} {
+		if code := r.proc.terminate(t); code != 0 {
+			t.Errorf("%s: exit code after SIGTERM = %d, want 0", r.name, code)
+		}
+	}
+}

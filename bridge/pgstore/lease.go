@@ -66,8 +66,10 @@ func (s *Store) Elector(replica string, ttl time.Duration) *Elector {
 
 // Run campaigns until ctx ends. While this replica leads, lead runs with a context that is
 // cancelled when leadership is lost or ctx ends; Run waits for lead to return, then
-// campaigns again. It logs when leadership is won or lost and why. It returns nil when ctx
-// ends.
+// campaigns again (context.Cause of lead's context says why it ended). It logs when
+// leadership is won, lost or released and why. It returns nil when ctx ends; a leader that
+// stops because ctx ended or lead returned releases the lease, so that another replica takes
+// over at its next campaign (within ttl/3) rather than after ttl.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, epoch int64)) error {
 	log := e.s.log.With("replica", e.replica)
 	var lastErr string

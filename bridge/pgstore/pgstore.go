@@ -5,6 +5,14 @@
 //
 // The schema is created and migrated by Open (see schema.go); the event bodies are the same
 // JSON encoding of bridge.Event that bridge/store keeps.
+//
+// Writes of the leader are one round trip each: the statements and, when the store has an
+// Elector, the fence (kdbridge_fence: the lease row must name this replica and its epoch
+// and not be expired, and is share-locked so that a takeover waits) are pipelined as one
+// implicit transaction. Append and Replay take one advisory lock while they number
+// deliveries, so that a queue's order is its commit order whichever replica writes. Done
+// is group-committed behind the caller, as in bbolt. Reads, Replay, Drop and Prune are not
+// fenced: any replica serves the operator.
 package pgstore
 
 import (

@@ -76,7 +76,7 @@ func (s *Store) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Reco
 		r.Targets = uniqueTargets(r.Targets)
 		var body []byte
 		if len(r.Targets) > 0 { // with no target, only the ID is kept, for dedupe
-			b, err := json.Marshal(r.Event)
+			b, err := encodeEvent(&r.Event)
 			if err != nil {
 				return nil, fmt.Errorf("pgstore: append: encode event %s: %w", r.Event.ID, err)
 			}
@@ -143,6 +143,13 @@ SELECT id FROM ins`, ids, bodies, tids, tks, discs, idxs, targets).Query(func(ro
 	}
 	return out, nil
 }
+
+// encodeEvent and decodeEvent are the event body's encoding in kdbridge_events.body: the
+// JSON of bridge.Event, as bridge/store keeps it (schema 2). They are the one place to
+// change should both stores move to another codec.
+func encodeEvent(e *bridge.Event) ([]byte, error) { return json.Marshal(e) }
+
+func decodeEvent(body []byte, e *bridge.Event) error { return json.Unmarshal(body, e) }
 
 // uniqueTargets drops repeated targets (same Key), keeping the first of each.
 func uniqueTargets(ts []bridge.Target) []bridge.Target {
@@ -247,7 +254,7 @@ ORDER BY p.seq LIMIT 1`, []byte(q.Target.Key()), q.Discussion, s.dones.of(q)).
 	if err != nil {
 		return bridge.Pending{}, false, s.fail("head", err)
 	}
-	if err := json.Unmarshal(body, &p.Event); err != nil {
+	if err := decodeEvent(body, &p.Event); err != nil {
 		return bridge.Pending{}, false, s.fail("head", fmt.Errorf("decode event of delivery %d: %w", seq, err))
 	}
 	p.Seq, p.Queue, p.FirstTry, p.NextTry = uint64(seq), q, tv(firstTry), tv(nextTry)
@@ -402,7 +409,7 @@ WHERE ` + where + ` ORDER BY d.event_seq, d.idx`
 		if err := json.Unmarshal(tj, &p.Queue.Target); err != nil {
 			return nil, nil, fmt.Errorf("decode target of %s: %w", dl.ID, err)
 		}
-		if err := json.Unmarshal(body, &p.Event); err != nil {
+		if err := decodeEvent(body, &p.Event); err != nil {
 			return nil, nil, fmt.Errorf("decode event of %s: %w", dl.ID, err)
 		}
 		p.Seq, p.FirstTry, p.NextTry = uint64(seq), tv(ft), tv(nt)

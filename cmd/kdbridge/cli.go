@@ -45,11 +45,14 @@ Usage:
                                    dead-lettered deliveries (daemon running or not)
   kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
                                    measure throughput, latency and memory against the simulator
+  kdbridge state copy -from bbolt:DIR -to-env VAR [-force]
+                                   move a single node's state into PostgreSQL (for replicas)
   kdbridge healthcheck             ask a running daemon's /healthz (exit 0 when healthy)
   kdbridge version                 print version information
 
 Process settings may also come from KDBRIDGE_CONFIG, KDBRIDGE_STATE_DIR,
-KDBRIDGE_HTTP_LISTEN, KDBRIDGE_LOG_LEVEL and KDBRIDGE_LOG_FORMAT.
+KDBRIDGE_STATE_BACKEND, KDBRIDGE_STATE_DSN, KDBRIDGE_REPLICA, KDBRIDGE_HTTP_LISTEN,
+KDBRIDGE_LOG_LEVEL and KDBRIDGE_LOG_FORMAT.
 `
 
 // run is the whole program behind main, callable from tests.
@@ -83,6 +86,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, stdout, stderr i
 		return runDLQ(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "state":
+		return runState(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

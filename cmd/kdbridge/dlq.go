@@ -59,7 +59,19 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	var dls []bridge.DeadLetter
 	var dropped int
-	st, err := store.Open(cfg.State.Dir, store.Options{})
+	var st bridge.Store
+	if cfg.State.Backend == backendPostgres {
+		// The database is shared: act on it directly, whether replicas run or not; the
+		// leader hears of a replay (pgstore.ListenQueues) and delivers it.
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err = pgstore.Open(octx, cfg.State.DSN.Reveal(), pgstore.Options{})
+		cancel()
+		if err != nil {
+			return errors.New(scrubSecret(err.Error(), cfg.State.DSN.Reveal()))
+		}
+	} else {
+		st, err = store.Open(cfg.State.Dir, store.Options{})
+	}
 	switch {
 	case err == nil:
 		defer st.Close()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kdbridge/kdbridge/internal/pgtest"
 )
 
 // TestBenchSmoke runs every scenario of `kdbridge bench` in miniature, kdbridge and the raw
@@ -22,9 +24,19 @@ func TestBenchSmoke(t *testing.T) {
 		// The child is this test binary re-executed as `kdbridge bench -sut FILE`.
 		benchSmoke(t, "-scenario", "burst,catchup")
 	})
+	t.Run("postgres", func(t *testing.T) {
+		// kdbridge on PostgreSQL beside bbolt, a schema per run in this database.
+		t.Setenv(benchPGEnv, pgtest.DB(t))
+		seen := benchSmoke(t, "-state", "postgres", "-scenario", "burst,steady,catchup")
+		for _, sc := range []string{"burst", "steady", "catchup"} {
+			if !seen[sc+"/"+benchKdbridgePG] || !seen[sc+"/"+benchKdbridge] {
+				t.Errorf("%s: not run on both backends: %v", sc, seen)
+			}
+		}
+	})
 }
 
-func benchSmoke(t *testing.T, args ...string) {
+func benchSmoke(t *testing.T, args ...string) map[string]bool {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "results.json")
 	var stdout, stderr bytes.Buffer
@@ -82,6 +94,7 @@ func benchSmoke(t *testing.T, args ...string) {
 	if len(seen) == 0 {
 		t.Fatal("no results")
 	}
+	return seen
 }
 
 func benchTargets(scenario string) int {

@@ -188,18 +188,39 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 
 	var leading sync.WaitGroup
+	// With postgres, a stop ends the term first, while this replica still holds the lease, so
+	// that the deliveries it finishes are marked done rather than fenced (and made again by
+	// the next leader); then the elector releases the lease.
+	var (
+		termMu       sync.Mutex
+		terms        sync.WaitGroup // the term running, if any
+		shuttingDown bool
+	)
+	shutdown := make(chan struct{})
+	runCtx, stopRunning := context.WithCancel(context.WithoutCancel(ctx)) // ended after the term, below
+	defer stopRunning()
 	if pg {
 		el := d.pg.Elector(cfg.State.Replica, 0)
-		runCtx, stopRunning := context.WithCancel(ctx)
-		defer stopRunning()
 		leading.Go(func() { d.watchState(runCtx, cfg.State.DSN.Reveal()) })
 		leading.Go(func() {
 			_ = el.Run(runCtx, func(ctx context.Context, epoch int64) {
+				termMu.Lock()
+				if shuttingDown {
+					termMu.Unlock()
+					return
+				}
+				terms.Add(1)
+				termMu.Unlock()
+				defer terms.Done()
 				t, err := d.startTerm(ctx, epoch)
 				if err != nil {
 					log.Error("leading: not every source started", "err", err)
 				}
-				<-ctx.Done()
+				select {
+				case <-ctx.Done():
+				case <-shutdown:
+					log.Info("stopping: the term ends before the lease is released", "replica", cfg.State.Replica, "epoch", epoch)
+				}
 				t.stop()
 			})
 		})
@@ -229,7 +250,13 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 
 	log.Info("stopping: sources first, then deliveries in flight")
-	leading.Wait() // with postgres: the term ends (sources, then deliveries) as ctx ends
+	termMu.Lock()
+	shuttingDown = true
+	termMu.Unlock()
+	close(shutdown)
+	terms.Wait() // with postgres: the term ends (sources, then deliveries) while leading
+	stopRunning()
+	leading.Wait()
 	return nil
 }
 
@@ -335,6 +362,14 @@ func (t *term) stop() {
 		d.log.Error("deliveries stopped", "err", err)
 	}
 	if d.pg != nil {
+		// Commit the deliveries marked done (pgstore commits them in groups, behind the
+		// caller) while this replica may still lead: Prune commits them first, and a cut-off
+		// at the zero time prunes nothing. Refused once the lease is lost: redelivered.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := d.pg.Prune(fctx, time.Time{}); err != nil {
+			d.log.Warn("commit the last deliveries done", "err", err)
+		}
+		cancel()
 		d.ha.setLeading(0)
 		d.met.leader.WithLabelValues(d.ha.replica).Set(0)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -16,7 +17,7 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, bool, e
 		return v, true, nil
 	}
 	var v []byte
-	err := s.pool.QueryRow(ctx, `SELECT value FROM kdbridge_kv WHERE namespace = $1 AND key = $2`, namespace, key).Scan(&v)
+	err := s.pool.QueryRow(ctx, `SELECT value FROM kdbridge_kv WHERE namespace = $1 AND key = $2`, namespace, textKey(key)).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -58,7 +59,7 @@ func putKVs(b *pgx.Batch, kvs map[laterKey]laterValue) {
 	var nss, keys []string
 	var vals [][]byte
 	for k, v := range kvs {
-		nss, keys, vals = append(nss, k.namespace), append(keys, k.key), append(vals, v.value)
+		nss, keys, vals = append(nss, k.namespace), append(keys, textKey(k.key)), append(vals, v.value)
 	}
 	b.Queue(`INSERT INTO kdbridge_kv (namespace, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
@@ -136,3 +137,11 @@ func (s *Store) laterWritten(taken map[laterKey]laterValue) {
 		}
 	}
 }
+
+// keyEscaper makes a key fit a text column: PostgreSQL text cannot hold NUL, which keys of
+// disabled targets (bridge.Target.Key) contain. Backslashes are escaped first, so distinct
+// keys stay distinct.
+var keyEscaper = strings.NewReplacer(`\`, `\\`, "\x00", `\0`)
+
+// textKey is key as kdbridge_kv stores it.
+func textKey(key string) string { return keyEscaper.Replace(key) }

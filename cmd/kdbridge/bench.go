@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonOut := fs.String("json", "", "also write every run's figures to this file as JSON")
 	logLevel := fs.String("log-level", "warn", "log level of the daemon under test (its log is shown when a run fails)")
 	from := fs.String("from", "", "print the report of runs saved with -json instead of running anything")
+	stateFlag := fs.String("state", "bbolt", "bbolt, or postgres: also run the kdbridge scenarios on PostgreSQL (the database in "+benchPGEnv+"; a schema per run), beside bbolt")
 	sut := fs.String("sut", "", "internal: bench starts itself with this to run the system under test a file describes")
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
@@ -69,6 +70,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		modes = []string{benchKdbridge}
 	}
+	pgDSN := ""
+	switch *stateFlag {
+	case "bbolt":
+	case "postgres":
+		pgDSN = os.Getenv(benchPGEnv)
+		if pgDSN == "" {
+			return fmt.Errorf("%w: -state postgres needs %s (a database where the bench may create and drop schemas)", errUsage, benchPGEnv)
+		}
+		if raw != "only" {
+			modes = slices.Insert(modes, 1, benchKdbridgePG)
+		}
+	default:
+		return fmt.Errorf("%w: -state: %q is neither bbolt nor postgres", errUsage, *stateFlag)
+	}
 	sizes := benchFullSizes
 	if *smoke {
 		sizes = benchSmokeSizes
@@ -95,6 +110,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "  machine:  %d CPUs (nproc), %s, %s RAM; %s\n", runtime.NumCPU(), benchCPUModel(), benchMemTotal(), runtime.Version())
 	fmt.Fprintf(stdout, "  kdbridge: %s\n", versionString())
 	fmt.Fprintf(stdout, "  state:    %s (bbolt, fsync on); kdbridge runs %s\n", base, where)
+	if pgDSN != "" {
+		fmt.Fprintf(stdout, "  state:    %s for %s\n", benchPGDescribe(pgDSN), benchKdbridgePG)
+	}
 	fmt.Fprintf(stdout, "  runs:     %d per scenario; figures are medians (delivered: the worst run; duplicates, order violations: the worst run)\n\n", *runs)
 
 	for _, f := range []string{*cpuProfile, *memProfile} {
@@ -125,6 +143,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					stateDir: filepath.Join(base, fmt.Sprintf("%s-%s-%d", sc, mode, run)), secret: secret, logLevel: *logLevel}
 				if err := os.RemoveAll(r.stateDir); err != nil {
 					return err
+				}
+				if mode == benchKdbridgePG {
+					dsn, drop, err := benchPGSchema(ctx, pgDSN, fmt.Sprintf("kdbridge_bench_%s_%d", sc, run))
+					if err != nil {
+						return err
+					}
+					defer drop()
+					r.dsn = dsn
 				}
 				if mode == benchKdbridge && *cpuProfile != "" {
 					r.profile = profileName(*cpuProfile, sc, run)
@@ -185,7 +211,7 @@ func benchReprint(file string, smoke bool, stdout io.Writer) error {
 			}
 		}
 	}
-	for _, m := range []string{benchKdbridge, benchRaw} {
+	for _, m := range []string{benchKdbridge, benchKdbridgePG, benchRaw} {
 		for _, r := range results {
 			if r.Mode == m && !slices.Contains(modes, m) {
 				modes = append(modes, m)
@@ -494,6 +520,16 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 			}
 			ts = append(ts, target{"fan-out ×3: ≤ 2× single-target CPU/event", fmt.Sprintf("%.2f× (%s vs %s)", r, benchMicros(f.CPUPerEvent()), benchMicros(b.CPUPerEvent())), ceiling, check(r <= 2, f)})
 		}
+	}
+	// The targets of issue 12: the PostgreSQL backend beside bbolt.
+	if p, ok := get("burst", benchKdbridgePG); ok {
+		if b, ok := get("burst", benchKdbridge); ok && b.EventsPerSec > 0 {
+			r := p.EventsPerSec / b.EventsPerSec
+			ts = append(ts, target{"postgres burst ≥ 0.5× bbolt's (issue 12)", fmt.Sprintf("%.0f/s = %.2f× bbolt's %.0f/s", p.EventsPerSec, r, b.EventsPerSec), "", check(r >= 0.5, p)})
+		}
+	}
+	if p, ok := get("steady", benchKdbridgePG); ok {
+		ts = append(ts, target{"postgres steady: p99 ≤ 50ms (issue 12)", benchDur(p.P99), "", check(p.P99 <= 50*time.Millisecond, p)})
 	}
 	if len(ts) == 0 {
 		return

@@ -118,6 +118,7 @@ type benchRun struct {
 	sizes      benchSizes
 	inProcess  bool
 	stateDir   string // fresh, for this run only
+	dsn        string // kdbridge-pg: the run's database, fresh
 	profile    string // CPU profile file of kdbridge, or ""
 	memProfile string // heap profile file of kdbridge, taken at the end, or ""
 	secret     string
@@ -160,7 +161,7 @@ func benchSim(discussions int) (*kinetictest.Server, []string) {
 func (r *benchRun) spec(sim *kinetictest.Server, ids, targets []string, cps map[string]string) benchSpec {
 	return benchSpec{
 		Mode: r.mode, SimURL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret",
-		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, Checkpoints: cps,
+		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, DSN: r.dsn, Checkpoints: cps,
 		CPUProfile: r.profile, LogLevel: r.logLevel,
 	}
 }
@@ -377,7 +378,7 @@ func (res *benchResult) collect(sim *kinetictest.Server, ids []string, recv *ben
 func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
 	res.EndRSS, res.PeakRSS = sut.mem()
 	var perr error
-	if r.mode == benchKdbridge && !r.inProcess && sut.addr() != "" {
+	if r.mode != benchRaw && !r.inProcess && sut.addr() != "" {
 		res.goMemory("http://" + sut.addr() + "/metrics")
 	}
 	if r.memProfile != "" && sut.addr() != "" {
@@ -536,7 +537,7 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	defer recv.close()
 
 	var cps map[string]string
-	if r.mode == benchKdbridge {
+	if r.mode != benchRaw {
 		spec := r.spec(sim, ids, recv.URLs(), nil)
 		spec.CPUProfile = "" // the profile is of the catch-up
 		sut, err := benchStartSUT(ctx, spec, r.inProcess)

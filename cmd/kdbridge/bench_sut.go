@@ -44,6 +44,7 @@ type benchSpec struct {
 	Targets      []string          `json:"targets"`               // receiver URLs: one webhook sink (kdbridge) or POST target (raw) each
 	Secret       string            `json:"secret"`                // webhook signing secret (kdbridge)
 	StateDir     string            `json:"state_dir"`             // kdbridge
+	DSN          string            `json:"dsn,omitempty"`         // kdbridge-pg: the run's database (a schema of its own)
 	Checkpoints  map[string]string `json:"checkpoints,omitempty"` // raw: discussion → newest message already seen
 	CPUProfile   string            `json:"cpu_profile,omitempty"`
 	LogLevel     string            `json:"log_level"`
@@ -128,9 +129,12 @@ func benchConfig(spec benchSpec) (*Config, error) {
 		Log: logConfig{Level: level, Format: "text"},
 		// The listener is on, as in a default deployment (metrics, health); nothing polls it.
 		HTTP:    httpConfig{Listen: "127.0.0.1:0"},
-		State:   stateConfig{Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour)},
+		State:   stateConfig{Backend: backendBolt, Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour)},
 		Sources: []sourceEntry{{Name: "bench", Type: "kinetic", Kinetic: kc}},
 		Routes:  []bridge.RouteConfig{{Name: "all"}},
+	}
+	if spec.DSN != "" {
+		cfg.State.Backend, cfg.State.DSN, cfg.State.Replica = backendPostgres, config.Secret(spec.DSN), "bench"
 	}
 	for i, u := range spec.Targets {
 		wc := &webhook.Config{URL: u, Secret: config.Secrets{config.Secret(spec.Secret)}}

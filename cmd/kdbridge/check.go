@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 
 	"github.com/kdbridge/kdbridge/internal/config"
@@ -22,7 +23,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("check", stderr)
 	var cf configFlags
 	cf.register(fs)
-	online := fs.Bool("online", false, "also ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
+	online := fs.Bool("online", false, "also connect to the PostgreSQL state database (backend postgres) and report its schema version, and ask Slack whether each slack sink's token works and its channels exist with the bot in them (auth.test, conversations.info; posts nothing)")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -53,6 +54,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // and only when asked.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	problems, unreachable := 0, 0
+	if cfg.State.Backend == backendPostgres {
+		if !checkPostgres(ctx, cfg.State, w) {
+			problems++
+		}
+	}
 	for _, e := range cfg.Sinks {
 		if e.Slack == nil {
 			continue
@@ -102,6 +108,26 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	return nil
 }
 
+// checkPostgres connects to the state database without migrating it and reports its schema
+// version, or what is wrong (connection, privileges, a newer schema), never the password.
+func checkPostgres(ctx context.Context, st stateConfig, w io.Writer) bool {
+	dsn := st.DSN.Reveal()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := pgstore.Probe(pctx, dsn)
+	where := pgstore.RedactDSN(dsn)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "online: state: postgres %s: %s\n", where, scrubSecret(err.Error(), dsn))
+		return false
+	case v == 0:
+		fmt.Fprintf(w, "online: state: postgres %s: reachable, schema not created yet (kdbridge run creates version %d)\n", where, pgstore.SchemaVersion)
+	default:
+		fmt.Fprintf(w, "online: state: postgres %s: reachable, schema version %d (this binary: %d)\n", where, v, pgstore.SchemaVersion)
+	}
+	return true
+}
+
 // noKV is the store a probing Slack sink gets: probing reads and writes no message map.
 type noKV struct{}
 
@@ -149,9 +175,14 @@ func summary(cfg *Config) string {
 		}
 		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
+	state := "bbolt " + cfg.State.Dir
+	if cfg.State.Backend == backendPostgres {
+		state = fmt.Sprintf("postgres %s as replica %s", pgstore.RedactDSN(cfg.State.DSN.Reveal()), cfg.State.Replica)
+	}
+	fmt.Fprintf(&b, "state: %s\n", state)
 	fmt.Fprintf(&b, "process settings (flag > environment > file > default):\n")
 	for _, p := range []struct{ key, v string }{
-		{"state.dir", cfg.State.Dir}, {"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
+		{"state.backend", cfg.State.Backend}, {"state.dir", cfg.State.Dir}, {"state.replica", cfg.State.Replica}, {"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
 		{"log.level", cfg.Log.Level}, {"log.format", cfg.Log.Format},
 	} {
 		fmt.Fprintf(&b, "  %-16s %-24s from %s\n", p.key, p.v, orDefault(cfg.Origins[p.key], "code"))

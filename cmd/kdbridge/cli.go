@@ -57,13 +57,16 @@ Usage:
                                    send a marked test event through a sink; print the answer
   kdbridge bench [-scenario S] [-runs N] [-raw also|only|off]
                                    measure throughput, latency and memory against the simulator
+  kdbridge state copy -from bbolt:DIR -to-env VAR [-force]
+                                   move a single node's state into PostgreSQL (for replicas)
   kdbridge healthcheck             ask a running daemon's /healthz (exit 0 when healthy)
   kdbridge version                 print version information (also -v, --version)
 
 -c is short for -config on every command that reads the configuration.
 
 Process settings may also come from KDBRIDGE_CONFIG, KDBRIDGE_STATE_DIR,
-KDBRIDGE_HTTP_LISTEN, KDBRIDGE_LOG_LEVEL and KDBRIDGE_LOG_FORMAT.
+KDBRIDGE_STATE_BACKEND, KDBRIDGE_STATE_DSN, KDBRIDGE_REPLICA, KDBRIDGE_HTTP_LISTEN,
+KDBRIDGE_LOG_LEVEL and KDBRIDGE_LOG_FORMAT.
 `
 
 // run is the whole program behind main, callable from tests.
@@ -99,6 +102,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, stdout, stderr i
 		return runDLQ(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "state":
+		return runState(ctx, rest, stdout, stderr)
 	case "version":
 		fs := newFlags("version", stderr)
 		if err := parseFlags(fs, rest); err != nil {
@@ -200,7 +205,7 @@ func (c *configFlags) settings() (settings, error) {
 		return settings{}, fmt.Errorf("environment: %w", err)
 	}
 	s.from = map[string]string{}
-	env := map[string]string{"state.dir": "KDBRIDGE_STATE_DIR", "http.listen": "KDBRIDGE_HTTP_LISTEN", "log.level": "KDBRIDGE_LOG_LEVEL", "log.format": "KDBRIDGE_LOG_FORMAT"}
+	env := map[string]string{"state.dir": "KDBRIDGE_STATE_DIR", "state.backend": "KDBRIDGE_STATE_BACKEND", "state.replica": "KDBRIDGE_REPLICA", "http.listen": "KDBRIDGE_HTTP_LISTEN", "log.level": "KDBRIDGE_LOG_LEVEL", "log.format": "KDBRIDGE_LOG_FORMAT"}
 	flags := map[string]struct{ name, v string }{
 		"state.dir": {"state-dir", c.stateDir}, "http.listen": {"http-listen", c.listen},
 		"log.level": {"log-level", c.logLevel}, "log.format": {"log-format", c.logFormat},

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kelseyhightower/envconfig"
 	"go.yaml.in/yaml/v3"
 
@@ -45,7 +47,13 @@ type httpConfig struct {
 }
 
 type stateConfig struct {
+	// Backend is where the state lives: "bbolt" (the embedded store in Dir, the default) or
+	// "postgres" (a shared database, for several replicas; DSN or DSNFile).
+	Backend   string          `yaml:"backend"`
 	Dir       string          `yaml:"dir"`
+	DSN       config.Secret   `yaml:"dsn"`
+	DSNFile   string          `yaml:"dsn_file"`
+	Replica   string          `yaml:"replica"` // this replica's name among those on one database
 	Retention config.Duration `yaml:"retention"`
 	Attempts  attemptsConfig  `yaml:"attempts"`
 }
@@ -55,10 +63,19 @@ type attemptsConfig struct {
 	Retention config.Duration `yaml:"retention"` // default 72h
 }
 
+// State backends.
+const (
+	backendBolt     = "bbolt"
+	backendPostgres = "postgres"
+)
+
 // settings are the process settings that the environment (KDBRIDGE_*) and flags override.
 type settings struct {
 	Config     string `envconfig:"CONFIG"`
 	StateDir   string `envconfig:"STATE_DIR"`
+	Backend    string `envconfig:"STATE_BACKEND"`
+	DSN        string `envconfig:"STATE_DSN"`
+	Replica    string `envconfig:"REPLICA"`
 	HTTPListen string `envconfig:"HTTP_LISTEN"`
 	LogLevel   string `envconfig:"LOG_LEVEL"`
 	LogFormat  string `envconfig:"LOG_FORMAT"`
@@ -76,7 +93,8 @@ func (s *settings) processKeys() []struct {
 	return []struct {
 		key string
 		v   *string
-	}{{"state.dir", &s.StateDir}, {"http.listen", &s.HTTPListen}, {"log.level", &s.LogLevel}, {"log.format", &s.LogFormat}}
+	}{{"state.dir", &s.StateDir}, {"state.backend", &s.Backend}, {"state.replica", &s.Replica},
+		{"http.listen", &s.HTTPListen}, {"log.level", &s.LogLevel}, {"log.format", &s.LogFormat}}
 }
 
 // envSettings reads KDBRIDGE_* from the process environment.
@@ -171,6 +189,7 @@ func loadProcessConfig(path string, lookup func(string) (string, bool), over set
 	root := doc.Content[0]
 	proc := only(root, "log", "http", "state")
 	ps = append(ps, config.Expand(proc, lookup)...)
+	config.ResolveFiles(proc, filepath.Dir(path))
 	var f fileConfig
 	ps = append(ps, config.Decode(proc, &f, "")...)
 	cfg := &Config{Log: f.Log, HTTP: f.HTTP, State: f.State}
@@ -335,7 +354,8 @@ func (c *Config) settle(dir string, s settings) {
 	if c.State.Dir != "" && dir != "" && !filepath.IsAbs(c.State.Dir) {
 		c.State.Dir = filepath.Join(dir, c.State.Dir)
 	}
-	mine := map[string]*string{"state.dir": &c.State.Dir, "http.listen": &c.HTTP.Listen, "log.level": &c.Log.Level, "log.format": &c.Log.Format}
+	mine := map[string]*string{"state.dir": &c.State.Dir, "state.backend": &c.State.Backend, "state.replica": &c.State.Replica,
+		"http.listen": &c.HTTP.Listen, "log.level": &c.Log.Level, "log.format": &c.Log.Format}
 	for _, k := range s.processKeys() {
 		dst := mine[k.key]
 		switch {
@@ -346,16 +366,24 @@ func (c *Config) settle(dir string, s settings) {
 			c.Origins[k.key] = "file"
 		}
 	}
+	if s.DSN != "" {
+		c.State.DSN, c.State.DSNFile = config.Secret(s.DSN), ""
+		c.Origins["state.dsn"] = "environment KDBRIDGE_STATE_DSN"
+	}
 	c.Origins["state.retention"] = "file"
 	for _, d := range []struct {
 		key string
 		v   *string
 		def string
-	}{{"log.level", &c.Log.Level, "info"}, {"log.format", &c.Log.Format, "text"}, {"http.listen", &c.HTTP.Listen, "127.0.0.1:9090"}, {"state.dir", &c.State.Dir, "./data"}} {
+	}{{"log.level", &c.Log.Level, "info"}, {"log.format", &c.Log.Format, "text"}, {"http.listen", &c.HTTP.Listen, "127.0.0.1:9090"}, {"state.dir", &c.State.Dir, "./data"}, {"state.backend", &c.State.Backend, backendBolt}} {
 		if *d.v == "" {
 			*d.v = d.def
 			c.Origins[d.key] = "default"
 		}
+	}
+	if c.State.Replica == "" {
+		c.State.Replica, _ = os.Hostname()
+		c.Origins["state.replica"] = "default (the host name)"
 	}
 	if c.State.Retention == 0 {
 		c.State.Retention = config.Duration(7 * 24 * time.Hour)
@@ -399,6 +427,28 @@ func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 			ps.Add(config.FieldLine(root, k.key), k.key, "%v", err)
 		default:
 			ps.Add(0, k.key, "%v (from %s)", err, c.Origins[k.key])
+		}
+	}
+	at := func(p string) int { return config.FieldLine(root, p) }
+	switch c.State.Backend {
+	case backendBolt:
+		if c.State.DSN.IsSet() {
+			ps.Add(at("state.dsn"), "state.dsn", "applies to backend postgres only (backend is %q)", c.State.Backend)
+		}
+	case backendPostgres:
+		if !c.State.DSN.IsSet() {
+			ps.Add(at("state"), "state.dsn", "backend postgres needs dsn (or dsn_file): the database to keep the state in")
+		} else if _, err := pgconn.ParseConfig(c.State.DSN.Reveal()); err != nil {
+			ps.Add(at("state.dsn"), "state.dsn", "not a PostgreSQL connection string: %s", scrubSecret(err.Error(), c.State.DSN.Reveal()))
+		}
+		if c.State.Replica == "" {
+			ps.Add(at("state.replica"), "state.replica", "backend postgres needs a replica name (the host name could not be read)")
+		}
+	default:
+		if c.Origins["state.backend"] == "file" {
+			ps.Add(at("state.backend"), "state.backend", "%q is not a state backend (bbolt or postgres)", c.State.Backend)
+		} else {
+			ps.Add(0, "state.backend", "%q is not a state backend (bbolt or postgres) (from %s)", c.State.Backend, c.Origins["state.backend"])
 		}
 	}
 	ps = append(ps, config.Locate(config.Lookup(root, "http.auth"), "http.auth", c.HTTP.Auth.Validate())...)
@@ -472,4 +522,20 @@ func otherTemplate(targets []bridge.TargetConfig, sink string) bool {
 		}
 	}
 	return false
+}
+
+// scrubSecret removes the DSN's password from a message; a parse error may quote part of the
+// DSN.
+func scrubSecret(msg, dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
+			msg = strings.ReplaceAll(msg, v, "xxxxx")
+		}
+	}
+	return msg
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -10,54 +11,111 @@ import (
 
 // dlqOps are the dead-letter operations of the /dlq API of `kdbridge dlq` (dlqHandler) for
 // the console's buttons: the same calls — listing and dropping in the store, replaying
-// through the dispatcher (which re-enables the targets and delivers at once). It reads d's store and dispatcher
-// when called, after serve has set them.
+// through the dispatcher while this replica leads (which re-enables the targets and
+// delivers at once), in the shared store otherwise (d.replay). They read d's store and
+// dispatcher when called: with backend postgres either may be missing for a while.
 type dlqOps struct{ d *daemon }
 
+var errNoStore = errors.New("the state database is not open yet; see /readyz")
+
 func (o dlqOps) DeadLetters(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
-	return o.d.st.DeadLetters(ctx, f)
+	st := o.d.store()
+	if st == nil {
+		return nil, errNoStore
+	}
+	return st.DeadLetters(ctx, f)
 }
 
 func (o dlqOps) Replay(ctx context.Context, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
-	return o.d.disp.Replay(ctx, f)
+	st := o.d.store()
+	if st == nil {
+		return nil, errNoStore
+	}
+	return o.d.replay(ctx, st, f)
 }
 
 func (o dlqOps) Drop(ctx context.Context, f bridge.DeadLetterFilter) (int, error) {
-	return o.d.st.Drop(ctx, f)
+	st := o.d.store()
+	if st == nil {
+		return 0, errNoStore
+	}
+	return st.Drop(ctx, f)
 }
 
-// newConsole wires the operator console to the daemon. Its functions read d.disp when a
-// page is served, after serve has set it.
-func newConsole(d *daemon, leader console.Leadership) (*console.Console, error) {
+// history reads the attempt history of d's store, once it is open.
+type history struct{ d *daemon }
+
+func (h history) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.AttemptRecord, error) {
+	al, ok := bridge.Store(h.d.store()).(bridge.AttemptLog)
+	if !ok {
+		return nil, errNoStore
+	}
+	return al.Attempts(ctx, f)
+}
+
+// leadership tells the console this replica's part when several share a PostgreSQL state.
+type leadership struct{ d *daemon }
+
+func (l leadership) Leadership() (bool, string) {
+	problem, line := l.d.ha.status()
+	if problem != "" {
+		line += "; " + problem
+	}
+	return l.d.leads(), line
+}
+
+// newConsole wires the operator console to the daemon. Its functions read the current
+// term's dispatcher when a page is served; a replica that does not lead shows no backlog.
+func newConsole(d *daemon) (*console.Console, error) {
 	deps := console.Deps{
-		Sources:      d.currentSources,
-		Backlog:      func() []bridge.SinkBacklog { return d.disp.Backlog() },
-		HistoryStats: func() bridge.AttemptHistory { return d.disp.AttemptHistory() },
+		Sources: d.currentSources,
+		Backlog: d.backlog,
+		HistoryStats: func() bridge.AttemptHistory {
+			if disp := d.dispatcher(); disp != nil {
+				return disp.AttemptHistory()
+			}
+			return bridge.AttemptHistory{}
+		},
 		Routes: func(source string, disc bridge.Discussion) []bridge.Target {
 			// Where a new user message of the discussion would go now.
-			return d.disp.Router().Targets(bridge.Event{Type: bridge.MessageCreated, Source: source, Discussion: disc,
-				Message: &bridge.Message{Kind: bridge.KindUser}})
+			ev := bridge.Event{Type: bridge.MessageCreated, Source: source, Discussion: disc, Message: &bridge.Message{Kind: bridge.KindUser}}
+			if disp := d.dispatcher(); disp != nil {
+				return disp.Router().Targets(ev)
+			}
+			d.mu.Lock()
+			cfg := d.cfg
+			d.mu.Unlock()
+			return bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)).Targets(ev)
 		},
 		DeadLetters: dlqOps{d},
+		History:     history{d},
 		Targets:     dispTargets{d},
-		Leader:      leader,
 		Auth:        d.cfg.HTTP.Auth,
 		Logger:      d.log,
 	}
-	if al, ok := bridge.Store(d.st).(bridge.AttemptLog); ok {
-		deps.History = al
+	if d.postgres {
+		deps.Leader = leadership{d}
 	}
 	return console.New(deps)
 }
 
-// dispTargets reads d.disp late, like the functions above.
+// dispTargets reads the current term's dispatcher, like the functions above.
 type dispTargets struct{ d *daemon }
 
+var errFollower = errors.New("this replica does not lead: re-enable the target on the leader's console")
+
 func (t dispTargets) ListDisabledTargets() []bridge.DisabledTarget {
-	return t.d.disp.ListDisabledTargets()
+	if disp := t.d.dispatcher(); disp != nil {
+		return disp.ListDisabledTargets()
+	}
+	return nil
 }
+
 func (t dispTargets) EnableTarget(ctx context.Context, tg bridge.Target) error {
-	return t.d.disp.EnableTarget(ctx, tg)
+	if disp := t.d.dispatcher(); disp != nil {
+		return disp.EnableTarget(ctx, tg)
+	}
+	return errFollower
 }
 
 // guard applies the console's access rules to an operator endpoint, or the loopback-only

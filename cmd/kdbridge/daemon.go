@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/bridge/store"
 	"github.com/kdbridge/kdbridge/internal/console"
 	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
@@ -57,36 +58,50 @@ type daemonDeps struct {
 	observe func(bridge.Outcome)
 	// reload, if set, reads the configuration again for SIGHUP and POST /-/reload.
 	reload func() (*Config, error)
-	// leader, if set, tells the console this replica's part (several replicas on one
-	// shared store); nil shows "single node".
-	leader console.Leadership
 }
 
 // daemon is a running kdbridge: the one place that knows every adapter and wires them.
 type daemon struct {
 	deps daemonDeps
 	log  *slog.Logger
-	st   *store.Bolt
-	disp *bridge.Dispatcher
 	met  *metrics
-	emit bridge.Emitter
 	// console is the operator console (internal/console); nil in tests that build a bare daemon.
 	console *console.Console
 
-	srcCtx context.Context // parent of every source's context
-	srcWG  sync.WaitGroup  // the sources' supervisors
-	// started is set once every configured source has started: the HTTP listener is up
-	// before, and /readyz must not call a daemon without sources ready.
+	// st is the state store, set once before the sinks are built (with backend postgres the
+	// HTTP listener is up before: st is nil while the database is not reachable at start).
+	stMu sync.RWMutex
+	st   stateStore
+	pg   *pgstore.Store // st, when the backend is postgres
+
+	postgres bool // backend postgres: several replicas, one leads
+	ha       ha   // leadership and the state database's health, for /readyz (backend postgres)
+
+	// started is set while this replica leads and every configured source has started: the
+	// HTTP listener is up before, and /readyz must not call a daemon without sources ready.
 	started atomic.Bool
 
-	mu      sync.Mutex // guards cfg, sinks and sources; held for a whole reload
+	mu      sync.Mutex // guards what follows; held for a whole reload
 	cfg     *Config
 	sinks   map[string]*liveSink
 	sources map[string]*liveSource
+	// disp and emit exist while this replica leads (always, with bbolt): the dispatcher of
+	// the current term and the emitter its sources use.
+	disp   *bridge.Dispatcher
+	emit   bridge.Emitter
+	srcCtx context.Context // parent of every source's context, for the current term
+	srcWG  sync.WaitGroup  // the sources' supervisors
 
 	// selves holds the running sources that know the username they act as, by name, for
 	// the router (see selfUsers); read on every routed event, so not under mu.
 	selves sync.Map
+}
+
+// stateStore is what the daemon needs of a state store: bridge.Store and write-behind puts
+// (checkpoints). Both store.Bolt and pgstore.Store are.
+type stateStore interface {
+	bridge.Store
+	PutLater(namespace, key string, value []byte) error
 }
 
 type liveSink struct {
@@ -104,46 +119,42 @@ type liveSource struct {
 
 // serve wires every part explicitly and runs them until ctx ends: sinks start first,
 // sources stop first, in-flight deliveries get a bounded grace period, the store closes last.
+// With backend postgres, the sources and deliveries run only while this replica leads
+// (term); every replica serves HTTP.
 func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	log := deps.log
-	st, err := store.Open(cfg.State.Dir, store.Options{Logger: log, Retention: cfg.State.Retention.D()})
-	if err != nil {
-		return fmt.Errorf("open state: %w", err)
+	d := &daemon{deps: deps, log: log, cfg: cfg, sinks: map[string]*liveSink{}, sources: map[string]*liveSource{}}
+	d.ha.replica = cfg.State.Replica
+	pg := cfg.State.Backend == backendPostgres
+	d.postgres = pg
+	if !pg {
+		st, err := store.Open(cfg.State.Dir, store.Options{Logger: log, Retention: cfg.State.Retention.D()})
+		if err != nil {
+			return fmt.Errorf("open state: %w", err)
+		}
+		d.st = st
 	}
-	defer st.Close()
-
-	d := &daemon{deps: deps, log: log, st: st, cfg: cfg, sinks: map[string]*liveSink{}, sources: map[string]*liveSource{}}
-	defer d.closeSinks()
-	sinks, err := d.buildSinks(cfg.Sinks)
-	if err != nil {
+	defer func() {
+		if st := d.store(); st != nil {
+			_ = st.Close()
+		}
+	}()
+	d.met = newMetrics(d.currentSources, d.currentSinks, d.backlog)
+	if pg {
+		d.met.leader.WithLabelValues(cfg.State.Replica).Set(0)
+	}
+	var err error
+	if d.console, err = newConsole(d); err != nil {
 		return err
 	}
-	d.sinks = sinks
-	d.met = newMetrics(d.currentSources, d.currentSinks, func() []bridge.SinkBacklog { return d.disp.Backlog() })
-	if d.console, err = newConsole(d, deps.leader); err != nil {
-		return err
-	}
-	observe := func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o) }
-	if deps.observe != nil {
-		observe = func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o); deps.observe(o) }
-	}
-	d.disp = bridge.NewDispatcher(st, bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)), specsOf(sinks), bridge.DispatcherOptions{Logger: log, Observer: observe})
-	d.emit = countingEmitter{next: d.disp, m: d.met}
-
-	dispCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopDispatch()
-	dispDone := make(chan error, 1)
-	go func() { dispDone <- d.disp.Run(dispCtx) }()
+	d.met.registerDisabled(d.disabledTargets) // before /metrics is served
 
 	var srv *http.Server
 	var httpWG sync.WaitGroup
 	addr := ""
-	d.met.registerDisabled(d.disabledTargets) // before /metrics is served
 	if cfg.HTTP.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
-			stopDispatch()
-			<-dispDone
 			return fmt.Errorf("http listener: %w", err)
 		}
 		addr = ln.Addr().String()
@@ -155,36 +166,91 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 		})
 		log.Info("http listening", "addr", addr)
 	}
+	stopHTTP := func() {
+		if srv != nil {
+			shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(shutCtx)
+			cancel()
+			httpWG.Wait()
+		}
+	}
+	defer stopHTTP()
+
+	if pg {
+		st, err := d.openPostgres(ctx, cfg.State)
+		if err != nil {
+			return nil // ctx ended while the database was unreachable
+		}
+		d.stMu.Lock()
+		d.st, d.pg = st, st
+		d.stMu.Unlock()
+	}
+
+	defer d.closeSinks()
+	sinks, err := d.buildSinks(cfg.Sinks)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.sinks = sinks
+	d.mu.Unlock()
 
 	hup := make(chan os.Signal, 1)
 	if deps.reload != nil {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
-	srcCtx, stopSources := context.WithCancel(ctx)
-	defer stopSources()
-	d.srcCtx = srcCtx
-	d.mu.Lock()
-	for _, e := range cfg.Sources {
-		if err := d.startSource(e); err != nil {
-			d.mu.Unlock()
-			stopSources()
-			d.srcWG.Wait()
-			stopDispatch()
-			<-dispDone
+
+	var leading sync.WaitGroup
+	// With postgres, a stop ends the term first, while this replica still holds the lease, so
+	// that the deliveries it finishes are marked done rather than fenced (and made again by
+	// the next leader); then the elector releases the lease.
+	var (
+		termMu       sync.Mutex
+		terms        sync.WaitGroup // the term running, if any
+		shuttingDown bool
+	)
+	shutdown := make(chan struct{})
+	runCtx, stopRunning := context.WithCancel(context.WithoutCancel(ctx)) // ended after the term, below
+	defer stopRunning()
+	if pg {
+		el := d.pg.Elector(cfg.State.Replica, 0)
+		leading.Go(func() { d.watchState(runCtx, cfg.State.DSN.Reveal()) })
+		leading.Go(func() {
+			_ = el.Run(runCtx, func(ctx context.Context, epoch int64) {
+				termMu.Lock()
+				if shuttingDown {
+					termMu.Unlock()
+					return
+				}
+				terms.Add(1)
+				termMu.Unlock()
+				defer terms.Done()
+				t, err := d.startTerm(ctx, epoch)
+				if err != nil {
+					log.Error("leading: not every source started", "error", err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-shutdown:
+					log.Info("stopping: the term ends before the lease is released", "replica", cfg.State.Replica, "epoch", epoch)
+				}
+				t.stop()
+			})
+		})
+		log.Info("kdbridge started", "version", version, "replica", cfg.State.Replica, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", "postgres "+pgstore.RedactDSN(cfg.State.DSN.Reveal()))
+	} else {
+		t, err := d.startTerm(ctx, 0)
+		if err != nil {
+			t.stop()
 			return err
 		}
+		defer t.stop()
+		log.Info("kdbridge started", "version", version, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", cfg.State.Dir)
 	}
-	d.mu.Unlock()
-	d.started.Store(true)
-	log.Info("kdbridge started", "version", version, "sources", len(cfg.Sources), "sinks", len(cfg.Sinks), "routes", len(cfg.Routes), "state", cfg.State.Dir)
 	if deps.ready != nil {
 		deps.ready(addr)
 	}
-	pruneDone := make(chan struct{})
-	go func() { defer close(pruneDone); prune(srcCtx, st, cfg.State.Retention.D(), log) }()
-	attemptsPruned := make(chan struct{})
-	go func() { defer close(attemptsPruned); pruneAttempts(srcCtx, st, cfg.State.Attempts.Retention.D(), log) }()
 
 	for done := false; !done; {
 		select {
@@ -198,20 +264,135 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	}
 
 	log.Info("stopping: sources first, then deliveries in flight")
-	stopSources()
-	d.srcWG.Wait()
-	<-pruneDone
-	<-attemptsPruned
-	if srv != nil {
-		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(shutCtx)
-		cancel()
-		httpWG.Wait()
+	termMu.Lock()
+	shuttingDown = true
+	termMu.Unlock()
+	close(shutdown)
+	terms.Wait() // with postgres: the term ends (sources, then deliveries) while leading
+	stopRunning()
+	leading.Wait()
+	return nil
+}
+
+// store returns the state store, nil while it is not open yet.
+func (d *daemon) store() stateStore {
+	d.stMu.RLock()
+	defer d.stMu.RUnlock()
+	return d.st
+}
+
+// dispatcher is the current term's dispatcher; nil while this replica does not lead.
+func (d *daemon) dispatcher() *bridge.Dispatcher {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.disp
+}
+
+// backlog is the current dispatcher's backlog; none while this replica does not lead.
+func (d *daemon) backlog() []bridge.SinkBacklog {
+	if disp := d.dispatcher(); disp != nil {
+		return disp.Backlog()
 	}
-	stopDispatch()
-	err = <-dispDone
-	log.Info("stopped")
-	return err
+	return nil
+}
+
+// term is one period of leadership: a dispatcher delivering and the sources emitting into
+// it. With bbolt there is one term, the daemon's life.
+type term struct {
+	d            *daemon
+	stopSources  context.CancelFunc
+	stopDispatch context.CancelFunc
+	dispDone     chan error
+	aux          sync.WaitGroup // prune, and the replay listener (postgres)
+}
+
+// startTerm starts delivering and the sources. The error is a source that could not be
+// built; the term runs anyway and must be stopped.
+func (d *daemon) startTerm(ctx context.Context, epoch int64) (*term, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cfg := d.cfg
+	observe := func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o) }
+	if d.deps.observe != nil {
+		observe = func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o); d.deps.observe(o) }
+	}
+	opts := bridge.DispatcherOptions{Logger: d.log, Observer: observe}
+	if d.pg != nil {
+		// Leadership lost: stop at once. Deliveries cut short are retried by the new leader,
+		// and one that completes anyway cannot be marked done here (fenced): at least once.
+		opts.Grace = time.Second
+	}
+	disp := bridge.NewDispatcher(d.st, bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)), specsOf(d.sinks), opts)
+	d.disp = disp
+	d.emit = countingEmitter{next: disp, m: d.met}
+	t := &term{d: d, dispDone: make(chan error, 1)}
+	dispCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	t.stopDispatch = stopDispatch
+	go func() { t.dispDone <- disp.Run(dispCtx) }()
+
+	srcCtx, stopSources := context.WithCancel(ctx)
+	t.stopSources = stopSources
+	d.srcCtx = srcCtx
+	var err error
+	for _, e := range cfg.Sources {
+		if err = d.startSource(e); err != nil {
+			break
+		}
+	}
+	st, retention, log := d.st, cfg.State.Retention.D(), d.log
+	t.aux.Go(func() { prune(srcCtx, st, retention, log) })
+	attempts := cfg.State.Attempts.Retention.D()
+	t.aux.Go(func() { pruneAttempts(srcCtx, st, attempts, log) })
+	if d.pg != nil {
+		t.aux.Go(func() {
+			_ = d.pg.ListenQueues(srcCtx, func() {
+				if err := disp.Rescan(srcCtx); err != nil && srcCtx.Err() == nil {
+					log.Error("resume replayed dead letters", "error", err)
+				}
+			})
+		})
+		d.ha.setLeading(epoch)
+		d.met.leader.WithLabelValues(cfg.State.Replica).Set(1)
+	} else {
+		d.met.leader.WithLabelValues(cfg.State.Replica).Set(1)
+	}
+	if err == nil {
+		d.started.Store(true)
+	}
+	return t, err
+}
+
+// stop ends the term: sources first, then deliveries in flight (within the grace period).
+func (t *term) stop() {
+	d := t.d
+	d.started.Store(false)
+	d.mu.Lock()
+	d.disp, d.emit = nil, nil
+	sources := d.sources
+	d.sources = map[string]*liveSource{}
+	d.mu.Unlock()
+	t.stopSources()
+	for _, ls := range sources {
+		<-ls.done
+	}
+	d.srcWG.Wait()
+	t.aux.Wait()
+	t.stopDispatch()
+	if err := <-t.dispDone; err != nil {
+		d.log.Error("deliveries stopped", "error", err)
+	}
+	if d.pg != nil {
+		// Commit the deliveries marked done (pgstore commits them in groups, behind the
+		// caller) while this replica may still lead: Prune commits them first, and a cut-off
+		// at the zero time prunes nothing. Refused once the lease is lost: redelivered.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := d.pg.Prune(fctx, time.Time{}); err != nil {
+			d.log.Warn("commit the last deliveries done", "error", err)
+		}
+		cancel()
+		d.ha.setLeading(0)
+		d.met.leader.WithLabelValues(d.ha.replica).Set(0)
+	}
 }
 
 // startSource builds and starts one source under its own context. d.mu must be held.
@@ -226,9 +407,10 @@ func (d *daemon) startSource(e sourceEntry) error {
 	if su, ok := src.(interface{ SelfUser() string }); ok {
 		d.selves.Store(e.Name, su)
 	}
+	emit := d.emit
 	d.srcWG.Go(func() {
 		defer close(ls.done)
-		_ = bridge.Supervise(ctx, src, d.emit, d.log)
+		_ = bridge.Supervise(ctx, src, emit, d.log)
 	})
 	return nil
 }
@@ -299,7 +481,7 @@ func pruneAttempts(ctx context.Context, st bridge.Store, retention time.Duration
 	defer t.Stop()
 	for {
 		if n, err := al.PruneAttempts(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
-			log.Error("prune attempt history", "err", err)
+			log.Error("prune attempt history", "error", err)
 		} else if n > 0 {
 			log.Info("pruned attempt history", "count", n)
 		}
@@ -406,7 +588,7 @@ func (d *daemon) selfUsers(cfg *Config) bridge.SelfUsers {
 }
 
 // storeCheckpoints keeps the Kinetic source's catch-up checkpoints in the store.
-type storeCheckpoints struct{ st *store.Bolt }
+type storeCheckpoints struct{ st stateStore }
 
 const checkpointNS = "checkpoints"
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/bridge/store"
 )
 
@@ -174,7 +175,20 @@ type dlqStore struct {
 }
 
 func openDLQ(ctx context.Context, cfg *Config) (dlqStore, func(), error) {
-	st, err := store.Open(cfg.State.Dir, store.Options{})
+	var st bridge.Store
+	var err error
+	if cfg.State.Backend == backendPostgres {
+		// The database is shared: act on it directly, whether replicas run or not; the
+		// leader hears of a replay (pgstore.ListenQueues) and delivers it.
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err = pgstore.Open(octx, cfg.State.DSN.Reveal(), pgstore.Options{})
+		cancel()
+		if err != nil {
+			return dlqStore{}, nil, errors.New(scrubSecret(err.Error(), cfg.State.DSN.Reveal()))
+		}
+	} else {
+		st, err = store.Open(cfg.State.Dir, store.Options{})
+	}
 	switch {
 	case err == nil:
 		return dlqStore{
@@ -318,8 +332,13 @@ func dlqRemote(ctx context.Context, listen, token, action string, f bridge.DeadL
 
 // dlqHandler serves POST /dlq/{action} for the dlq command while the daemon runs. It is on
 // the same listener as /metrics, which is bound to loopback by default.
-func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
+func dlqHandler(d *daemon) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		st := d.store()
+		if st == nil {
+			writeJSON(w, http.StatusServiceUnavailable, dlqResponse{Error: "the state database is not open yet; see /readyz"})
+			return
+		}
 		var req dlqRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 			writeJSON(w, http.StatusBadRequest, dlqResponse{Error: "bad request body: " + err.Error()})
@@ -332,7 +351,7 @@ func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
 		case "list":
 			out.DeadLetters, err = st.DeadLetters(r.Context(), f)
 		case "replay":
-			out.DeadLetters, err = disp.Replay(r.Context(), f)
+			out.DeadLetters, err = d.replay(r.Context(), st, f)
 		case "drop":
 			out.Dropped, err = st.Drop(r.Context(), f)
 		default:
@@ -348,6 +367,27 @@ func dlqHandler(st bridge.Store, disp *bridge.Dispatcher) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// replay replays through the dispatcher while this replica delivers; on a follower it
+// replays in the shared store, and the leader hears of it (pgstore's ListenQueues).
+func (d *daemon) replay(ctx context.Context, st bridge.Store, f bridge.DeadLetterFilter) ([]bridge.DeadLetter, error) {
+	d.mu.Lock()
+	disp := d.disp
+	d.mu.Unlock()
+	if disp != nil {
+		return disp.Replay(ctx, f)
+	}
+	dls, err := st.Replay(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	// Re-enabling a disabled target is a fenced write, the leader's to make: a follower
+	// leaves the flag; the leader re-enables it on the next replay it runs itself.
+	if err := bridge.EnableTargets(ctx, st, dls); err != nil && !errors.Is(err, pgstore.ErrFenced) {
+		return dls, err
+	}
+	return dls, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

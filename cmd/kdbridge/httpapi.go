@@ -26,16 +26,31 @@ func httpHandler(d *daemon) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		problems := notReady(d.currentSources())
-		var halted map[string]string
-		if d.disp != nil {
-			halted = d.disp.Halted()
+		var problems []string
+		leadership := ""
+		if d.postgres {
+			// A follower connected to the database is ready: it serves, and can take over.
+			var problem string
+			problem, leadership = d.ha.status()
+			if problem != "" {
+				problems = append(problems, problem)
+			} else if d.store() == nil {
+				problems = append(problems, "starting")
+			}
 		}
-		for _, name := range slices.Sorted(maps.Keys(halted)) {
-			problems = append(problems, fmt.Sprintf("sink %s: halted, its credentials were refused (fix them and reload): %s", name, halted[name]))
-		}
-		if !d.started.Load() {
-			problems = []string{"starting"}
+		switch {
+		case leadership != "" && !d.leads():
+		case !d.started.Load():
+			problems = append(problems, "starting")
+		default:
+			problems = append(problems, notReady(d.currentSources())...)
+			var halted map[string]string
+			if disp := d.dispatcher(); disp != nil {
+				halted = disp.Halted()
+			}
+			for _, name := range slices.Sorted(maps.Keys(halted)) {
+				problems = append(problems, fmt.Sprintf("sink %s: halted, its credentials were refused (fix them and reload): %s", name, halted[name]))
+			}
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -43,19 +58,22 @@ func httpHandler(d *daemon) http.Handler {
 			for _, p := range problems {
 				fmt.Fprintln(w, "  "+p)
 			}
-			return
+		} else {
+			fmt.Fprintln(w, "ready")
+			srcs := d.currentSources()
+			for _, n := range append(socketModeStates(srcs), notices(srcs)...) {
+				fmt.Fprintln(w, "  "+n)
+			}
 		}
-		fmt.Fprintln(w, "ready")
-		srcs := d.currentSources()
-		for _, n := range append(socketModeStates(srcs), notices(srcs)...) {
-			fmt.Fprintln(w, "  "+n)
+		if leadership != "" {
+			fmt.Fprintln(w, leadership)
 		}
 	})
 	// Profiles for diagnosing memory and CPU, from this machine only.
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(d.st, d.disp)))
+	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(d)))
 	if d.console != nil {
 		d.console.Register(mux)
 	}

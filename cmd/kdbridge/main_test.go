@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"testing"
+
+	"github.com/kdbridge/kdbridge/internal/pgtest"
 )
 
 // TestMain lets a test run the real kdbridge binary as a child process: the test binary
@@ -12,5 +14,5 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }

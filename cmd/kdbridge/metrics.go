@@ -20,6 +20,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	deadTotal  *prometheus.CounterVec
+	leader     *prometheus.GaugeVec
 	own        []prometheus.Collector // the kdbridge_ metrics (the README's table lists them all)
 }
 
@@ -41,8 +42,11 @@ func newMetrics(sources func() []bridge.Source, sinks func() []bridge.Sink, back
 		deadTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kdbridge_dead_letters_total", Help: "Deliveries dead-lettered, by sink.",
 		}, []string{"sink"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kdbridge_leader", Help: "1 while this replica leads (runs the sources and deliveries), 0 while it follows; a single-node (bbolt) daemon always leads.",
+		}, []string{"replica"}),
 	}
-	m.own = []prometheus.Collector{m.received, m.deliveries, m.latency, m.deadTotal,
+	m.own = []prometheus.Collector{m.received, m.deliveries, m.latency, m.deadTotal, m.leader,
 		&sourceCollector{sources: sources}, &backlogCollector{backlog: backlog}, &slackCollector{sinks: sinks}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -5,13 +5,10 @@ import "github.com/prometheus/client_golang/prometheus"
 // disabledTargets reads the dispatcher's disabled targets; none while there is no
 // dispatcher (a replica that does not lead).
 func (d *daemon) disabledTargets() map[string]int {
-	d.mu.Lock()
-	disp := d.disp
-	d.mu.Unlock()
-	if disp == nil {
-		return nil
+	if disp := d.dispatcher(); disp != nil {
+		return disp.DisabledTargets()
 	}
-	return disp.DisabledTargets()
+	return nil
 }
 
 // disabledCollector reads, at scrape time, how many targets of each sink are disabled (410

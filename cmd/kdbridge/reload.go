@@ -75,13 +75,18 @@ func (d *daemon) apply(cfg *Config) error {
 			phase1 = append(phase1, n.spec)
 		}
 	}
+	// A replica that does not lead has no dispatcher nor sources: it keeps the new
+	// configuration (and its sinks) for when it leads.
+	leading := d.disp != nil
 	ctx := context.Background()
-	if err := d.disp.SetSinks(ctx, phase1); err != nil {
-		return err
-	}
-	d.disp.SetRouter(bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)))
-	if err := d.disp.SetSinks(ctx, specsOf(next)); err != nil {
-		return err
+	if leading {
+		if err := d.disp.SetSinks(ctx, phase1); err != nil {
+			return err
+		}
+		d.disp.SetRouter(bridge.NewRouterSelf(cfg.Routes, d.selfUsers(cfg)))
+		if err := d.disp.SetSinks(ctx, specsOf(next)); err != nil {
+			return err
+		}
 	}
 	for name, cur := range d.sinks {
 		if n, ok := next[name]; (!ok || n != cur) && cur.closer != nil {
@@ -94,6 +99,9 @@ func (d *daemon) apply(cfg *Config) error {
 	var changed []string
 	want := map[string]bool{}
 	for _, e := range cfg.Sources {
+		if !leading {
+			break
+		}
 		want[e.Name] = true
 		cur, ok := d.sources[e.Name]
 		switch {

@@ -27,7 +27,13 @@ func (s *Bolt) Export(ctx context.Context) (*statecopy.Snapshot, error) {
 			}
 			e := statecopy.Event{Seq: binary.BigEndian.Uint64(k), ID: string(v[8:]), StoredAt: unstamp(v[:8]).UTC()}
 			if body := events.Get(k); len(body) >= 4 {
-				e.Body = bytes.Clone(body[4:])
+				// The copy's bodies are the JSON of bridge.Event (statecopy.Event.Body):
+				// schema 3 keeps new ones in its binary form.
+				b, err := eventJSON(body[4:])
+				if err != nil {
+					return fmt.Errorf("event %d: %w", e.Seq, err)
+				}
+				e.Body = b
 			}
 			snap.Events = append(snap.Events, e)
 			return nil

@@ -50,8 +50,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// checkOnline probes every slack sink with its token: the one network check `check` makes,
-// and only when asked.
+// checkOnline probes the PostgreSQL state database (backend postgres) and every slack sink
+// with its token: the network checks `check` makes, only when asked. What a service refused
+// (or, for the state database, any failure) is errOnline, exit 1; Slack out of reach is
+// errUnreachable, exit 3.
 func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	problems, unreachable := 0, 0
 	if cfg.State.Backend == backendPostgres {
@@ -101,7 +103,7 @@ func checkOnline(ctx context.Context, cfg *Config, w io.Writer) error {
 	}
 	switch {
 	case problems > 0:
-		return fmt.Errorf("slack refused: %d problem(s) %w", problems, errOnline)
+		return fmt.Errorf("%d problem(s) %w", problems, errOnline)
 	case unreachable > 0:
 		return fmt.Errorf("%w Slack for %d sink(s): the token and channels are unchecked", errUnreachable, unreachable)
 	}
@@ -175,16 +177,18 @@ func summary(cfg *Config) string {
 		}
 		fmt.Fprintf(&b, "  %-16s %s/%s %s -> %s\n", r.Name, src, strings.Join(which, ","), strings.Join(r.Events, ","), strings.Join(to, ", "))
 	}
-	state := "bbolt " + cfg.State.Dir
+	// The state's own settings: the directory of bbolt, or the database and replica name of
+	// postgres (the DSN redacted).
+	state := []struct{ key, v string }{{"state.backend", cfg.State.Backend}, {"state.dir", cfg.State.Dir}}
 	if cfg.State.Backend == backendPostgres {
-		state = fmt.Sprintf("postgres %s as replica %s", pgstore.RedactDSN(cfg.State.DSN.Reveal()), cfg.State.Replica)
+		state = []struct{ key, v string }{{"state.backend", cfg.State.Backend},
+			{"state.dsn", pgstore.RedactDSN(cfg.State.DSN.Reveal())}, {"state.replica", cfg.State.Replica}}
 	}
-	fmt.Fprintf(&b, "state: %s\n", state)
 	fmt.Fprintf(&b, "process settings (flag > environment > file > default):\n")
-	for _, p := range []struct{ key, v string }{
-		{"state.backend", cfg.State.Backend}, {"state.dir", cfg.State.Dir}, {"state.replica", cfg.State.Replica}, {"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
+	for _, p := range append(state, []struct{ key, v string }{
+		{"state.retention", cfg.State.Retention.String()}, {"http.listen", cfg.HTTP.Listen},
 		{"log.level", cfg.Log.Level}, {"log.format", cfg.Log.Format},
-	} {
+	}...) {
 		fmt.Fprintf(&b, "  %-16s %-24s from %s\n", p.key, p.v, orDefault(cfg.Origins[p.key], "code"))
 	}
 	return b.String()

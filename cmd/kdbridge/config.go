@@ -369,6 +369,8 @@ func (c *Config) settle(dir string, s settings) {
 	if s.DSN != "" {
 		c.State.DSN, c.State.DSNFile = config.Secret(s.DSN), ""
 		c.Origins["state.dsn"] = "environment KDBRIDGE_STATE_DSN"
+	} else if c.State.DSN.IsSet() {
+		c.Origins["state.dsn"] = "file"
 	}
 	c.Origins["state.retention"] = "file"
 	for _, d := range []struct {

@@ -32,33 +32,16 @@ const (
 	rulesPath     = rulesDir + "/kdbridge-rules.yaml"
 )
 
-// pendingMetrics are metrics the dashboard and the alert rules name that other branches add
-// to the daemon at the same time as this one. A name here is accepted in a query while it
-// is not registered, so that the panels and rules are ready when those branches merge; once
-// it is registered, it is checked like any other and its entry here is only noted as stale.
-var pendingMetrics = map[string]string{
-	"kdbridge_leader":                 "the PostgreSQL leader election (issue 12)",
-	"kdbridge_inbound_events_total":   "two-way Slack (issue 13)",
-	"kdbridge_inbound_connected":      "two-way Slack (issue 13)",
-	"kdbridge_inbound_connects_total": "two-way Slack (issue 13)",
-}
-
-// checkRef reports a metric a query names that the daemon does not export, unless another
-// branch is adding it. It returns whether the metric is registered.
+// checkRef reports a metric a query names that the daemon does not export. It returns
+// whether the metric is registered.
 func checkRef(t *testing.T, registered map[string]string, where, expr, name string) bool {
 	t.Helper()
 	f := family(name, registered)
-	_, ok := registered[f]
-	why, pending := pendingMetrics[f]
-	switch {
-	case ok && pending:
-		t.Logf("%s is registered now: its pendingMetrics entry can go", f)
-	case !ok && !pending:
+	if _, ok := registered[f]; !ok {
 		t.Errorf("%s: %q names %s, which the daemon does not export", where, expr, name)
-	case !ok:
-		t.Logf("%s names %s, not registered on this branch yet (%s)", where, f, why)
+		return false
 	}
-	return ok
+	return true
 }
 
 // registeredMetrics returns every metric family the daemon's registry can export, with

@@ -95,7 +95,7 @@ func TestCheckOnlinePostgres(t *testing.T) {
 	u.Path = "/no_such_database"
 	out.Reset()
 	err = run(context.Background(), []string{"check", "-online", "-config", cfgFor(u.String())}, &out, &out)
-	if !errors.Is(err, errProblems) || !strings.Contains(out.String(), "online: state: postgres") || strings.Contains(out.String(), pgPassword) {
+	if !errors.Is(err, errOnline) || exitCode(err) != 1 || !strings.Contains(out.String(), "online: state: postgres") || strings.Contains(out.String(), pgPassword) {
 		t.Errorf("bad database: %v\n%s", err, out.String())
 	}
 }

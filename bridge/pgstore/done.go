@@ -159,6 +159,12 @@ func (d *dones) close() {
 	d.room.Broadcast()
 }
 
+// Flush commits the Done calls and values put later that are queued now, as Close does. A
+// leader calls it when its term ends, while it still holds the lease, so that the
+// deliveries it finished are not made again by the next leader. A commit that fails (or is
+// fenced) leaves them to be delivered again, as always.
+func (s *Store) Flush() { s.commit() }
+
 // committer commits the queued Done calls and values put later until Close, then commits
 // what is left, once.
 func (s *Store) committer() {

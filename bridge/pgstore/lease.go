@@ -103,7 +103,7 @@ func (e *Elector) acquire(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.renew)
 	defer cancel()
 	var epoch int64
-	err := e.s.pool.QueryRow(ctx, `
+	err := e.s.leasePool.QueryRow(ctx, `
 INSERT INTO kdbridge_lease AS l (name, holder, epoch, expires_at)
 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at
@@ -120,7 +120,7 @@ RETURNING epoch`, leaseName, e.replica, e.ttl.Milliseconds()).Scan(&epoch)
 
 // renewOnce extends the lease; ok is false when this replica no longer holds it.
 func (e *Elector) renewOnce(ctx context.Context, epoch int64) (ok bool, err error) {
-	tag, err := e.s.pool.Exec(ctx, `UPDATE kdbridge_lease SET expires_at = now() + $4 * interval '1 millisecond'
+	tag, err := e.s.leasePool.Exec(ctx, `UPDATE kdbridge_lease SET expires_at = now() + $4 * interval '1 millisecond'
 WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()`, leaseName, e.replica, epoch, e.ttl.Milliseconds())
 	if err != nil {
 		return false, e.s.fail("renew lease", err)
@@ -216,7 +216,7 @@ loop:
 	if release {
 		// Hand over at once rather than after the lease's ttl.
 		c, cancel := context.WithTimeout(context.Background(), e.renew)
-		_, err := e.s.pool.Exec(c, `UPDATE kdbridge_lease SET expires_at = now()
+		_, err := e.s.leasePool.Exec(c, `UPDATE kdbridge_lease SET expires_at = now()
 WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()`, leaseName, e.replica, epoch)
 		cancel()
 		if err != nil {
@@ -231,7 +231,7 @@ WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()`, leaseNam
 // Leader says who holds the lease now: holder is "" when nobody does (never taken, or
 // expired); epoch and expires are those of the last holder.
 func (s *Store) Leader(ctx context.Context) (holder string, epoch int64, expires time.Time, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT CASE WHEN expires_at > now() THEN holder ELSE '' END, epoch, expires_at
+	err = s.leasePool.QueryRow(ctx, `SELECT CASE WHEN expires_at > now() THEN holder ELSE '' END, epoch, expires_at
 FROM kdbridge_lease WHERE name = $1`, leaseName).Scan(&holder, &epoch, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", 0, time.Time{}, nil

@@ -58,7 +58,11 @@ type Options struct {
 
 // Store is the PostgreSQL bridge.Store. It is safe for concurrent use.
 type Store struct {
-	pool   *pgxpool.Pool
+	pool *pgxpool.Pool
+	// leasePool serves the leader lease alone (campaign, renewal, release, Leader), so that
+	// a renewal never waits behind deliveries for one of pool's connections: under load that
+	// wait could outlast the lease and depose a healthy leader. It connects when first used.
+	leasePool *pgxpool.Pool
 	log    *slog.Logger
 	opts   Options
 	secret string // the DSN's password, scrubbed from every error
@@ -108,15 +112,24 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
 	}
-	s := &Store{pool: pool, log: o.Logger, opts: o, secret: secret,
+	lcfg := cfg.Copy()
+	lcfg.MaxConns, lcfg.MinConns = 2, 0
+	leasePool, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
+		pool.Close()
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+	}
+	s := &Store{pool: pool, leasePool: leasePool, log: o.Logger, opts: o, secret: secret,
 		dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
 		later: make(map[laterKey]laterValue)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		leasePool.Close()
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
 	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
+		leasePool.Close()
 		return nil, scrub(err, secret)
 	}
 	s.wg.Add(1)
@@ -140,6 +153,7 @@ func (s *Store) Close() error {
 	close(s.quit)
 	s.wg.Wait()
 	s.pool.Close()
+	s.leasePool.Close()
 	return nil
 }
 

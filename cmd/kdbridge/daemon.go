@@ -383,13 +383,9 @@ func (t *term) stop() {
 	}
 	if d.pg != nil {
 		// Commit the deliveries marked done (pgstore commits them in groups, behind the
-		// caller) while this replica may still lead: Prune commits them first, and a cut-off
-		// at the zero time prunes nothing. Refused once the lease is lost: redelivered.
-		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if _, err := d.pg.Prune(fctx, time.Time{}); err != nil {
-			d.log.Warn("commit the last deliveries done", "error", err)
-		}
-		cancel()
+		// caller) while this replica may still lead. Refused once the lease is lost: they
+		// are delivered again by the next leader.
+		d.pg.Flush()
 		d.ha.setLeading(0)
 		d.met.leader.WithLabelValues(d.ha.replica).Set(0)
 	}

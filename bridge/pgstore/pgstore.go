@@ -63,9 +63,9 @@ type Store struct {
 	// a renewal never waits behind deliveries for one of pool's connections: under load that
 	// wait could outlast the lease and depose a healthy leader. It connects when first used.
 	leasePool *pgxpool.Pool
-	log    *slog.Logger
-	opts   Options
-	secret string // the DSN's password, scrubbed from every error
+	log       *slog.Logger
+	opts      Options
+	secret    string // the DSN's password, scrubbed from every error
 
 	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
 

@@ -52,7 +52,7 @@ func TestStateBackendConfig(t *testing.T) {
 		t.Errorf("state = %+v", cfg.State)
 	}
 	s := summary(cfg)
-	if strings.Contains(s, pgPassword) || !strings.Contains(s, "state: postgres postgres://kdbridge:xxxxx@db.internal:5432/kdbridge") || !strings.Contains(s, "replica r1") {
+	if strings.Contains(s, pgPassword) || !strings.Contains(s, "state.dsn        postgres://kdbridge:xxxxx@db.internal:5432/kdbridge") || !strings.Contains(s, "state.replica    r1 ") {
 		t.Errorf("summary:\n%s", s)
 	}
 

@@ -173,7 +173,6 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 		httpClient: opts.HTTPClient,
 		refs:       &s.refs,
 	}
-	s.bad = newRateLog(s.log, 0, s.st)
 	s.setTiming(defaultTiming())
 	return s, nil
 }
@@ -183,7 +182,7 @@ func (s *Source) setTiming(t timing) {
 	s.t = t
 	s.catchUps = make(chan struct{}, max(t.catchUps, 1))
 	s.rest.retry = t.rest
-	s.bad.every = t.badLogEvery
+	s.bad = newRateLog(s.log, t.badLogEvery, s.st)
 }
 
 // Name implements bridge.Source.

@@ -69,6 +69,7 @@ type Store struct {
 
 	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
 
+	appends  chan *appendReq // Append calls for the appender
 	dones    *dones
 	commitMu sync.Mutex    // serialises commits of dones and values put later
 	kick     chan struct{} // tells the committer that Done calls or values put later wait
@@ -120,7 +121,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
 	}
 	s := &Store{pool: pool, leasePool: leasePool, log: o.Logger, opts: o, secret: secret,
-		dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
+		appends: make(chan *appendReq), dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
 		later: make(map[laterKey]laterValue)}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
@@ -134,6 +135,8 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	s.wg.Add(1)
 	go s.committer()
+	s.wg.Add(1)
+	go s.appender()
 	return s, nil
 }
 

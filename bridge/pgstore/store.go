@@ -57,13 +57,15 @@ func (s *Store) read(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // transaction, and returns the records it stored, in order. A record whose event ID is
 // already known (until Prune forgets it) is skipped, also when the ID repeats within recs.
 // A target repeated within a record is kept once.
+//
+// Concurrent calls share a transaction (the appender groups them): every append holds the
+// sequence lock until its commit is durable, so one transaction each would allow no more
+// appends per second than commits per second.
 func (s *Store) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Record, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, 0, len(recs))
-	bodies := make([][]byte, 0, len(recs))
-	firsts := make([]bridge.Record, 0, len(recs))
+	req := &appendReq{ctx: ctx, done: make(chan error, 1)}
 	seen := make(map[string]struct{}, len(recs))
 	for _, r := range recs {
 		if r.Event.ID == "" {
@@ -82,34 +84,126 @@ func (s *Store) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Reco
 			}
 			body = b
 		}
-		ids = append(ids, r.Event.ID)
-		bodies = append(bodies, body)
-		firsts = append(firsts, r)
-	}
-	var tids []string
-	var tks [][]byte
-	var discs []string
-	var idxs []int32
-	var targets [][]byte
-	for _, r := range firsts {
+		targets := make([][]byte, len(r.Targets))
 		for i, t := range r.Targets {
 			tj, err := json.Marshal(t)
 			if err != nil {
 				return nil, fmt.Errorf("pgstore: append: encode target: %w", err)
 			}
-			tids, tks, discs = append(tids, r.Event.ID), append(tks, []byte(t.Key())), append(discs, r.Event.Discussion.ID)
-			idxs, targets = append(idxs, int32(i)), append(targets, tj)
+			targets[i] = tj
 		}
+		req.recs = append(req.recs, r)
+		req.bodies = append(req.bodies, body)
+		req.targets = append(req.targets, targets)
 	}
-	b, err := s.newBatch(true)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, s.fail("append", err)
 	}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(seqLock))
-	stored := make(map[string]bool, len(firsts))
-	// One statement: the events that are new take the next sequence numbers in order, and
-	// their deliveries are queued under them.
-	b.Queue(`
+	select {
+	case s.appends <- req:
+	case <-s.quit:
+		return nil, fmt.Errorf("pgstore: append: %w", ErrClosed)
+	case <-ctx.Done():
+		return nil, s.fail("append", ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return nil, s.fail("append", err)
+		}
+	case <-ctx.Done():
+		// The group may still commit it: a retry finds the events known and skips them.
+		return nil, s.fail("append", ctx.Err())
+	}
+	out := make([]bridge.Record, 0, len(req.stored))
+	for _, r := range req.recs {
+		if req.stored[r.Event.ID] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// appendReq is one Append call waiting for the appender: its records (unique IDs), their
+// encoded bodies and targets, and, once done is sent, the IDs that were new.
+type appendReq struct {
+	ctx     context.Context
+	recs    []bridge.Record
+	bodies  [][]byte
+	targets [][][]byte
+	stored  map[string]bool
+	done    chan error
+}
+
+// maxAppendGroup bounds the records of one grouped transaction.
+const maxAppendGroup = 4096
+
+// appender commits the Append calls waiting when it is free, together, until Close.
+func (s *Store) appender() {
+	defer s.wg.Done()
+	for {
+		var group []*appendReq
+		select {
+		case r := <-s.appends:
+			group = append(group, r)
+		case <-s.quit:
+			return
+		}
+		n := len(group[0].recs)
+	more:
+		for n < maxAppendGroup {
+			select {
+			case r := <-s.appends:
+				group = append(group, r)
+				n += len(r.recs)
+			default:
+				break more
+			}
+		}
+		s.appendGroup(group)
+	}
+}
+
+// appendGroup stores the records of the calls in group in one transaction, in the calls'
+// order, and answers each call. An ID repeated across calls belongs to the first.
+func (s *Store) appendGroup(group []*appendReq) {
+	var ids []string
+	var bodies [][]byte
+	var tids []string
+	var tks [][]byte
+	var discs []string
+	var idxs []int32
+	var targets [][]byte
+	owner := map[string]*appendReq{}
+	live := group[:0]
+	for _, req := range group {
+		if err := req.ctx.Err(); err != nil {
+			req.done <- err // gave up before its turn: nothing of it is written
+			continue
+		}
+		live = append(live, req)
+		for i, r := range req.recs {
+			if owner[r.Event.ID] != nil {
+				continue
+			}
+			owner[r.Event.ID] = req
+			ids, bodies = append(ids, r.Event.ID), append(bodies, req.bodies[i])
+			for j, t := range r.Targets {
+				tids, tks, discs = append(tids, r.Event.ID), append(tks, []byte(t.Key())), append(discs, r.Event.Discussion.ID)
+				idxs, targets = append(idxs, int32(j)), append(targets, req.targets[i][j])
+			}
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	stored := make(map[string]bool, len(ids))
+	b, err := s.newBatch(true)
+	if err == nil {
+		b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(seqLock))
+		// One statement: the events that are new take the next sequence numbers in order,
+		// and their deliveries are queued under them.
+		b.Queue(`
 WITH ins AS (
 	INSERT INTO kdbridge_events (seq, id, stored_at, body)
 	SELECT nextval('kdbridge_seq'), u.id, now(), u.body
@@ -122,26 +216,30 @@ WITH ins AS (
 	FROM ins JOIN unnest($3::text[], $4::bytea[], $5::text[], $6::int[], $7::bytea[]) AS t(id, tk, d, i, t) ON t.id = ins.id
 )
 SELECT id FROM ins`, ids, bodies, tids, tks, discs, idxs, targets).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				stored[id] = true
 			}
-			stored[id] = true
-		}
-		return rows.Err()
-	})
-	err = s.send(ctx, b)
-	if err != nil {
-		return nil, s.fail("append", err)
+			return rows.Err()
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		err = s.send(ctx, b)
+		cancel()
 	}
-	out := make([]bridge.Record, 0, len(stored))
-	for _, r := range firsts {
-		if stored[r.Event.ID] {
-			out = append(out, r)
+	for _, req := range live {
+		if err == nil {
+			req.stored = make(map[string]bool, len(req.recs))
+			for _, r := range req.recs {
+				if stored[r.Event.ID] && owner[r.Event.ID] == req {
+					req.stored[r.Event.ID] = true
+				}
+			}
 		}
+		req.done <- err
 	}
-	return out, nil
 }
 
 // encodeEvent and decodeEvent are the event body's encoding in kdbridge_events.body: the

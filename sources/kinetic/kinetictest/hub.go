@@ -400,13 +400,14 @@ func (c *conn) subscribe(f clientFrame) {
 		return
 	}
 	// Everything below happens under the discussion lock, so this connection sees its
-	// ack-ok, then presence INIT, then its own join events, before any later event.
-	c.ack(f.Ref)
+	// ack-ok, then presence INIT, then its own join events, before any later event. The
+	// subscription is recorded (and counted in Stats) before its ack can be read.
 	c.mu.Lock()
 	c.subs[id] = d
 	c.mu.Unlock()
 	d.subs[c] = a.user.Username
 	s.stats.subscriptions.Add(1)
+	c.ack(f.Ref)
 
 	me := presenceData{Topic: d.topic, Connection: c.id, User: a.user.Username}
 	all := make([]presenceData, 0, len(d.subs))

@@ -25,7 +25,7 @@ func TestBurstThroughSlowConsumerDisconnect(t *testing.T) {
 	}
 	h := start(t, srv, ids, func(c *Config, o *Options, tm *timing) { c.PageSize = 100 })
 	// A slow emitter, as a store with fsync is: the burst outruns it.
-	h.rec.reject = func(bridge.Event) error { time.Sleep(20 * time.Microsecond); return nil }
+	h.rec.setReject(func(bridge.Event) error { time.Sleep(20 * time.Microsecond); return nil })
 	// Post as soon as the server has the subscriptions, before the first catch-ups have run:
 	// a first start's "now" is the subscription, so these are news, not history.
 	eventually(t, "the subscriptions", func() bool { return srv.Stats().Subscriptions == discussions })

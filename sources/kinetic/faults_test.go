@@ -540,7 +540,7 @@ func TestEmitErrorsRetried(t *testing.T) {
 	refusals := map[string]int{}
 	var violations []string
 	h := start(t, srv, []string{d.ID}, func(c *Config, o *Options, tm *timing) { o.Checkpoints = cps })
-	h.rec.reject = func(e bridge.Event) error { // runs under the recorder's lock
+	h.rec.setReject(func(e bridge.Event) error { // runs under the recorder's lock
 		mu.Lock()
 		defer mu.Unlock()
 		if e.Message == nil || e.Message.Kind != bridge.KindUser {
@@ -554,7 +554,8 @@ func TestEmitErrorsRetried(t *testing.T) {
 			return errRejected
 		}
 		return nil
-	}
+	})
+
 	h.waitReady()
 	ids := post(t, srv, d.ID, "m", 10)
 	srv.DropConnections()

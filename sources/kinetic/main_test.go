@@ -98,6 +98,13 @@ type recorder struct {
 	reject func(e bridge.Event) error
 }
 
+// setReject sets reject while the source may be emitting.
+func (r *recorder) setReject(f func(e bridge.Event) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reject = f
+}
+
 // Emit accepts all events or none, as the store does.
 func (r *recorder) Emit(ctx context.Context, evs ...bridge.Event) error {
 	r.mu.Lock()

@@ -95,8 +95,18 @@ type frame struct {
 }
 
 // decodeFrame parses a server frame. It checks the envelope only; payloads are checked by
-// whoever consumes them.
+// whoever consumes them. The frame is read in one pass (scanFrame) when it has the usual
+// shape, else by encoding/json (decodeFrameJSON). Nothing of data is kept: the connection
+// reuses its buffer.
 func decodeFrame(data []byte) (frame, error) {
+	if f, ok := scanFrame(data); ok {
+		return f, nil
+	}
+	return decodeFrameJSON(data)
+}
+
+// decodeFrameJSON is decodeFrame by encoding/json.
+func decodeFrameJSON(data []byte) (frame, error) {
 	var w struct {
 		Topic   json.RawMessage `json:"topic"`
 		Event   json.RawMessage `json:"event"`
@@ -402,15 +412,9 @@ func (d decoder) fileURL(discussion, message, document, filename string) string 
 // (wireMessage), where one field of the wrong type costs that field, not the message. Both
 // give the same message whenever the typed pass succeeds.
 func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message, error) {
-	var p parsedMessage
-	var t typedMessage
-	if json.Unmarshal(raw, &t) == nil {
-		p = t.parsed()
-	} else {
-		var err error
-		if p, err = lenientMessage(raw); err != nil {
-			return bridge.Message{}, err
-		}
+	p, err := parseMessage(raw)
+	if err != nil {
+		return bridge.Message{}, err
 	}
 	if p.id == "" {
 		return bridge.Message{}, bad(badMissingField, "message without id")
@@ -455,6 +459,19 @@ func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message
 		m.Attachments = append(m.Attachments, att)
 	}
 	return m, nil
+}
+
+// parseMessage reads a Message payload: in one pass (scanMessage) when it has the usual
+// shape, else by the typed pass of encoding/json, else by the lenient one.
+func parseMessage(raw json.RawMessage) (parsedMessage, error) {
+	if p, ok := scanMessage(raw); ok {
+		return p, nil
+	}
+	var t typedMessage
+	if json.Unmarshal(raw, &t) == nil {
+		return t.parsed(), nil
+	}
+	return lenientMessage(raw)
 }
 
 // parsedMessage is what message reads from a payload, by either path.
@@ -783,4 +800,30 @@ func (d decoder) classify(f frame, received time.Time) (hubFrame, error) {
 		return hubFrame{}, err
 	}
 	return hubFrame{kind: frameEvent, discussion: id, decoded: ev}, nil
+}
+
+// messageKeys is what a catch-up needs of a message while it pages back: which message, and
+// when it was created and edited.
+type messageKeys struct {
+	id, versionID        string
+	createdAt, updatedAt time.Time
+}
+
+// readMessageKeys reads a message payload's keys as message reads them, without decoding
+// its content, author or parent. It fails (ok false) where message's typed pass would need
+// its lenient one for these fields, or the message has no id: message then decides.
+func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
+	if k, ok := scanMessageKeys(raw); ok {
+		return k, k.id != ""
+	}
+	var t struct {
+		ID        lenientString `json:"id"`
+		VersionID lenientString `json:"versionId"`
+		CreatedAt typedTime     `json:"createdAt"`
+		UpdatedAt typedTime     `json:"updatedAt"`
+	}
+	if json.Unmarshal(raw, &t) != nil || t.ID == "" {
+		return messageKeys{}, false
+	}
+	return messageKeys{id: string(t.ID), versionID: string(t.VersionID), createdAt: time.Time(t.CreatedAt), updatedAt: time.Time(t.UpdatedAt)}, true
 }

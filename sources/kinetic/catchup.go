@@ -324,6 +324,11 @@ func (w *worker) deliver(ctx context.Context, ds []decoded) {
 	evs := make([]bridge.Event, 0, len(ds))
 	batch := make(map[string]bool, len(ds))
 	for _, d := range ds {
+		d, err := w.s.dec.resolve(w.id, d)
+		if err != nil {
+			w.s.bad.badInput(badKind(err), err, "discussion", w.id)
+			continue
+		}
 		if d.title != "" {
 			w.title = d.title
 		}
@@ -349,7 +354,7 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 	failed := false
 	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
 	for {
-		err := w.f.emit.Emit(ctx, evs...)
+		err := w.emit(ctx, evs)
 		if err == nil {
 			break
 		}
@@ -386,6 +391,18 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 		w.setCheckpoint(ctx, cp)
 	}
 	return true
+}
+
+// emit makes one Emit call once a slot is free: at most timing.emits run at once, so that
+// events waiting for the store wait in their queues, not in memory as commit batches.
+func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
+	select {
+	case w.s.emits <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.s.emits }()
+	return w.f.emit.Emit(ctx, evs...)
 }
 
 // setCheckpoint records the newest message handed over. A failure to store it costs only

@@ -390,6 +390,12 @@ type wireMessage struct {
 type decoder struct {
 	source string
 	space  string // the space URL, without a trailing slash
+
+	// deferMessages makes classify leave a message event's payload undecoded (lazy): the
+	// worker of its discussion decodes it when it hands the event over (resolve). Live
+	// events can arrive faster than the store takes them and wait in their discussions'
+	// queues; a queued payload costs a third of a decoded event.
+	deferMessages bool
 }
 
 // discussionURL is where a person opens the discussion. Best guess: the kinops bundle routes
@@ -615,6 +621,31 @@ type decoded struct {
 	event   bridge.Event
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
+
+	// lazy, when set, is a message event not decoded yet (event is empty): see
+	// decoder.deferMessages.
+	lazy *lazyMessage
+}
+
+// lazyMessage is a live message event as it waits in its discussion's queue: its payload
+// (the frame's own copy) is a third of the decoded event's size.
+type lazyMessage struct {
+	typ      string
+	payload  json.RawMessage
+	received time.Time
+}
+
+// resolve decodes a lazily classified message event. An error is bad input, as classify
+// would have reported it.
+func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
+	if x.lazy == nil {
+		return x, nil
+	}
+	m, err := d.message(discussion, x.lazy.payload)
+	if err != nil {
+		return decoded{}, err
+	}
+	return decoded{event: d.messageEvent(discussion, x.lazy.typ, m, x.lazy.payload, x.lazy.received)}, nil
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -632,6 +663,9 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	out := decoded{}
 	switch typ {
 	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
+		if d.deferMessages {
+			return decoded{lazy: &lazyMessage{typ: typ, payload: payload, received: received}}, nil
+		}
 		// Decoded as a message only: the fields map below would be a second parse of the
 		// payload for nothing.
 		m, err := d.message(discussion, payload)
@@ -693,7 +727,9 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	return out, nil
 }
 
-// messageEvent makes the event of type typ for message m, whose payload is raw.
+// messageEvent makes the event of type typ for message m, whose payload is raw. The event
+// keeps raw as its Raw: callers pass bytes of their own (a frame's payload and a REST page's
+// messages are copies already), which nothing changes afterwards.
 func (d decoder) messageEvent(discussion, typ string, m bridge.Message, raw json.RawMessage, received time.Time) bridge.Event {
 	return bridge.Event{
 		ID:         bridge.EventID(d.source, discussion, m.ID, messageVersion(typ, m, raw), typ),
@@ -702,7 +738,7 @@ func (d decoder) messageEvent(discussion, typ string, m bridge.Message, raw json
 		Time:       firstTime(m.UpdatedAt, m.CreatedAt, received),
 		Discussion: bridge.Discussion{ID: discussion, URL: d.discussionURL(discussion)},
 		Message:    &m,
-		Raw:        append(json.RawMessage(nil), raw...),
+		Raw:        raw,
 	}
 }
 

@@ -25,7 +25,10 @@ func TestBurstThroughSlowConsumerDisconnect(t *testing.T) {
 	}
 	h := start(t, srv, ids, func(c *Config, o *Options, tm *timing) { c.PageSize = 100 })
 	// A slow emitter, as a store with fsync is: the burst outruns it.
+	// Set under the recorder's lock: the first catch-ups may already be emitting.
+	h.rec.mu.Lock()
 	h.rec.reject = func(bridge.Event) error { time.Sleep(20 * time.Microsecond); return nil }
+	h.rec.mu.Unlock()
 	// Post as soon as the server has the subscriptions, before the first catch-ups have run:
 	// a first start's "now" is the subscription, so these are news, not history.
 	eventually(t, "the subscriptions", func() bool { return srv.Stats().Subscriptions == discussions })

@@ -540,7 +540,7 @@ func TestEmitErrorsRetried(t *testing.T) {
 	refusals := map[string]int{}
 	var violations []string
 	h := start(t, srv, []string{d.ID}, func(c *Config, o *Options, tm *timing) { o.Checkpoints = cps })
-	h.rec.reject = func(e bridge.Event) error { // runs under the recorder's lock
+	reject := func(e bridge.Event) error { // runs under the recorder's lock
 		mu.Lock()
 		defer mu.Unlock()
 		if e.Message == nil || e.Message.Kind != bridge.KindUser {
@@ -555,6 +555,9 @@ func TestEmitErrorsRetried(t *testing.T) {
 		}
 		return nil
 	}
+	h.rec.mu.Lock() // the source runs already: its first catch-up may be emitting
+	h.rec.reject = reject
+	h.rec.mu.Unlock()
 	h.waitReady()
 	ids := post(t, srv, d.ID, "m", 10)
 	srv.DropConnections()

@@ -1,8 +1,13 @@
 package webhook
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -19,6 +24,38 @@ func TestSignatureKnownAnswer(t *testing.T) {
 	got := signature([][]byte{key}, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
 	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
 		t.Fatalf("signature = %s, want %s", got, want)
+	}
+}
+
+// A sink's signer reuses its HMAC states: every signature must still be that of its own
+// message, also from concurrent deliveries, and every key must sign.
+func TestSignerReuse(t *testing.T) {
+	k1, _ := decodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	k2, _ := decodeSecret("whsec_" + strings.Repeat("QUJD", 11))
+	g := newSigner([][]byte{k1, k2})
+	want := func(key []byte, id string, ts int64, body string) string {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + strconv.FormatInt(ts, 10) + "." + body))
+		return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*50)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				id := "evt_" + strings.Repeat("x", w*40) + strconv.Itoa(i) // beyond the 128-byte head buffer too
+				body := `{"n":` + strconv.Itoa(w*1000+i) + `}`
+				got := g.sign(id, int64(1764176400+i), []byte(body))
+				if exp := want(k1, id, int64(1764176400+i), body) + " " + want(k2, id, int64(1764176400+i), body); got != exp {
+					errs <- got + " != " + exp
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
 	}
 }
 
@@ -122,6 +159,7 @@ func BenchmarkEncodeAndSign(b *testing.B) {
 	k1, _ := decodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	k2, _ := decodeSecret("whsec_" + strings.Repeat("QUJD", 11))
 	keys := [][]byte{k1, k2}
+	g := newSigner(keys) // as a sink keeps it
 	e := bridge.Event{
 		ID: bridge.EventID("acme", "d1", "m1", "v1", bridge.MessageCreated), Type: bridge.MessageCreated,
 		Source: "acme", Time: time.Now(),
@@ -137,7 +175,7 @@ func BenchmarkEncodeAndSign(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_ = signature(keys, e.ID, 1764176400, body)
+		_ = g.sign(e.ID, 1764176400, body)
 	}
 }
 

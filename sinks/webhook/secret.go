@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // secretPrefix marks a Standard Webhooks symmetric secret.
@@ -42,20 +44,42 @@ func decodeSecret(s string) ([]byte, error) {
 // "{id}.{timestamp}.{body}" per key, separated by spaces, so that a receiver holding any one
 // of the keys can verify.
 func signature(keys [][]byte, id string, ts int64, body []byte) string {
+	return newSigner(keys).sign(id, ts, body)
+}
+
+// signer computes signature for a sink's keys. It keeps each key's HMAC state in a pool:
+// hmac.New allocates two SHA-256 states and both pads on every call, and every delivery
+// signs.
+type signer struct {
+	pools []sync.Pool // of hash.Hash, one pool per key
+}
+
+func newSigner(keys [][]byte) *signer {
+	g := &signer{pools: make([]sync.Pool, len(keys))}
+	for i, key := range keys {
+		g.pools[i].New = func() any { return hmac.New(sha256.New, key) }
+	}
+	return g
+}
+
+func (g *signer) sign(id string, ts int64, body []byte) string {
 	var b strings.Builder
-	b.Grow(len(keys) * (3 + base64.StdEncoding.EncodedLen(sha256.Size) + 1))
-	var tsBuf [20]byte
-	stamp := strconv.AppendInt(tsBuf[:0], ts, 10)
+	b.Grow(len(g.pools) * (3 + base64.StdEncoding.EncodedLen(sha256.Size) + 1))
+	// "{id}.{timestamp}." in one write; ids are short, a longer one is written as it is.
+	var headBuf [128]byte
+	head := append(headBuf[:0], id...)
+	head = append(head, '.')
+	head = strconv.AppendInt(head, ts, 10)
+	head = append(head, '.')
 	var sum [sha256.Size]byte
 	var enc [44]byte // base64 of 32 bytes
-	for i, key := range keys {
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(id))
-		mac.Write([]byte{'.'})
-		mac.Write(stamp)
-		mac.Write([]byte{'.'})
+	for i := range g.pools {
+		mac := g.pools[i].Get().(hash.Hash)
+		mac.Reset()
+		mac.Write(head)
 		mac.Write(body)
 		base64.StdEncoding.Encode(enc[:], mac.Sum(sum[:0]))
+		g.pools[i].Put(mac)
 		if i > 0 {
 			b.WriteByte(' ')
 		}

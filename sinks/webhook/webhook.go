@@ -39,6 +39,7 @@ type Options struct {
 type Sink struct {
 	name    string
 	c       *compiled
+	sign    *signer // nil without secrets
 	client  *http.Client
 	limiter *rate.Limiter // nil: unlimited
 	log     *slog.Logger
@@ -71,6 +72,9 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		s.limiter = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
 	}
 	s.client = newClient(opts.Client, c.cfg.Timeout.D(), c.cfg.MaxInFlight)
+	if len(c.keys) > 0 {
+		s.sign = newSigner(c.keys)
+	}
 
 	hidden := append([]string(nil), c.endpoint.hidden...)
 	for _, sec := range c.cfg.Secret {
@@ -160,8 +164,8 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 	ts := time.Now().Unix()
 	req.Header.Set("Webhook-Id", e.ID)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
-	if len(s.c.keys) > 0 {
-		req.Header.Set("Webhook-Signature", signature(s.c.keys, e.ID, ts, body))
+	if s.sign != nil {
+		req.Header.Set("Webhook-Signature", s.sign.sign(e.ID, ts, body))
 	}
 
 	resp, err := s.client.Do(req)

@@ -2,6 +2,7 @@ package kinetic
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -323,6 +324,11 @@ func (w *worker) deliver(ctx context.Context, ds []decoded) {
 	evs := make([]bridge.Event, 0, len(ds))
 	batch := make(map[string]bool, len(ds))
 	for _, d := range ds {
+		d, err := w.s.dec.resolve(w.id, d)
+		if err != nil {
+			w.s.bad.badInput(badKind(err), err, "discussion", w.id)
+			continue
+		}
 		if d.title != "" {
 			w.title = d.title
 		}
@@ -348,7 +354,7 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 	failed := false
 	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
 	for {
-		err := w.f.emit.Emit(ctx, evs...)
+		err := w.emit(ctx, evs)
 		if err == nil {
 			break
 		}
@@ -385,6 +391,18 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 		w.setCheckpoint(ctx, cp)
 	}
 	return true
+}
+
+// emit makes one Emit call once a slot is free: at most timing.emits run at once, so that
+// events waiting for the store wait in their queues, not in memory as commit batches.
+func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
+	select {
+	case w.s.emits <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.s.emits }()
+	return w.f.emit.Emit(ctx, evs...)
 }
 
 // setCheckpoint records the newest message handed over. A failure to store it costs only
@@ -525,12 +543,14 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 			cutoff = b
 		}
 	}
-	type pending struct {
-		ev bridge.Event
-		at time.Time
-	}
-	var fresh, edits []pending // fresh newest first
-	var newest *bridge.Message
+	// What is collected while paging back is kept small: a new message is kept as its raw
+	// payload (one allocation, owned: the page's decoder copied it) and decoded into its event
+	// only when its batch is handed over, oldest first. Only the rare edits of older messages
+	// are kept decoded. Collecting is unavoidable — the API pages newest first, and events
+	// must go oldest first — but a decoded event costs several times its payload.
+	var fresh []freshMessage // newest first
+	var edits []pending
+	var newest messageKeys
 	pageToken := ""
 	for range maxCatchUpPages {
 		page, err := s.rest.messages(ctx, w.id, s.cfg.PageSize, pageToken)
@@ -539,32 +559,40 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 		}
 		reached := false
 		for _, raw := range page.Messages {
-			m, err := s.dec.message(w.id, raw)
-			if err != nil {
-				s.bad.badInput(badREST, err, "discussion", w.id)
-				continue
+			k, ok := readMessageKeys(raw)
+			if !ok {
+				// An unusual shape: the full lenient decode says what the keys are, or why
+				// the message is unreadable.
+				m, err := s.dec.message(w.id, raw)
+				if err != nil {
+					s.bad.badInput(badREST, err, "discussion", w.id)
+					continue
+				}
+				k = messageKeys{id: m.ID, versionID: m.VersionID, createdAt: m.CreatedAt, updatedAt: m.UpdatedAt}
 			}
-			if newest == nil {
-				newest = &m
+			if newest.id == "" {
+				newest = k
 			}
 			switch {
 			case have:
-				if !reached && (m.ID == cp.MessageID || (!m.CreatedAt.IsZero() && m.CreatedAt.Before(cp.CreatedAt))) {
+				if !reached && (k.id == cp.MessageID || (!k.createdAt.IsZero() && k.createdAt.Before(cp.CreatedAt))) {
 					reached = true
 				}
-				if !reached {
-					created := s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started)
-					if !w.recent.has(created.ID) {
-						fresh = append(fresh, pending{created, m.CreatedAt})
-						continue
-					}
+				if !reached && !w.recent.has(bridge.EventID(s.dec.source, w.id, k.id, "", bridge.MessageCreated)) {
+					fresh = append(fresh, freshMessage{raw, k.createdAt})
+					continue
 				}
 				// Handed over already; an edit since is an update.
-				if w.editedSince(m, cp) {
+				if w.editedSince(k, cp) {
+					m, err := s.dec.message(w.id, raw)
+					if err != nil {
+						s.bad.badInput(badREST, err, "discussion", w.id)
+						continue
+					}
 					edits = append(edits, pending{s.dec.messageEvent(w.id, bridge.MessageUpdated, m, raw, started), m.UpdatedAt})
 				}
-			case everything || (!cutoff.IsZero() && !m.CreatedAt.Before(cutoff)):
-				fresh = append(fresh, pending{s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started), m.CreatedAt})
+			case everything || (!cutoff.IsZero() && !k.createdAt.Before(cutoff)):
+				fresh = append(fresh, freshMessage{raw, k.createdAt})
 			default:
 				reached = true // no checkpoint: history before now (or before the backfill) is not replayed
 			}
@@ -576,36 +604,46 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	}
 
 	// Oldest first: the new messages in list order, and the edits of older messages (by
-	// edit time) merged in where they happened.
+	// edit time) merged in where they happened. Each batch is decoded as it is handed over,
+	// and its payloads are released once it is accepted.
 	slices.Reverse(fresh)
 	slices.SortStableFunc(edits, func(a, b pending) int { return a.at.Compare(b.at) })
-	all := make([]pending, 0, len(fresh)+len(edits))
-	for len(fresh) > 0 || len(edits) > 0 {
-		if len(edits) > 0 && (len(fresh) == 0 || edits[0].at.Before(fresh[0].at)) {
-			all, edits = append(all, edits[0]), edits[1:]
-		} else {
-			all, fresh = append(all, fresh[0]), fresh[1:]
-		}
-	}
 	n := 0
-	batch := make([]bridge.Event, 0, min(len(all), maxBatch))
-	for i, p := range all {
-		if !w.recent.has(p.ev.ID) {
-			p.ev.Discussion.Title, p.ev.Discussion.Related = w.title, w.related
-			batch = append(batch, p.ev)
+	batch := make([]bridge.Event, 0, min(len(fresh)+len(edits), maxBatch))
+	for len(fresh) > 0 || len(edits) > 0 {
+		var ev bridge.Event
+		if len(edits) > 0 && (len(fresh) == 0 || edits[0].at.Before(fresh[0].at)) {
+			ev = edits[0].ev
+			edits[0] = pending{}
+			edits = edits[1:]
+		} else {
+			raw := fresh[0].raw
+			fresh[0] = freshMessage{}
+			fresh = fresh[1:]
+			m, err := s.dec.message(w.id, raw)
+			if err != nil { // readMessageKeys read it; the full decode does not fail after that
+				s.bad.badInput(badREST, err, "discussion", w.id)
+				continue
+			}
+			ev = s.dec.messageEvent(w.id, bridge.MessageCreated, m, raw, started)
 		}
-		if len(batch) == maxBatch || (i == len(all)-1 && len(batch) > 0) {
+		if !w.recent.has(ev.ID) {
+			ev.Discussion.Title, ev.Discussion.Related = w.title, w.related
+			batch = append(batch, ev)
+		}
+		if len(batch) == maxBatch || (len(fresh) == 0 && len(edits) == 0 && len(batch) > 0) {
 			if !w.emitAll(ctx, batch) {
 				return n, ctx.Err()
 			}
 			n += len(batch)
+			clear(batch)
 			batch = batch[:0]
 		}
 	}
 	if !w.haveCP {
 		switch {
-		case newest != nil:
-			w.setCheckpoint(ctx, Checkpoint{MessageID: newest.ID, CreatedAt: newest.CreatedAt})
+		case newest.id != "":
+			w.setCheckpoint(ctx, Checkpoint{MessageID: newest.id, CreatedAt: newest.createdAt})
 		default:
 			// An empty discussion: remember when it was seen empty, so that what is posted
 			// while this process is down is caught up after a restart. The margin covers
@@ -619,11 +657,24 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 // editedSince reports whether m, a message at or before the checkpoint, has a version that
 // was not handed over: one different from the version emitted for it, or — when this
 // process never emitted it — one edited after the checkpoint.
-func (w *worker) editedSince(m bridge.Message, cp Checkpoint) bool {
-	if v, ok := w.versions.get(m.ID); ok {
-		return m.VersionID != "" && v != m.VersionID
+func (w *worker) editedSince(m messageKeys, cp Checkpoint) bool {
+	if v, ok := w.versions.get(m.id); ok {
+		return m.versionID != "" && v != m.versionID
 	}
-	return m.UpdatedAt.After(m.CreatedAt) && m.UpdatedAt.After(cp.CreatedAt)
+	return m.updatedAt.After(m.createdAt) && m.updatedAt.After(cp.CreatedAt)
+}
+
+// pending is a decoded catch-up event and the time it sorts by.
+type pending struct {
+	ev bridge.Event
+	at time.Time
+}
+
+// freshMessage is a new message collected by a catch-up: its payload, decoded when handed
+// over, and its creation time.
+type freshMessage struct {
+	raw json.RawMessage
+	at  time.Time
 }
 
 // backoff returns an exponential backoff with jitter.

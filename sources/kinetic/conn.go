@@ -1,6 +1,7 @@
 package kinetic
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,8 +156,12 @@ func (c *conn) readLoop() {
 	defer c.wg.Done()
 	_ = c.ws.SetReadDeadline(c.deadline())
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(c.deadline()) })
+	// Frames are read into one reused buffer: decodeFrame keeps nothing of the bytes it is
+	// given (its payload and strings are copies), so only a frame kept for a bad-input report
+	// is copied out. A buffer grown by an unusually large frame is let go.
+	var buf bytes.Buffer
 	for {
-		_, data, err := c.ws.ReadMessage()
+		data, err := c.readFrame(&buf)
 		if err != nil {
 			c.fail(err)
 			return
@@ -164,8 +169,11 @@ func (c *conn) readLoop() {
 		_ = c.ws.SetReadDeadline(c.deadline())
 		item := inbound{}
 		item.f, item.err = decodeFrame(data)
+		if buf.Cap() > maxKeptReadBuffer {
+			buf = bytes.Buffer{}
+		}
 		if item.err != nil {
-			item.raw = data
+			item.raw = bytes.Clone(data)
 		} else if item.f.Ref != "" && (item.f.Event == evAckOK || item.f.Event == evAckError) {
 			item.tag = c.answered(item.f.Ref)
 		}
@@ -175,6 +183,23 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// maxKeptReadBuffer is the largest read buffer kept for the next frame.
+const maxKeptReadBuffer = 64 << 10
+
+// readFrame reads the next data frame into buf (emptied first) and returns its bytes, valid
+// until the next call.
+func (c *conn) readFrame(buf *bytes.Buffer) ([]byte, error) {
+	_, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func (c *conn) writeLoop() {

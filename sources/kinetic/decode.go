@@ -95,8 +95,18 @@ type frame struct {
 }
 
 // decodeFrame parses a server frame. It checks the envelope only; payloads are checked by
-// whoever consumes them.
+// whoever consumes them. The frame is read in one pass (scanFrame) when it has the usual
+// shape, else by encoding/json (decodeFrameJSON). Nothing of data is kept: the connection
+// reuses its buffer.
 func decodeFrame(data []byte) (frame, error) {
+	if f, ok := scanFrame(data); ok {
+		return f, nil
+	}
+	return decodeFrameJSON(data)
+}
+
+// decodeFrameJSON is decodeFrame by encoding/json.
+func decodeFrameJSON(data []byte) (frame, error) {
 	var w struct {
 		Topic   json.RawMessage `json:"topic"`
 		Event   json.RawMessage `json:"event"`
@@ -380,6 +390,12 @@ type wireMessage struct {
 type decoder struct {
 	source string
 	space  string // the space URL, without a trailing slash
+
+	// deferMessages makes classify leave a message event's payload undecoded (lazy): the
+	// worker of its discussion decodes it when it hands the event over (resolve). Live
+	// events can arrive faster than the store takes them and wait in their discussions'
+	// queues; a queued payload costs a third of a decoded event.
+	deferMessages bool
 }
 
 // discussionURL is where a person opens the discussion. Best guess: the kinops bundle routes
@@ -402,15 +418,9 @@ func (d decoder) fileURL(discussion, message, document, filename string) string 
 // (wireMessage), where one field of the wrong type costs that field, not the message. Both
 // give the same message whenever the typed pass succeeds.
 func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message, error) {
-	var p parsedMessage
-	var t typedMessage
-	if json.Unmarshal(raw, &t) == nil {
-		p = t.parsed()
-	} else {
-		var err error
-		if p, err = lenientMessage(raw); err != nil {
-			return bridge.Message{}, err
-		}
+	p, err := parseMessage(raw)
+	if err != nil {
+		return bridge.Message{}, err
 	}
 	if p.id == "" {
 		return bridge.Message{}, bad(badMissingField, "message without id")
@@ -455,6 +465,19 @@ func (d decoder) message(discussion string, raw json.RawMessage) (bridge.Message
 		m.Attachments = append(m.Attachments, att)
 	}
 	return m, nil
+}
+
+// parseMessage reads a Message payload: in one pass (scanMessage) when it has the usual
+// shape, else by the typed pass of encoding/json, else by the lenient one.
+func parseMessage(raw json.RawMessage) (parsedMessage, error) {
+	if p, ok := scanMessage(raw); ok {
+		return p, nil
+	}
+	var t typedMessage
+	if json.Unmarshal(raw, &t) == nil {
+		return t.parsed(), nil
+	}
+	return lenientMessage(raw)
 }
 
 // parsedMessage is what message reads from a payload, by either path.
@@ -598,6 +621,31 @@ type decoded struct {
 	event   bridge.Event
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
+
+	// lazy, when set, is a message event not decoded yet (event is empty): see
+	// decoder.deferMessages.
+	lazy *lazyMessage
+}
+
+// lazyMessage is a live message event as it waits in its discussion's queue: its payload
+// (the frame's own copy) is a third of the decoded event's size.
+type lazyMessage struct {
+	typ      string
+	payload  json.RawMessage
+	received time.Time
+}
+
+// resolve decodes a lazily classified message event. An error is bad input, as classify
+// would have reported it.
+func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
+	if x.lazy == nil {
+		return x, nil
+	}
+	m, err := d.message(discussion, x.lazy.payload)
+	if err != nil {
+		return decoded{}, err
+	}
+	return decoded{event: d.messageEvent(discussion, x.lazy.typ, m, x.lazy.payload, x.lazy.received)}, nil
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -615,6 +663,9 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	out := decoded{}
 	switch typ {
 	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
+		if d.deferMessages {
+			return decoded{lazy: &lazyMessage{typ: typ, payload: payload, received: received}}, nil
+		}
 		// Decoded as a message only: the fields map below would be a second parse of the
 		// payload for nothing.
 		m, err := d.message(discussion, payload)
@@ -676,7 +727,9 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	return out, nil
 }
 
-// messageEvent makes the event of type typ for message m, whose payload is raw.
+// messageEvent makes the event of type typ for message m, whose payload is raw. The event
+// keeps raw as its Raw: callers pass bytes of their own (a frame's payload and a REST page's
+// messages are copies already), which nothing changes afterwards.
 func (d decoder) messageEvent(discussion, typ string, m bridge.Message, raw json.RawMessage, received time.Time) bridge.Event {
 	return bridge.Event{
 		ID:         bridge.EventID(d.source, discussion, m.ID, messageVersion(typ, m, raw), typ),
@@ -685,7 +738,7 @@ func (d decoder) messageEvent(discussion, typ string, m bridge.Message, raw json
 		Time:       firstTime(m.UpdatedAt, m.CreatedAt, received),
 		Discussion: bridge.Discussion{ID: discussion, URL: d.discussionURL(discussion)},
 		Message:    &m,
-		Raw:        append(json.RawMessage(nil), raw...),
+		Raw:        raw,
 	}
 }
 
@@ -783,4 +836,30 @@ func (d decoder) classify(f frame, received time.Time) (hubFrame, error) {
 		return hubFrame{}, err
 	}
 	return hubFrame{kind: frameEvent, discussion: id, decoded: ev}, nil
+}
+
+// messageKeys is what a catch-up needs of a message while it pages back: which message, and
+// when it was created and edited.
+type messageKeys struct {
+	id, versionID        string
+	createdAt, updatedAt time.Time
+}
+
+// readMessageKeys reads a message payload's keys as message reads them, without decoding
+// its content, author or parent. It fails (ok false) where message's typed pass would need
+// its lenient one for these fields, or the message has no id: message then decides.
+func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
+	if k, ok := scanMessageKeys(raw); ok {
+		return k, k.id != ""
+	}
+	var t struct {
+		ID        lenientString `json:"id"`
+		VersionID lenientString `json:"versionId"`
+		CreatedAt typedTime     `json:"createdAt"`
+		UpdatedAt typedTime     `json:"updatedAt"`
+	}
+	if json.Unmarshal(raw, &t) != nil || t.ID == "" {
+		return messageKeys{}, false
+	}
+	return messageKeys{id: string(t.ID), versionID: string(t.VersionID), createdAt: time.Time(t.CreatedAt), updatedAt: time.Time(t.UpdatedAt)}, true
 }

@@ -1,8 +1,12 @@
 package kinetic
 
 import (
+	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
 )
 
 // benchFrame is a message:created frame as the simulator sends it (and as the reference
@@ -27,4 +31,69 @@ func BenchmarkDecodeFrame(b *testing.B) {
 			b.Fatalf("classify: %v %+v", err, hf)
 		}
 	}
+}
+
+// BenchmarkCatchUpMessage is a catch-up's CPU per missed message from the page's raw
+// payload to its event, and (held-B/msg) what each message costs while the catch-up pages
+// back to the checkpoint. "decoded" collects the decoded event, as catch-ups did before;
+// "keys" reads the message's keys, collects the payload, and decodes it when it is handed
+// over (catchUpOnce now).
+func BenchmarkCatchUpMessage(b *testing.B) {
+	var fr struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(benchFrame), &fr); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	// page copies the payload as the page decoder does: every message its own allocation.
+	page := func() json.RawMessage { return append(json.RawMessage(nil), fr.Payload...) }
+	decodedWay := func(raw json.RawMessage) any {
+		m, err := fixtureDecoder.message("d1", raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev := fixtureDecoder.messageEvent("d1", bridge.MessageCreated, m, raw, now)
+		return &pending{ev, m.CreatedAt}
+	}
+	keysWay := func(raw json.RawMessage) any {
+		k, ok := readMessageKeys(raw)
+		if !ok {
+			b.Fatal("keys not read")
+		}
+		return &freshMessage{raw, k.createdAt}
+	}
+	held := func(collect func(json.RawMessage) any) float64 {
+		const n = 2000
+		keep := make([]any, n)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range keep {
+			keep[i] = collect(page())
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(keep)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	b.Run("decoded", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			decodedWay(page())
+		}
+		b.ReportMetric(held(decodedWay), "held-B/msg")
+	})
+	b.Run("keys", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			fm := keysWay(page()).(*freshMessage)
+			m, err := fixtureDecoder.message("d1", fm.raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = fixtureDecoder.messageEvent("d1", bridge.MessageCreated, m, fm.raw, now)
+		}
+		b.ReportMetric(held(keysWay), "held-B/msg")
+	})
 }

@@ -352,3 +352,124 @@ func FuzzMessageTyped(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMessageKeys checks what a catch-up reads of a message while it pages back against the
+// full decode: whenever readMessageKeys succeeds, message succeeds with the same keys.
+func FuzzMessageKeys(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var fr struct {
+			Payload json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(b, &fr) == nil && len(fr.Payload) > 0 {
+			f.Add([]byte(unwrapPayload(fr.Payload)))
+		}
+	}
+	f.Add([]byte(`{"id":"m1","versionId":"v1","createdAt":"2026-11-26T17:01:30.123Z","updatedAt":"2026-11-26T17:05:00Z"}`))
+	f.Add([]byte(`{"id":7,"ID":"m2","createdAt":1546344000,"createdBy":"bob","content":"text"}`))
+	f.Add([]byte(`{"id":"m\u0031","versionId":null,"createdAt":"x","updatedAt":"2019-01-01T12:00:00.000+01:00"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return // REST pages are validated as a whole before their messages are read
+		}
+		k, ok := readMessageKeys(data)
+		if !ok {
+			return
+		}
+		m, err := fixtureDecoder.message("d1", data)
+		if err != nil {
+			t.Fatalf("keys read, message failed: %v", err)
+		}
+		want := messageKeys{id: m.ID, versionID: m.VersionID, createdAt: m.CreatedAt, updatedAt: m.UpdatedAt}
+		if !reflect.DeepEqual(k, want) {
+			t.Fatalf("keys differ:\n keys    %+v\n message %+v", k, want)
+		}
+	})
+}
+
+// fastSeeds are the frame fixtures and frames of unusual shapes for the fast-path fuzzers.
+func fastSeeds(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(benchFrame))
+	f.Add([]byte(`{"topic":"discussions/discussion/d1","event":"message:created","payload":{"id":"m1","ID":"m2"}}`))
+	f.Add([]byte(`{"topic":"discussions/discussion/d1","Event":"message:created","payload":"{\"id\":\"m1\"}","ref":7}`))
+	f.Add([]byte(` {"event":"message:updated","topic":"discussions/discussion/d\u0031","payload":{"id":1.5e3,"content":[{"type":"text","value":"a\nb"},{"type":"","value":1},{"type":"x","value":null}],"createdBy":"bob","parent":{"id":"p"},"parentId":null,"createdAt":1546344000}} `))
+	f.Add([]byte(`{"event":"message:created","topic":"discussions/discussion/d1","payload":{"id":"m1","createdBy":{"username":"a","unknown":true,"x":[1,{"y":null}]},"versionId":"v","updatedAt":"2019-01-01 12:00:00"}}`))
+}
+
+// FuzzFastFrame checks scanFrame against decodeFrameJSON: whenever the one-pass scanner
+// reads a frame, encoding/json reads the same frame.
+func FuzzFastFrame(f *testing.F) {
+	fastSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := scanFrame(data)
+		if !ok {
+			return
+		}
+		want, err := decodeFrameJSON(data)
+		if err != nil {
+			t.Fatalf("scanned, encoding/json fails: %v\n%q", err, data)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("frames differ:\n scan %+v\n json %+v", got, want)
+		}
+	})
+}
+
+// FuzzFastMessage checks scanMessage (and scanMessageKeys) against the encoding/json
+// passes: whenever the scanner reads a payload, the typed pass (or, when it fails, the
+// lenient one) reads the same message.
+func FuzzFastMessage(f *testing.F) {
+	fastSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fr struct {
+			Payload json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(data, &fr) == nil && len(fr.Payload) > 0 {
+			data = unwrapPayload(fr.Payload)
+		}
+		if k, ok := scanMessageKeys(data); ok {
+			var want struct {
+				ID        lenientString `json:"id"`
+				VersionID lenientString `json:"versionId"`
+				CreatedAt typedTime     `json:"createdAt"`
+				UpdatedAt typedTime     `json:"updatedAt"`
+			}
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatalf("keys scanned, encoding/json fails: %v", err)
+			}
+			w := messageKeys{id: string(want.ID), versionID: string(want.VersionID), createdAt: time.Time(want.CreatedAt), updatedAt: time.Time(want.UpdatedAt)}
+			if !reflect.DeepEqual(k, w) {
+				t.Fatalf("keys differ:\n scan %+v\n json %+v", k, w)
+			}
+		}
+		got, ok := scanMessage(data)
+		if !ok {
+			return
+		}
+		var typed typedMessage
+		var want parsedMessage
+		if err := json.Unmarshal(data, &typed); err == nil {
+			want = typed.parsed()
+		} else {
+			var lerr error
+			if want, lerr = lenientMessage(data); lerr != nil {
+				t.Fatalf("scanned, both encoding/json passes fail: %v, %v", err, lerr)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("messages differ:\n scan %+v\n json %+v", got, want)
+		}
+	})
+}

@@ -51,6 +51,7 @@ type Source struct {
 
 	workers  atomic.Pointer[map[string]*worker] // those of the current Run, for Status
 	catchUps chan struct{}                      // a slot per catch-up running (see catchUpWithRetry)
+	emits    chan struct{}                      // a slot per Emit in progress (see emitAll)
 	returned atomic.Bool                        // start-up's memory was returned to the OS (see watchRest)
 
 	// The wanted discussions: configured (SetDiscussions) and discovered (discover.go).
@@ -82,6 +83,7 @@ type timing struct {
 	badLogEvery                  time.Duration // at most one bad-input line per kind this often
 	queueCap                     int           // live events buffered per discussion
 	catchUps                     int           // catch-ups of the source running at once
+	emits                        int           // Emit calls of the source in progress at once
 }
 
 func defaultTiming() timing {
@@ -106,6 +108,11 @@ func defaultTiming() timing {
 		// HTTP buffers and stacks of catch-ups in flight stay small (docs/performance.md,
 		// F5: unbounded, 10,000 at start-up).
 		catchUps: 16,
+		// Each Emit carries up to maxBatch events, and all of it is in memory until the
+		// store has made it durable. Without a bound, a burst over 200 discussions put the
+		// whole burst in the store's commit queue at once, decoded; eight keep a group
+		// commit full (up to 2,048 events) while the rest wait undecoded in their queues.
+		emits: 8,
 	}
 }
 
@@ -154,7 +161,7 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 		cfg:  cfg,
 		log:  opts.Logger.With("source", name),
 		cps:  opts.Checkpoints,
-		dec:  decoder{source: name, space: cfg.URL},
+		dec:  decoder{source: name, space: cfg.URL, deferMessages: true},
 		st:   newStatus(cfg.Discussions),
 
 		configured: cfg.Discussions,
@@ -181,6 +188,7 @@ func New(name string, cfg Config, opts Options) (*Source, error) {
 func (s *Source) setTiming(t timing) {
 	s.t = t
 	s.catchUps = make(chan struct{}, max(t.catchUps, 1))
+	s.emits = make(chan struct{}, max(t.emits, 1))
 	s.rest.retry = t.rest
 	s.bad = newRateLog(s.log, t.badLogEvery, s.st)
 }

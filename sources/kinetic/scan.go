@@ -1,0 +1,541 @@
+package kinetic
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/kdbridge/kdbridge/bridge"
+)
+
+// The fast path of frame and message decoding: one validating pass over the bytes, for the
+// shape servers send (plain keys spelled as documented, each once, ids and names as plain
+// strings, content as an array of token objects). Anything else — escapes in a key, a key
+// spelled in another case (encoding/json would match it), a known key given twice, a field
+// of another shape, deep nesting, invalid JSON — makes the fast path give up (ok false), and
+// the encoding/json path decides, with its exact results and errors. FuzzFastFrame and
+// FuzzFastMessage check that whenever the fast path succeeds it reads what that path reads.
+
+// maxFastDepth is the deepest nesting the fast path follows; deeper frames take the
+// encoding/json path (which allows 10,000 levels).
+const maxFastDepth = 64
+
+// scanner reads one JSON text. Every method validates what it passes over.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte (0 at the end).
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i >= len(s.b) {
+		return 0
+	}
+	return s.b[s.i]
+}
+
+// str reads a string and returns its bytes between the quotes, and whether they are plain:
+// free of escapes and valid UTF-8, so that they are the string's value.
+func (s *scanner) str() (inner []byte, plain, ok bool) {
+	if s.peek() != '"' {
+		return nil, false, false
+	}
+	s.i++
+	start := s.i
+	plain = true
+	ascii := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			inner = s.b[start:s.i]
+			s.i++
+			if !ascii && !utf8.Valid(inner) {
+				plain = false
+			}
+			return inner, plain, true
+		case c == '\\':
+			plain = false
+			s.i++
+			if s.i >= len(s.b) {
+				return nil, false, false
+			}
+			switch s.b[s.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				if s.i+4 >= len(s.b) {
+					return nil, false, false
+				}
+				for _, h := range s.b[s.i+1 : s.i+5] {
+					if !isHex(h) {
+						return nil, false, false
+					}
+				}
+				s.i += 5
+			default:
+				return nil, false, false
+			}
+		case c < 0x20:
+			return nil, false, false
+		default:
+			if c >= utf8.RuneSelf {
+				ascii = false
+			}
+			s.i++
+		}
+	}
+	return nil, false, false
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// number reads a number as JSON spells it.
+func (s *scanner) number() bool {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	s.i = i
+	return true
+}
+
+func (s *scanner) literal(lit string) bool {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// value passes over one value and returns its bytes.
+func (s *scanner) value(depth int) ([]byte, bool) {
+	if depth > maxFastDepth {
+		return nil, false
+	}
+	c := s.peek()
+	start := s.i
+	ok := false
+	switch {
+	case c == '"':
+		_, _, ok = s.str()
+	case c == '{':
+		ok = s.object(func([]byte) bool { _, ok := s.value(depth + 1); return ok })
+	case c == '[':
+		ok = s.array(func() bool { _, ok := s.value(depth + 1); return ok })
+	case c == 't':
+		ok = s.literal("true")
+	case c == 'f':
+		ok = s.literal("false")
+	case c == 'n':
+		ok = s.literal("null")
+	case c == '-' || isDigit(c):
+		ok = s.number()
+	}
+	if !ok {
+		return nil, false
+	}
+	return s.b[start:s.i], true
+}
+
+// object reads an object, calling member for each key (plain, else the fast path gives up)
+// with the scanner before the key's value, which member must read.
+func (s *scanner) object(member func(key []byte) bool) bool {
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		key, plain, ok := s.str()
+		if !ok || !plain || s.peek() != ':' {
+			return false
+		}
+		s.i++
+		if !member(key) {
+			return false
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// array reads an array, calling elem for each element.
+func (s *scanner) array(elem func() bool) bool {
+	if s.peek() != '[' {
+		return false
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// end reports whether only space is left.
+func (s *scanner) end() bool { return s.peek() == 0 && s.i == len(s.b) }
+
+// keyIndex returns the index of key in names, or -1 for another key. A key that
+// encoding/json would match to one of names by case folding, but is not spelled so, gives
+// up the fast path (-2): any key with a non-ASCII byte (Unicode folds 'ſ' to 's' and 'K' to
+// 'k'), or one equal to a name but for ASCII case.
+func keyIndex(key []byte, names []string) int {
+	for _, c := range key {
+		if c >= utf8.RuneSelf {
+			return -2
+		}
+	}
+	for i, n := range names {
+		if string(key) == n {
+			return i
+		}
+	}
+	for _, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return -2
+		}
+	}
+	return -1
+}
+
+// lenient reads a value as lenientString reads it: a plain string, a number or a boolean
+// as its literal, null as "". Strings with escapes and everything else give up.
+func (s *scanner) lenient() (string, bool) {
+	switch c := s.peek(); {
+	case c == '"':
+		inner, plain, ok := s.str()
+		if !ok || !plain {
+			return "", false
+		}
+		return string(inner), true
+	case c == 'n':
+		return "", s.literal("null")
+	case c == 't' || c == 'f' || c == '-' || isDigit(c):
+		v, ok := s.value(0)
+		return string(v), ok
+	}
+	return "", false
+}
+
+var frameKeys = []string{"topic", "event", "ref", "payload"}
+
+// scanFrame is decodeFrame's fast path.
+func scanFrame(data []byte) (frame, bool) {
+	s := scanner{b: data}
+	var f frame
+	var seen [4]bool
+	var payload []byte
+	ok := s.object(func(key []byte) bool {
+		k := keyIndex(key, frameKeys)
+		if k == -2 || k >= 0 && seen[k] {
+			return false
+		}
+		if k == -1 {
+			_, ok := s.value(1)
+			return ok
+		}
+		seen[k] = true
+		if k == 3 {
+			v, ok := s.value(1)
+			payload = v
+			return ok
+		}
+		v, ok := s.lenient()
+		switch k {
+		case 0:
+			f.Topic = v
+		case 1:
+			f.Event = v
+		case 2:
+			f.Ref = v
+		}
+		return ok
+	})
+	if !ok || !s.end() || f.Event == "" {
+		return frame{}, false
+	}
+	if len(payload) > 0 && payload[0] != 'n' {
+		// Copied: data is the connection's read buffer.
+		f.Payload = unwrapPayload(append(json.RawMessage(nil), payload...))
+	}
+	return f, true
+}
+
+var messageKeysNames = []string{"id", "versionId", "type", "action", "content", "createdBy", "createdAt", "updatedAt", "parent", "parentId"}
+
+// scanMessage is the fast path of message's typed pass: it reads what typedMessage.parsed
+// reads.
+func scanMessage(raw []byte) (parsedMessage, bool) {
+	s := scanner{b: raw}
+	var p parsedMessage
+	var parent string
+	var seen [10]bool
+	ok := s.object(func(key []byte) bool {
+		k := keyIndex(key, messageKeysNames)
+		if k == -2 || k >= 0 && seen[k] {
+			return false
+		}
+		if k == -1 {
+			_, ok := s.value(1)
+			return ok
+		}
+		seen[k] = true
+		var ok bool
+		switch k {
+		case 0:
+			p.id, ok = s.lenient()
+		case 1:
+			p.versionID, ok = s.lenient()
+		case 2:
+			p.typ, ok = s.lenient()
+		case 3:
+			p.action, ok = s.lenient()
+		case 4:
+			p.content, ok = s.tokens()
+		case 5:
+			p.author, ok = s.user()
+		case 6, 7:
+			var v []byte
+			if v, ok = s.value(1); ok {
+				if k == 6 {
+					p.createdAt = parseTime(v)
+				} else {
+					p.updatedAt = parseTime(v)
+				}
+			}
+		case 8:
+			parent, ok = s.parent()
+		case 9:
+			p.parentID, ok = s.lenient()
+		}
+		return ok
+	})
+	if !ok || !s.end() {
+		return parsedMessage{}, false
+	}
+	if p.parentID == "" {
+		p.parentID = parent
+	}
+	return p, true
+}
+
+var tokenKeys = []string{"type", "name", "value"}
+
+// tokens reads content as typedTokens does: null, or an array of token objects.
+func (s *scanner) tokens() ([]bridge.Token, bool) {
+	if s.peek() == 'n' {
+		return nil, s.literal("null")
+	}
+	tokens := []bridge.Token{}
+	ok := s.array(func() bool {
+		var t bridge.Token
+		var seen [3]bool
+		ok := s.object(func(key []byte) bool {
+			k := keyIndex(key, tokenKeys)
+			if k == -2 || k >= 0 && seen[k] {
+				return false
+			}
+			if k == -1 {
+				_, ok := s.value(3)
+				return ok
+			}
+			seen[k] = true
+			var ok bool
+			switch k {
+			case 0:
+				t.Type, ok = s.lenient()
+			case 1:
+				t.Name, ok = s.lenient()
+			case 2:
+				var v []byte
+				if v, ok = s.value(3); ok && string(v) != "null" {
+					t.Value = append(json.RawMessage(nil), v...)
+				}
+			}
+			return ok
+		})
+		if ok && t.Type != "" {
+			tokens = append(tokens, t)
+		}
+		return ok
+	})
+	return tokens, ok
+}
+
+var userKeys = []string{"username", "displayName", "email", "unknown"}
+
+// user reads createdBy as wireUser does: null, a plain username string, or an object.
+func (s *scanner) user() (bridge.User, bool) {
+	var u bridge.User
+	switch s.peek() {
+	case 'n':
+		return u, s.literal("null")
+	case '"':
+		inner, plain, ok := s.str()
+		if !ok || !plain {
+			return u, false
+		}
+		u.Username = string(inner)
+		return u, true
+	}
+	var seen [4]bool
+	ok := s.object(func(key []byte) bool {
+		k := keyIndex(key, userKeys)
+		if k == -2 || k >= 0 && seen[k] {
+			return false
+		}
+		if k == -1 {
+			_, ok := s.value(2)
+			return ok
+		}
+		seen[k] = true
+		var ok bool
+		switch k {
+		case 0:
+			u.Username, ok = s.lenient()
+		case 1:
+			u.DisplayName, ok = s.lenient()
+		case 2:
+			u.Email, ok = s.lenient()
+		case 3:
+			ok = s.literal("true") || s.literal("false") || s.literal("null")
+		}
+		return ok
+	})
+	return u, ok
+}
+
+// parent reads parent as typedParent does: null, or an object with an id.
+func (s *scanner) parent() (string, bool) {
+	if s.peek() == 'n' {
+		return "", s.literal("null")
+	}
+	var id string
+	seen := false
+	ok := s.object(func(key []byte) bool {
+		k := keyIndex(key, []string{"id"})
+		if k == -2 || k == 0 && seen {
+			return false
+		}
+		if k == -1 {
+			_, ok := s.value(2)
+			return ok
+		}
+		seen = true
+		var ok bool
+		id, ok = s.lenient()
+		return ok
+	})
+	return id, ok
+}
+
+var messageKeyNames = []string{"id", "versionId", "createdAt", "updatedAt"}
+
+// scanMessageKeys is readMessageKeys's fast path: the keys as scanMessage reads them, every
+// other value passed over.
+func scanMessageKeys(raw []byte) (messageKeys, bool) {
+	s := scanner{b: raw}
+	var k messageKeys
+	var seen [4]bool
+	ok := s.object(func(key []byte) bool {
+		i := keyIndex(key, messageKeyNames)
+		if i == -2 || i >= 0 && seen[i] {
+			return false
+		}
+		if i == -1 {
+			_, ok := s.value(1)
+			return ok
+		}
+		seen[i] = true
+		var ok bool
+		switch i {
+		case 0:
+			k.id, ok = s.lenient()
+		case 1:
+			k.versionID, ok = s.lenient()
+		case 2, 3:
+			var v []byte
+			if v, ok = s.value(1); ok {
+				if i == 2 {
+					k.createdAt = parseTime(v)
+				} else {
+					k.updatedAt = parseTime(v)
+				}
+			}
+		}
+		return ok
+	})
+	if !ok || !s.end() {
+		return messageKeys{}, false
+	}
+	return k, true
+}

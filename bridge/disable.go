@@ -171,6 +171,24 @@ func (d *Dispatcher) ListDisabledTargets() []DisabledTarget {
 	return out
 }
 
+// DisabledTargets counts, per configured sink (0 included), the targets ListDisabledTargets
+// lists, for the kdbridge_targets_disabled metric: those this process disabled, and those
+// whose stored flag it read because a delivery for them came up (a target disabled before a
+// restart counts again as soon as an event is routed to it). It reads the sink runners'
+// memory, never the store, so it is cheap enough for every metrics scrape.
+func (d *Dispatcher) DisabledTargets() map[string]int {
+	d.mu.RLock()
+	out := make(map[string]int, len(d.sinks))
+	for name := range d.sinks {
+		out[name] = 0
+	}
+	d.mu.RUnlock()
+	for _, t := range d.ListDisabledTargets() {
+		out[t.Target.Sink]++
+	}
+	return out
+}
+
 // EnableTarget clears t's disabled flag without replaying anything: its dead letters stay
 // where they are, and new deliveries are tried again.
 func (d *Dispatcher) EnableTarget(ctx context.Context, t Target) error {

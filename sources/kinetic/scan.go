@@ -244,6 +244,28 @@ func (s *scanner) array(elem func() bool) bool {
 // end reports whether only space is left.
 func (s *scanner) end() bool { return s.peek() == 0 && s.i == len(s.b) }
 
+// fields reads an object whose known keys are names: field reads the value of the k-th
+// name. An unknown key's value is passed over (nesting up to depth); a key given twice, or
+// one that encoding/json would match to a name only case-insensitively (or a non-ASCII
+// one), gives up, for the encoding/json path to decide.
+func (s *scanner) fields(names []string, depth int, field func(k int) bool) bool {
+	var seen uint32 // bit k: names[k] was read
+	return s.object(func(key []byte) bool {
+		k := keyIndex(key, names)
+		if k == -2 || k >= 0 && seen&(1<<k) != 0 {
+			return false
+		}
+		if k == -1 {
+			_, ok := s.value(depth)
+			return ok
+		}
+		seen |= 1 << k
+		return field(k)
+	})
+}
+
+var idKey = []string{"id"}
+
 // keyIndex returns the index of key in names, or -1 for another key. A key that
 // encoding/json would match to one of names by case folding, but is not spelled so, gives
 // up the fast path (-2): any key with a non-ASCII byte (Unicode folds 'ſ' to 's' and 'K' to
@@ -292,18 +314,8 @@ var frameKeys = []string{"topic", "event", "ref", "payload"}
 func scanFrame(data []byte) (frame, bool) {
 	s := scanner{b: data}
 	var f frame
-	var seen [4]bool
 	var payload []byte
-	ok := s.object(func(key []byte) bool {
-		k := keyIndex(key, frameKeys)
-		if k == -2 || k >= 0 && seen[k] {
-			return false
-		}
-		if k == -1 {
-			_, ok := s.value(1)
-			return ok
-		}
-		seen[k] = true
+	ok := s.fields(frameKeys, 1, func(k int) bool {
 		if k == 3 {
 			v, ok := s.value(1)
 			payload = v
@@ -338,17 +350,7 @@ func scanMessage(raw []byte) (parsedMessage, bool) {
 	s := scanner{b: raw}
 	var p parsedMessage
 	var parent string
-	var seen [10]bool
-	ok := s.object(func(key []byte) bool {
-		k := keyIndex(key, messageKeysNames)
-		if k == -2 || k >= 0 && seen[k] {
-			return false
-		}
-		if k == -1 {
-			_, ok := s.value(1)
-			return ok
-		}
-		seen[k] = true
+	ok := s.fields(messageKeysNames, 1, func(k int) bool {
 		var ok bool
 		switch k {
 		case 0:
@@ -398,17 +400,7 @@ func (s *scanner) tokens() ([]bridge.Token, bool) {
 	tokens := []bridge.Token{}
 	ok := s.array(func() bool {
 		var t bridge.Token
-		var seen [3]bool
-		ok := s.object(func(key []byte) bool {
-			k := keyIndex(key, tokenKeys)
-			if k == -2 || k >= 0 && seen[k] {
-				return false
-			}
-			if k == -1 {
-				_, ok := s.value(3)
-				return ok
-			}
-			seen[k] = true
+		ok := s.fields(tokenKeys, 3, func(k int) bool {
 			var ok bool
 			switch k {
 			case 0:
@@ -447,17 +439,7 @@ func (s *scanner) user() (bridge.User, bool) {
 		u.Username = string(inner)
 		return u, true
 	}
-	var seen [4]bool
-	ok := s.object(func(key []byte) bool {
-		k := keyIndex(key, userKeys)
-		if k == -2 || k >= 0 && seen[k] {
-			return false
-		}
-		if k == -1 {
-			_, ok := s.value(2)
-			return ok
-		}
-		seen[k] = true
+	ok := s.fields(userKeys, 2, func(k int) bool {
 		var ok bool
 		switch k {
 		case 0:
@@ -480,17 +462,7 @@ func (s *scanner) parent() (string, bool) {
 		return "", s.literal("null")
 	}
 	var id string
-	seen := false
-	ok := s.object(func(key []byte) bool {
-		k := keyIndex(key, []string{"id"})
-		if k == -2 || k == 0 && seen {
-			return false
-		}
-		if k == -1 {
-			_, ok := s.value(2)
-			return ok
-		}
-		seen = true
+	ok := s.fields(idKey, 2, func(int) bool {
 		var ok bool
 		id, ok = s.lenient()
 		return ok
@@ -505,17 +477,7 @@ var messageKeyNames = []string{"id", "versionId", "createdAt", "updatedAt"}
 func scanMessageKeys(raw []byte) (messageKeys, bool) {
 	s := scanner{b: raw}
 	var k messageKeys
-	var seen [4]bool
-	ok := s.object(func(key []byte) bool {
-		i := keyIndex(key, messageKeyNames)
-		if i == -2 || i >= 0 && seen[i] {
-			return false
-		}
-		if i == -1 {
-			_, ok := s.value(1)
-			return ok
-		}
-		seen[i] = true
+	ok := s.fields(messageKeyNames, 1, func(i int) bool {
 		var ok bool
 		switch i {
 		case 0:

@@ -72,6 +72,7 @@ func httpHandler(d *daemon) http.Handler {
 	// Profiles for diagnosing memory and CPU, from this machine only.
 	mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.met.reg, promhttp.HandlerOpts{}))
 	mux.Handle("POST /dlq/{action}", d.guard(dlqHandler(d)))
 	if d.console != nil {

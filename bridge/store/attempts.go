@@ -13,7 +13,8 @@ import (
 	"github.com/kdbridge/kdbridge/bridge"
 )
 
-// The attempt history (bridge.AttemptLog) lives in two buckets of its own:
+// The attempt history (bridge.AttemptLog) lives in a bbolt file of its own, history.db
+// (history.go), in two buckets:
 //
 //	attempts     stamp(at) ‖ n → AttemptRecord JSON; n is the bucket's sequence, so keys
 //	             are unique and byte order is time order
@@ -21,11 +22,9 @@ import (
 //	             and for the rare outcomes (retry, dead letter) 'o' ‖ uvarint(len) ‖ outcome
 //	             ‖ key → empty: the same history by discussion, event and failure, newest last
 //
-// They were added without a schema bump: Open creates them when missing, no existing bucket
-// changes meaning, and an older kdbridge that opens the file only ignores them (it neither
-// reads nor prunes history it does not know about). The history is written outside the
-// delivery commits (its own short transaction about once a second, see LogAttempts), so it
-// never lengthens an Append or a Done.
+// Before history.db, the same buckets were in kdbridge.db (added without a schema bump);
+// Open moves them over. The history is written in its own transactions about once a second
+// (LogAttempts), on its own file, so it never lengthens or delays an Append or a Done.
 var (
 	bucketAttempts   = []byte("attempts")
 	bucketAttemptIdx = []byte("attempt-idx")
@@ -78,8 +77,8 @@ func attemptIndexKey(kind byte, value string, key []byte) []byte {
 	return append(b, key...)
 }
 
-// LogAttempts stores recs in one transaction of its own, not through the group committer:
-// history must not lengthen the commits deliveries wait for.
+// LogAttempts stores recs in one transaction of history.db: history must not lengthen or
+// delay the commits deliveries wait for. The records are encoded before the transaction.
 func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -87,22 +86,26 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	values := make([][]byte, len(recs))
+	for i, r := range recs {
+		v, err := encodeAttempt(r)
+		if err != nil {
+			return fmt.Errorf("store: log attempts: %w", err)
+		}
+		values[i] = v
+	}
+	err := s.hist.Update(func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 		// Keys grow with time, so pages can be filled: bbolt's default of half-full pages
 		// suits random inserts, not appends.
 		b.FillPercent = 0.95
-		for _, r := range recs {
+		for i, r := range recs {
 			n, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
-			v, err := encodeAttempt(r)
-			if err != nil {
-				return err
-			}
 			k := binary.BigEndian.AppendUint64(stamp(r.At), n)
-			if err := b.Put(k, v); err != nil {
+			if err := b.Put(k, values[i]); err != nil {
 				return err
 			}
 			if err := idx.Put(attemptIndexKey('d', r.Queue.Discussion, k), []byte{}); err != nil {
@@ -134,8 +137,11 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 	if limit <= 0 {
 		limit = 100
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var out []bridge.AttemptRecord
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.hist.View(func(tx *bolt.Tx) error {
 		out = nil
 		b := tx.Bucket(bucketAttempts)
 		match := func(k, v []byte) (stop bool, err error) {
@@ -218,7 +224,7 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 			return total, err
 		}
 		n := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.hist.Update(func(tx *bolt.Tx) error {
 			n = 0
 			b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 			type victim struct{ key, disc, event, outcome []byte }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	bolt "go.etcd.io/bbolt"
 )
 
 func attempt(disc, event, sink, outcome string, at time.Time) bridge.AttemptRecord {
@@ -89,6 +92,95 @@ func TestAttemptsFilterAndOrder(t *testing.T) {
 	}
 }
 
+// TestHistoryMovesOutOfMainFile opens a state directory whose history is still in
+// kdbridge.db, as kdbridge kept it before history.db: Open moves every record and index
+// entry to history.db, drops the buckets from kdbridge.db, and new records continue the key
+// sequence instead of overwriting moved ones.
+func TestHistoryMovesOutOfMainFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, HistoryFileName)); err != nil {
+		t.Fatal(err)
+	}
+	// The old layout: the same buckets and keys, in kdbridge.db.
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	const old = historyMoveChunk + 5 // more than one chunk
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketAttempts)
+		if err != nil {
+			return err
+		}
+		idx, err := tx.CreateBucket(bucketAttemptIdx)
+		if err != nil {
+			return err
+		}
+		for i := range old {
+			r := attempt(fmt.Sprintf("d%d", i%3), fmt.Sprintf("e%d", i), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(i)*time.Millisecond))
+			n, _ := b.NextSequence()
+			k := binary.BigEndian.AppendUint64(stamp(r.At), n)
+			v, err := encodeAttempt(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+			if err := idx.Put(attemptIndexKey('d', r.Queue.Discussion, k), []byte{}); err != nil {
+				return err
+			}
+			if err := idx.Put(attemptIndexKey('e', r.EventID, k), []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openT(t, dir, Options{})
+	// A record at the same instant as the newest moved one gets a key of its own.
+	if err := s.LogAttempts(ctx, []bridge.AttemptRecord{attempt("d9", "new", "hook", bridge.OutcomeRetry, t0.Add((old-1)*time.Millisecond))}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Attempts(ctx, bridge.AttemptFilter{Limit: old + 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != old+1 {
+		t.Fatalf("%d attempts after the move, want %d", len(got), old+1)
+	}
+	if got[0].EventID != "new" && got[1].EventID != "new" {
+		t.Fatalf("the new record is missing from the newest two: %+v, %+v", got[0], got[1])
+	}
+	if got, err := s.Attempts(ctx, bridge.AttemptFilter{EventID: "e7"}); err != nil || len(got) != 1 || got[0].Queue.Discussion != "d1" {
+		t.Fatalf("event index after the move: %+v, %v", got, err)
+	}
+	if got, err := s.Attempts(ctx, bridge.AttemptFilter{Discussion: "d2", Limit: old}); err != nil || len(got) != old/3 {
+		t.Fatalf("discussion index after the move: %d records, %v; want %d", len(got), err, old/3)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAttempts) != nil || tx.Bucket(bucketAttemptIdx) != nil {
+			return errors.New("kdbridge.db still holds the history buckets")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkLogAttempts writes the history in the dispatcher's batches (512 records, about
 // what a busy second produces) and reports the file's growth per record.
 func BenchmarkLogAttempts(b *testing.B) {
@@ -119,7 +211,7 @@ func BenchmarkLogAttempts(b *testing.B) {
 }
 
 func fileSize(b *testing.B, dir string) int64 {
-	fi, err := os.Stat(filepath.Join(dir, FileName))
+	fi, err := os.Stat(filepath.Join(dir, HistoryFileName))
 	if err != nil {
 		b.Fatal(err)
 	}

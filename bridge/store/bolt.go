@@ -106,7 +106,7 @@ var (
 	bucketReleased = []byte("released")
 )
 
-var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased, bucketAttempts, bucketAttemptIdx}
+var allBuckets = [][]byte{bucketMeta, bucketEvents, bucketIDs, bucketStored, bucketPending, bucketDead, bucketKV, bucketReleased}
 
 // Options configures Open. The zero value is usable.
 type Options struct {
@@ -127,6 +127,7 @@ type Options struct {
 // commit (see Done).
 type Bolt struct {
 	db   *bolt.DB
+	hist *bolt.DB // the attempt history (history.go)
 	log  *slog.Logger
 	now  func() time.Time
 	opts Options
@@ -161,8 +162,8 @@ type Bolt struct {
 
 var _ bridge.Store = (*Bolt)(nil)
 
-// Open opens or creates the store in dir: the directory with mode 0700 and dir/kdbridge.db
-// with mode 0600. The file is locked for the life of the store; when another process holds
+// Open opens or creates the store in dir: the directory with mode 0700, dir/kdbridge.db and
+// dir/history.db (the attempt history, history.go) with mode 0600. The file is locked for the life of the store; when another process holds
 // it, Open fails after about a second rather than waiting.
 func Open(dir string, opts Options) (*Bolt, error) {
 	if opts.Logger == nil {
@@ -198,8 +199,14 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	hist, err := openHistory(dir, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Bolt{
 		db:       db,
+		hist:     hist,
 		log:      opts.Logger,
 		now:      opts.Now,
 		opts:     opts,
@@ -248,6 +255,9 @@ func (s *Bolt) Close() error {
 		close(s.quit)
 		s.wg.Wait()
 		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+		if err := s.hist.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("store: close: %w", err)
 		}
 	})

@@ -1,0 +1,142 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// HistoryFileName is the attempt history's own bbolt file in the state directory.
+//
+// The history has a file of its own because bbolt admits one writer per file: written into
+// kdbridge.db, each batch of history (hundreds of records with their index entries on pages
+// all over the index, then two fsyncs) held the writer for several milliseconds, and every
+// Append that came meanwhile — an event on its way to delivery — waited behind it. That was
+// most of the steady-state latency tail (p99 13.8 → 5.4 ms without history; docs/performance.md).
+// In a file of its own the history commits beside the delivery commits, never in front of
+// them, and its pages are not in the mapping the deliveries read.
+const HistoryFileName = "history.db"
+
+// historyMoveChunk is how many keys one transaction copies when Open moves a history kept
+// in kdbridge.db (before history.db existed) into history.db.
+const historyMoveChunk = 20000
+
+// openHistory opens dir/history.db, creating its buckets, and moves into it any history that
+// an older kdbridge kept in main.
+func openHistory(dir string, main *bolt.DB) (*bolt.DB, error) {
+	path := filepath.Join(dir, HistoryFileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        lockTimeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAttempts, bucketAttemptIdx} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = moveHistory(main, db)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// moveHistory copies the attempts and attempt-idx buckets of main into hist, then deletes
+// them from main. Copying is idempotent (same keys, same values), so a crash halfway only
+// means the next Open copies again; the history's key sequence continues after main's.
+func moveHistory(main, hist *bolt.DB) error {
+	var seq uint64
+	found := false
+	if err := main.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketAttempts); b != nil {
+			found, seq = true, b.Sequence()
+		}
+		if tx.Bucket(bucketAttemptIdx) != nil {
+			found = true
+		}
+		return nil
+	}); err != nil || !found {
+		return err
+	}
+	for _, name := range [][]byte{bucketAttempts, bucketAttemptIdx} {
+		if err := copyBucket(main, hist, name); err != nil {
+			return fmt.Errorf("move attempt history from %s: %w", main.Path(), err)
+		}
+	}
+	if err := hist.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAttempts)
+		if seq > b.Sequence() {
+			return b.SetSequence(seq)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return main.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAttempts, bucketAttemptIdx} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return fmt.Errorf("delete bucket %s from %s: %w", name, main.Path(), err)
+			}
+		}
+		return nil
+	})
+}
+
+// copyBucket copies the keys of the top-level bucket name from src to dst in chunks.
+func copyBucket(src, dst *bolt.DB, name []byte) error {
+	var after []byte
+	for {
+		var keys, values [][]byte
+		err := src.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(name)
+			if b == nil {
+				return nil
+			}
+			c := b.Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(keys) < historyMoveChunk; k, v = c.Next() {
+				keys, values = append(keys, bytes.Clone(k)), append(values, bytes.Clone(v))
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		err = dst.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(name)
+			b.FillPercent = 0.95 // the keys come in order
+			for i, k := range keys {
+				if err := b.Put(k, values[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		after = keys[len(keys)-1]
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -54,30 +53,18 @@ func NewEnvelope(e Event) Envelope {
 	return env
 }
 
-// envelopeBufs recycles encoding buffers: MarshalEnvelope runs once per delivery attempt.
-var envelopeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledBuf keeps a rare huge event from pinning its buffer in the pool forever.
-const maxPooledBuf = 64 << 10
-
 // MarshalEnvelope returns the compact JSON encoding of e's envelope: the exact bytes a webhook
 // sink signs and sends. Text is not HTML-escaped ("<!channel>" stays readable); the output is
 // the same for the same event, so a redelivery carries an identical body. It fails only when
-// e.Raw or a content token value is not valid JSON.
+// e.Raw or a content token value is not valid JSON, or a time is outside years 0–9999.
 func MarshalEnvelope(e Event) ([]byte, error) {
 	env := NewEnvelope(e)
-	buf := envelopeBufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			envelopeBufs.Put(buf)
-		}
-	}()
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&env); err != nil {
-		return nil, err
+	// Room for the whole body at once, for an event of usual shape: growing the slice
+	// halfway would copy it.
+	d := &env.Data.Discussion
+	hint := 256 + len(env.Data.Raw) + len(d.Title) + len(d.URL) + 64*len(d.Related)
+	if m := env.Data.Message; m != nil {
+		hint += 192 + 2*len(m.Text) + 96*len(m.Content) + 128*len(m.Attachments)
 	}
-	// Encode ends the value with a newline that is not part of the payload.
-	return bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+	return appendEnvelope(make([]byte, 0, hint), &env)
 }

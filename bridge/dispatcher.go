@@ -480,7 +480,11 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 	if p.FirstTry.IsZero() {
 		p.FirstTry = now
 	}
-	log := r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
+	// Built only when a line is written: With formats its attributes at once, which cost
+	// an allocation-heavy call on every delivery when almost none logs anything.
+	log := func() *slog.Logger {
+		return r.log.With("route", d.Target.Route, "discussion", p.Queue.Discussion, "event_id", p.Event.ID)
+	}
 	if reason := r.disabledReason(ctx, d.Target); reason != "" {
 		out := Outcome{Delivery: d, Err: errors.New("target disabled: " + reason), Dead: true}
 		r.logAttempt(p, d.Attempt, now, OutcomeDeadLetter, out.Err, time.Time{})
@@ -488,7 +492,7 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 			r.d.opts.Observer(out)
 		}
 		if err := r.d.store.DeadLetter(ctx, p, out.Err.Error()); err != nil {
-			log.Error("dead-letter delivery", "err", err)
+			log().Error("dead-letter delivery", "err", err)
 			return time.Second
 		}
 		r.d.backlog.removed(p.Queue)
@@ -506,13 +510,13 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		r.unhalt()
 		r.succeeded(d.Target)
 		if since, was := r.markHealthy(); was {
-			log.Info("sink recovered", "failing_for", r.d.now().Sub(since).Round(time.Millisecond))
+			log().Info("sink recovered", "failing_for", r.d.now().Sub(since).Round(time.Millisecond))
 		}
 		// Recorded even when the grace period has just ended: the delivery did happen.
 		if err := r.d.store.Done(context.WithoutCancel(ctx), p); err != nil {
 			// The delivery happened; failing to record it only means a redelivery later,
 			// with the same webhook-id.
-			log.Error("record delivery", "err", err)
+			log().Error("record delivery", "err", err)
 		} else {
 			r.d.backlog.removed(p.Queue)
 		}
@@ -552,24 +556,24 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		case after:
 			// The far side asked for a pause (a 429, a paced Slack channel): expected flow
 			// control, not a failing sink.
-			log.Debug("delivery paused", "err", err, "retry_in", wait.Round(time.Millisecond))
+			log().Debug("delivery paused", "err", err, "retry_in", wait.Round(time.Millisecond))
 		case r.markFailing(now):
 			// One line when the sink starts failing, not one per queue and retry.
-			log.Warn("sink failing; deliveries are kept and retried", "err", err, "retry_in", wait.Round(time.Millisecond))
+			log().Warn("sink failing; deliveries are kept and retried", "err", err, "retry_in", wait.Round(time.Millisecond))
 		default:
-			log.Debug("delivery failed", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
+			log().Debug("delivery failed", "attempt", p.Attempts, "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
 		r.logAttempt(p, d.Attempt, now, OutcomeRetry, err, p.NextTry)
 		if serr := r.d.store.Attempted(ctx, p); serr != nil {
-			log.Error("record failed attempt", "err", serr)
+			log().Error("record failed attempt", "err", serr)
 		}
 		return max(wait, time.Millisecond)
 	}
 	out.Dead = true
 	r.logAttempt(p, d.Attempt, now, OutcomeDeadLetter, err, time.Time{})
-	log.Error("delivery dead-lettered", "attempts", p.Attempts, "reason", reason)
+	log().Error("delivery dead-lettered", "attempts", p.Attempts, "reason", reason)
 	if err := r.d.store.DeadLetter(ctx, p, reason); err != nil {
-		log.Error("dead-letter delivery", "err", err)
+		log().Error("dead-letter delivery", "err", err)
 		return time.Second
 	}
 	r.d.backlog.removed(p.Queue)

@@ -445,23 +445,34 @@ func (r *sinkRunner) work(ctx, deliverCtx context.Context) {
 
 // drain delivers up to `turn` deliveries of q in order. It returns a wait when the head must
 // be retried later, and more when the queue still has work.
+//
+// The worker owns q while it drains it: nobody else delivers, dead-letters or records an
+// attempt of q's deliveries meanwhile (Replay only adds to the end). So when the store is a
+// Peeker, the turn's deliveries are read at once, and each is the queue's head when its turn
+// comes: what a Head before each would have read.
 func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.Duration, more bool) {
-	for range turn {
+	var next []Pending
+	for i := range turn {
 		if ctx.Err() != nil {
 			return 0, true // shutting down: leave the rest in the store
 		}
 		if w := r.haltWait(); w > 0 {
 			return w, false // the whole sink is halted (halt.go)
 		}
-		p, ok, err := r.d.store.Head(deliverCtx, q)
-		if err != nil {
-			r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
-			return time.Second, false
+		if len(next) == 0 {
+			var err error
+			if next, err = r.d.peek(deliverCtx, q, turn-i); err != nil {
+				r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
+				return time.Second, false
+			}
 		}
-		r.d.backlog.head(q, p.StoredAt, ok)
-		if !ok {
+		if len(next) == 0 {
+			r.d.backlog.head(q, time.Time{}, false)
 			return 0, false
 		}
+		p := next[0]
+		next = next[1:]
+		r.d.backlog.head(q, p.StoredAt, true)
 		if now := r.d.now(); p.NextTry.After(now) {
 			return p.NextTry.Sub(now), false
 		}
@@ -470,6 +481,19 @@ func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.
 		}
 	}
 	return 0, true
+}
+
+// peek reads up to n of q's oldest deliveries: with one Peek when the store can, else its
+// Head alone (the drain loop reads again for the next).
+func (d *Dispatcher) peek(ctx context.Context, q Queue, n int) ([]Pending, error) {
+	if pk, ok := d.store.(Peeker); ok {
+		return pk.Peek(ctx, q, n)
+	}
+	p, ok, err := d.store.Head(ctx, q)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []Pending{p}, nil
 }
 
 // deliver makes one attempt and records its outcome; it returns a wait when the delivery
@@ -514,12 +538,13 @@ func (r *sinkRunner) deliver(ctx context.Context, p Pending) time.Duration {
 		}
 		// Recorded even when the grace period has just ended: the delivery did happen.
 		if err := r.d.store.Done(context.WithoutCancel(ctx), p); err != nil {
-			// The delivery happened; failing to record it only means a redelivery later,
-			// with the same webhook-id.
+			// The delivery happened; failing to record it only means a redelivery, with
+			// the same webhook-id. It is still the head: the queue waits as after a failed
+			// read, and delivers it again before anything newer.
 			log().Error("record delivery", "err", err)
-		} else {
-			r.d.backlog.removed(p.Queue)
+			return time.Second
 		}
+		r.d.backlog.removed(p.Queue)
 		return 0
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {

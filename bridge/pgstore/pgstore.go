@@ -88,6 +88,7 @@ var (
 	_ bridge.Store          = (*Store)(nil)
 	_ bridge.BacklogCounter = (*Store)(nil)
 	_ bridge.AttemptLog     = (*Store)(nil)
+	_ bridge.Peeker         = (*Store)(nil)
 )
 
 // Open connects to the database named by dsn, creates or migrates kdbridge's schema, and

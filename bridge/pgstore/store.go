@@ -336,27 +336,52 @@ ORDER BY p.target_key, p.discussion, p.seq`, tks, discs, seqs)
 
 // Head returns the oldest pending delivery of q with its attempt history: one indexed read.
 func (s *Store) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
-	var p bridge.Pending
-	var body []byte
-	var firstTry, nextTry *time.Time
-	var seq int64
-	err := s.pool.QueryRow(ctx, `
+	ps, err := s.peek(ctx, q, 1, "head")
+	if err != nil || len(ps) == 0 {
+		return bridge.Pending{}, false, err
+	}
+	return ps[0], true, nil
+}
+
+// Peek returns up to n of the oldest pending deliveries of q, oldest first, as Head would
+// one by one (bridge.Peeker): one query for all of them, where Head costs a round trip to
+// the database per delivery.
+func (s *Store) Peek(ctx context.Context, q bridge.Queue, n int) ([]bridge.Pending, error) {
+	return s.peek(ctx, q, n, "peek")
+}
+
+func (s *Store) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]bridge.Pending, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `
 SELECT p.seq, p.attempts, p.first_try, p.last_error, p.next_try, e.body, e.stored_at
 FROM kdbridge_pending p JOIN kdbridge_events e ON e.seq = p.event_seq
 WHERE p.target_key = $1 AND p.discussion = $2 AND NOT (p.seq = ANY($3))
-ORDER BY p.seq LIMIT 1`, []byte(q.Target.Key()), q.Discussion, s.dones.of(q)).
-		Scan(&seq, &p.Attempts, &firstTry, &p.LastError, &nextTry, &body, &p.StoredAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return bridge.Pending{}, false, nil
-	}
+ORDER BY p.seq LIMIT $4`, []byte(q.Target.Key()), q.Discussion, s.dones.of(q), n)
 	if err != nil {
-		return bridge.Pending{}, false, s.fail("head", err)
+		return nil, s.fail(op, err)
 	}
-	if err := decodeEvent(body, &p.Event); err != nil {
-		return bridge.Pending{}, false, s.fail("head", fmt.Errorf("decode event of delivery %d: %w", seq, err))
+	defer rows.Close()
+	var out []bridge.Pending
+	for rows.Next() {
+		var p bridge.Pending
+		var body []byte
+		var firstTry, nextTry *time.Time
+		var seq int64
+		if err := rows.Scan(&seq, &p.Attempts, &firstTry, &p.LastError, &nextTry, &body, &p.StoredAt); err != nil {
+			return nil, s.fail(op, err)
+		}
+		if err := decodeEvent(body, &p.Event); err != nil {
+			return nil, s.fail(op, fmt.Errorf("decode event of delivery %d: %w", seq, err))
+		}
+		p.Seq, p.Queue, p.FirstTry, p.NextTry = uint64(seq), q, tv(firstTry), tv(nextTry)
+		out = append(out, p)
 	}
-	p.Seq, p.Queue, p.FirstTry, p.NextTry = uint64(seq), q, tv(firstTry), tv(nextTry)
-	return p, true, nil
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err)
+	}
+	return out, nil
 }
 
 // tv is the time *t, or zero.

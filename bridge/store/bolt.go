@@ -160,7 +160,10 @@ type Bolt struct {
 	laterClosed bool
 }
 
-var _ bridge.Store = (*Bolt)(nil)
+var (
+	_ bridge.Store  = (*Bolt)(nil)
+	_ bridge.Peeker = (*Bolt)(nil)
+)
 
 // Open opens or creates the store in dir: the directory with mode 0700, dir/kdbridge.db and
 // dir/history.db (the attempt history, history.go) with mode 0600. The file is locked for the life of the store; when another process holds

@@ -48,49 +48,66 @@ func (s *Bolt) Queues(ctx context.Context) ([]bridge.Queue, error) {
 // cache, not decoded again, and is the same for every target: its Message and slices are
 // shared, read-only (see bridge.Delivery), along with p.Shared.
 func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
-	var p bridge.Pending
-	var ok bool
+	ps, err := s.peek(ctx, q, 1, "head")
+	if err != nil || len(ps) == 0 {
+		return bridge.Pending{}, false, err
+	}
+	return ps[0], true, nil
+}
+
+// Peek returns up to n of the oldest pending deliveries of q, oldest first, as Head would
+// one by one (bridge.Peeker): one read transaction and one cursor seek for all of them.
+func (s *Bolt) Peek(ctx context.Context, q bridge.Queue, n int) ([]bridge.Pending, error) {
+	return s.peek(ctx, q, n, "peek")
+}
+
+func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]bridge.Pending, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	var out []bridge.Pending
 	prefix := queuePrefix(q)
 	// Held across the read transaction: see forgetDones.
 	s.doneMu.RLock()
 	defer s.doneMu.RUnlock()
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
 		c := tx.Bucket(bucketPending).Cursor()
-		k, v := c.Seek(prefix)
-		for k != nil && bytes.HasPrefix(k, prefix) && s.doneQueued(k) {
-			k, v = c.Next() // delivered; its removal is in the next commit
-		}
-		if k == nil || !bytes.HasPrefix(k, prefix) {
-			return nil
-		}
-		_, seq, err := splitPendingKey(k)
-		if err != nil {
-			return err
-		}
-		eventSeq, d, err := decodePending(v)
-		if err != nil {
-			return err
-		}
-		ce, cached := s.cache.get(eventSeq)
-		if !cached {
-			e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, v = c.Next() {
+			if s.doneQueued(k) {
+				continue // delivered; its removal is in the next commit
+			}
+			_, seq, err := splitPendingKey(k)
 			if err != nil {
 				return err
 			}
-			ce = s.cache.addDecoded(eventSeq, e)
+			eventSeq, d, err := decodePending(v)
+			if err != nil {
+				return err
+			}
+			ce, cached := s.cache.get(eventSeq)
+			if !cached {
+				e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+				if err != nil {
+					return err
+				}
+				ce = s.cache.addDecoded(eventSeq, e)
+			}
+			if out == nil {
+				out = make([]bridge.Pending, 0, min(n, 8))
+			}
+			out = append(out, bridge.Pending{
+				Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,
+				Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
+				StoredAt: storedAt(tx, eventSeq),
+			})
 		}
-		p = bridge.Pending{
-			Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,
-			Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
-			StoredAt: storedAt(tx, eventSeq),
-		}
-		ok = true
 		return nil
 	})
 	if err != nil {
-		return bridge.Pending{}, false, fmt.Errorf("store: head: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
-	return p, ok, nil
+	return out, nil
 }
 
 // Attempted records p's attempt history (Attempts, FirstTry, LastError, NextTry) in its

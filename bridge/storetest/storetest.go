@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) bridge.Store) {
 		{"Prune", prune},
 		{"Backlog", backlog},
 		{"AttemptLog", attemptLog},
+		{"Peek", peek},
 		{"ConcurrentAppendAndDone", concurrentAppendAndDone},
 		{"CallsAfterClose", callsAfterClose},
 	}
@@ -183,6 +184,79 @@ func appendHeadDoneInOrder(t *testing.T, s bridge.Store) {
 	}
 	if qs := mustQueues(t, s); len(qs) != 0 {
 		t.Fatalf("Queues = %v; want none", qs)
+	}
+}
+
+// peek checks bridge.Peeker against Head: the same deliveries, oldest first, at most n, of
+// the one queue, without those whose Done returned, and with the head's attempt history.
+func peek(t *testing.T, s bridge.Store) {
+	pk, ok := s.(bridge.Peeker)
+	if !ok {
+		t.Skip("the store is no Peeker")
+	}
+	a, b := tgt("a"), tgt("b")
+	for i := range 6 {
+		mustAppend(t, s, rec(Ev("d1", i), a, b), rec(Ev("d2", i), a))
+	}
+	q := bridge.Queue{Target: a, Discussion: "d1"}
+	texts := func(ps []bridge.Pending) []string {
+		var out []string
+		for _, p := range ps {
+			if p.Queue != q {
+				t.Fatalf("Peek of %v returned a delivery of %v", q, p.Queue)
+			}
+			out = append(out, p.Event.Message.Text)
+		}
+		return out
+	}
+	mustPeek := func(n int) []bridge.Pending {
+		t.Helper()
+		ps, err := pk.Peek(bg, q, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	ps := mustPeek(4)
+	if got := texts(ps); !slices.Equal(got, []string{"0", "1", "2", "3"}) {
+		t.Fatalf("Peek(4) = %v", got)
+	}
+	head, _ := mustHead(t, s, q)
+	if ps[0].Seq != head.Seq || ps[0].Event.ID != head.Event.ID || !ps[0].StoredAt.Equal(head.StoredAt) {
+		t.Fatalf("Peek's first %+v is not Head's %+v", ps[0], head)
+	}
+	for i := 1; i < len(ps); i++ {
+		if ps[i].Seq <= ps[i-1].Seq {
+			t.Fatalf("Peek out of order: %d then %d", ps[i-1].Seq, ps[i].Seq)
+		}
+	}
+	// The head failed once; then the first two are delivered.
+	head.Attempts, head.LastError, head.FirstTry = 1, "HTTP 503", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if err := s.Attempted(bg, head); err != nil {
+		t.Fatal(err)
+	}
+	if ps := mustPeek(1); len(ps) != 1 || ps[0].Attempts != 1 || ps[0].LastError != "HTTP 503" || !ps[0].FirstTry.Equal(head.FirstTry) {
+		t.Fatalf("Peek after Attempted = %+v", ps)
+	}
+	mustDone(t, s, ps[0])
+	mustDone(t, s, ps[1])
+	if got := texts(mustPeek(100)); !slices.Equal(got, []string{"2", "3", "4", "5"}) {
+		t.Fatalf("Peek(100) after two Done = %v", got)
+	}
+	if ps, err := pk.Peek(bg, bridge.Queue{Target: a, Discussion: "none"}, 5); err != nil || len(ps) != 0 {
+		t.Fatalf("Peek of an empty queue = %v, %v", ps, err)
+	}
+	if ps, err := pk.Peek(bg, q, 0); err != nil || len(ps) != 0 {
+		t.Fatalf("Peek(0) = %v, %v", ps, err)
+	}
+	for _, p := range mustPeek(10) {
+		mustDone(t, s, p)
+	}
+	if ps := mustPeek(10); len(ps) != 0 {
+		t.Fatalf("Peek after draining = %v", texts(ps))
+	}
+	if got := drain(t, s, bridge.Queue{Target: b, Discussion: "d1"}); len(got) != 6 {
+		t.Fatalf("the other target's queue lost deliveries: %v", got)
 	}
 }
 

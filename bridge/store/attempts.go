@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,9 +20,16 @@ import (
 //
 //	attempts     stamp(at) ‖ n → AttemptRecord JSON; n is the bucket's sequence, so keys
 //	             are unique and byte order is time order
-//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ key, 'e' ‖ uvarint(len) ‖ event ID ‖ key,
-//	             and for the rare outcomes (retry, dead letter) 'o' ‖ uvarint(len) ‖ outcome
-//	             ‖ key → empty: the same history by discussion, event and failure, newest last
+//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ key → empty, and for the rare outcomes
+//	             (retry, dead letter) 'o' ‖ uvarint(len) ‖ outcome ‖ key → empty: the
+//	             history by discussion and by failure, newest last; and
+//	             'h' ‖ part ‖ key → event ID, where part is one of eventParts, from a hash
+//	             of the event ID: the history by event, newest last in each part
+//
+// Event IDs are hashes, so an index keyed by them puts every record's entry on a page of its
+// own: a batch of 4,096 records rewrote up to 4,096 index pages. Keyed by part and time, the
+// entries of a batch go at the end of eventParts runs instead, and a search by event reads
+// its part — a 64th of the history — comparing IDs.
 //
 // Before history.db, the same buckets were in kdbridge.db (added without a schema bump);
 // Open moves them over. The history is written in its own transactions about once a second
@@ -69,6 +78,30 @@ func decodeAttempt(k, v []byte) (bridge.AttemptRecord, error) {
 		Error: a.Error, Response: a.Response, NextTry: a.NextTry, DeadLetter: a.DeadLetter}, nil
 }
 
+// eventParts is how many runs the event index is split into (see above).
+const eventParts = 64
+
+// eventIndexPrefix is the start of the event index run that holds eventID's entries.
+func eventIndexPrefix(eventID string) []byte {
+	h := fnv.New32a()
+	h.Write([]byte(eventID))
+	return []byte{'h', byte(h.Sum32() % eventParts)}
+}
+
+// eventIndexKey is the event index entry of the record at key.
+func eventIndexKey(eventID string, key []byte) []byte {
+	return append(eventIndexPrefix(eventID), key...)
+}
+
+// attemptIndexEntries are the index entries (key, value) of record r stored at key.
+func attemptIndexEntries(r bridge.AttemptRecord, key []byte) [][2][]byte {
+	es := [][2][]byte{{attemptIndexKey('d', r.Queue.Discussion, key), {}}, {eventIndexKey(r.EventID, key), []byte(r.EventID)}}
+	if r.Outcome != bridge.OutcomeDelivered {
+		es = append(es, [2][]byte{attemptIndexKey('o', r.Outcome, key), {}})
+	}
+	return es
+}
+
 func attemptIndexKey(kind byte, value string, key []byte) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(value)+len(key))
 	b = append(b, kind)
@@ -108,14 +141,8 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 			if err := b.Put(k, values[i]); err != nil {
 				return err
 			}
-			if err := idx.Put(attemptIndexKey('d', r.Queue.Discussion, k), []byte{}); err != nil {
-				return err
-			}
-			if err := idx.Put(attemptIndexKey('e', r.EventID, k), []byte{}); err != nil {
-				return err
-			}
-			if r.Outcome != bridge.OutcomeDelivered {
-				if err := idx.Put(attemptIndexKey('o', r.Outcome, k), []byte{}); err != nil {
+			for _, e := range attemptIndexEntries(r, k) {
+				if err := idx.Put(e[0], e[1]); err != nil {
 					return err
 				}
 			}
@@ -163,10 +190,11 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			out = append(out, r)
 			return len(out) >= limit, nil
 		}
+		if f.EventID != "" {
+			return eventAttempts(tx, f, match)
+		}
 		var prefix []byte
 		switch {
-		case f.EventID != "":
-			prefix = attemptIndexKey('e', f.EventID, nil)
 		case f.Discussion != "":
 			prefix = attemptIndexKey('d', f.Discussion, nil)
 		case f.Outcome != "" && f.Outcome != bridge.OutcomeDelivered:
@@ -215,6 +243,45 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 	return out, nil
 }
 
+// eventAttempts feeds match the records of f.EventID, newest first, from its run of the event
+// index (from f.Until back when it is set), until match says stop.
+func eventAttempts(tx *bolt.Tx, f bridge.AttemptFilter, match func(k, v []byte) (bool, error)) error {
+	b := tx.Bucket(bucketAttempts)
+	prefix := eventIndexPrefix(f.EventID)
+	c := tx.Bucket(bucketAttemptIdx).Cursor()
+	var k, v []byte
+	if f.Until.IsZero() {
+		k, v = c.Seek(pastPrefix(prefix))
+	} else {
+		k, v = c.Seek(append(slices.Clip(prefix), stamp(f.Until)...))
+	}
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		key := k[len(prefix):]
+		if len(key) != 16 {
+			return fmt.Errorf("malformed event index key %x", k)
+		}
+		if !f.Since.IsZero() && unstamp(key[:8]).Before(f.Since) {
+			return nil
+		}
+		if string(v) != f.EventID {
+			continue
+		}
+		rv := b.Get(key)
+		if rv == nil {
+			continue // pruned meanwhile (the index goes in the same transaction, so never)
+		}
+		if stop, err := match(key, rv); err != nil || stop {
+			return err
+		}
+	}
+	return nil
+}
+
 // PruneAttempts forgets the attempts made before the cut-off, oldest first, in short
 // transactions of at most pruneChunk records.
 func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error) {
@@ -242,7 +309,7 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 					return err
 				}
 				key := bytes.Clone(k)
-				vi := victim{key, attemptIndexKey('d', r.Queue.Discussion, key), attemptIndexKey('e', r.EventID, key), nil}
+				vi := victim{key, attemptIndexKey('d', r.Queue.Discussion, key), eventIndexKey(r.EventID, key), nil}
 				if r.Outcome != bridge.OutcomeDelivered {
 					vi.outcome = attemptIndexKey('o', r.Outcome, key)
 				}

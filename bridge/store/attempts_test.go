@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -77,6 +78,10 @@ func TestAttemptsFilterAndOrder(t *testing.T) {
 	check("discussion window", bridge.AttemptFilter{Discussion: "d2", Since: t0.Add(10 * time.Second), Until: t0.Add(40 * time.Second)},
 		func(i int) bool { return i%4 == 2 && i >= 10 && i < 40 }, 100)
 	check("none", bridge.AttemptFilter{Discussion: "d"}, func(int) bool { return false }, 100)
+	check("event window", bridge.AttemptFilter{EventID: "e3", Since: t0.Add(10 * time.Second), Until: t0.Add(40 * time.Second)},
+		func(i int) bool { return i%10 == 3 && i >= 10 && i < 40 }, 100)
+	check("event limit", bridge.AttemptFilter{EventID: "e3", Limit: 2}, func(i int) bool { return i%10 == 3 }, 2)
+	check("no such event", bridge.AttemptFilter{EventID: "e99"}, func(int) bool { return false }, 100)
 
 	n, err := s.PruneAttempts(ctx, t0.Add(45*time.Second))
 	if err != nil || n != 45 {
@@ -89,6 +94,47 @@ func TestAttemptsFilterAndOrder(t *testing.T) {
 	}
 	if got, err := s.Attempts(ctx, bridge.AttemptFilter{Discussion: "d1"}); err != nil || len(got) != 0 {
 		t.Fatalf("after pruning all: %d attempts, %v", len(got), err)
+	}
+}
+
+// TestAttemptsByEventShareIndexRuns stores more events than the event index has runs, so
+// that events share runs, and finds each one's attempts, and only those.
+func TestAttemptsByEventShareIndexRuns(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir(), Options{})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var recs []bridge.AttemptRecord
+	for i := range 4 * eventParts {
+		for a := range 2 {
+			r := attempt(fmt.Sprintf("d%d", i%7), fmt.Sprintf("evt_%d", i), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(2*i+a)*time.Second))
+			r.Attempt = a + 1
+			recs = append(recs, r)
+		}
+	}
+	if err := s.LogAttempts(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 * eventParts {
+		id := fmt.Sprintf("evt_%d", i)
+		got, err := s.Attempts(ctx, bridge.AttemptFilter{EventID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].EventID != id || got[1].EventID != id || got[0].Attempt != 2 || got[1].Attempt != 1 {
+			t.Fatalf("attempts of %s: %+v", id, got)
+		}
+	}
+	if n, err := s.PruneAttempts(ctx, t0.Add(time.Hour)); err != nil || n != len(recs) {
+		t.Fatalf("PruneAttempts = %d, %v", n, err)
+	}
+	err := s.hist.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketAttemptIdx).Cursor().First(); k != nil {
+			return fmt.Errorf("index entry %x left after pruning everything", k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -181,8 +227,8 @@ func TestHistoryMovesOutOfMainFile(t *testing.T) {
 	}
 }
 
-// BenchmarkLogAttempts writes the history in the dispatcher's batches (512 records, about
-// what a busy second produces) and reports the file's growth per record.
+// BenchmarkLogAttempts writes the history in the dispatcher's largest batches (4,096
+// records over 200 discussions) and reports the file's growth per record.
 func BenchmarkLogAttempts(b *testing.B) {
 	dir := b.TempDir()
 	s, err := Open(dir, Options{})
@@ -193,11 +239,13 @@ func BenchmarkLogAttempts(b *testing.B) {
 	ctx := context.Background()
 	before := fileSize(b, dir)
 	t0 := time.Now()
-	batch := make([]bridge.AttemptRecord, 512)
+	batch := make([]bridge.AttemptRecord, 4096) // the dispatcher's batch in a busy second
 	n := 0
 	for b.Loop() {
 		for i := range batch {
-			r := attempt(fmt.Sprintf("3f2b8c1e-5d7a-4c9e-8b1f-%012d", n%1000), fmt.Sprintf("evt_%032d", n), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(n)*time.Millisecond))
+			// Event IDs are hashes (bridge.EventID): in no order.
+			id := bridge.EventID("src", "d", strconv.Itoa(n), "v", bridge.MessageCreated)
+			r := attempt(fmt.Sprintf("3f2b8c1e-5d7a-4c9e-8b1f-%012d", n%200), id, "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(n)*time.Millisecond))
 			r.Status, r.Error, r.Response = "", "", ""
 			batch[i] = r
 			n++

@@ -61,9 +61,10 @@ func openHistory(dir string, main *bolt.DB) (*bolt.DB, error) {
 	return db, nil
 }
 
-// moveHistory copies the attempts and attempt-idx buckets of main into hist, then deletes
-// them from main. Copying is idempotent (same keys, same values), so a crash halfway only
-// means the next Open copies again; the history's key sequence continues after main's.
+// moveHistory copies the attempts bucket of main into hist and indexes it there, then deletes
+// the attempts and attempt-idx buckets from main. Copying and indexing are idempotent (same
+// keys, same values), so a crash halfway only means the next Open does it again; the
+// history's key sequence continues after main's.
 func moveHistory(main, hist *bolt.DB) error {
 	var seq uint64
 	found := false
@@ -78,10 +79,12 @@ func moveHistory(main, hist *bolt.DB) error {
 	}); err != nil || !found {
 		return err
 	}
-	for _, name := range [][]byte{bucketAttempts, bucketAttemptIdx} {
-		if err := copyBucket(main, hist, name); err != nil {
-			return fmt.Errorf("move attempt history from %s: %w", main.Path(), err)
-		}
+	// The records as they are; the index built again from them, in history.db's layout.
+	if err := copyBucket(main, hist, bucketAttempts); err != nil {
+		return fmt.Errorf("move attempt history from %s: %w", main.Path(), err)
+	}
+	if err := reindexHistory(hist); err != nil {
+		return fmt.Errorf("index the attempt history moved from %s: %w", main.Path(), err)
 	}
 	if err := hist.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAttempts)
@@ -141,5 +144,41 @@ func copyBucket(src, dst *bolt.DB, name []byte) error {
 			return err
 		}
 		after = keys[len(keys)-1]
+	}
+}
+
+// reindexHistory writes the index entries of every record in hist, in chunks.
+func reindexHistory(hist *bolt.DB) error {
+	var after []byte
+	for {
+		n := 0
+		err := hist.Update(func(tx *bolt.Tx) error {
+			n = 0
+			c := tx.Bucket(bucketAttempts).Cursor()
+			idx := tx.Bucket(bucketAttemptIdx)
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && n < historyMoveChunk; k, v = c.Next() {
+				r, err := decodeAttempt(k, v)
+				if err != nil {
+					return err
+				}
+				for _, e := range attemptIndexEntries(r, k) {
+					if err := idx.Put(e[0], e[1]); err != nil {
+						return err
+					}
+				}
+				after = bytes.Clone(k)
+				n++
+			}
+			return nil
+		})
+		if err != nil || n < historyMoveChunk {
+			return err
+		}
 	}
 }

@@ -391,11 +391,15 @@ type decoder struct {
 	source string
 	space  string // the space URL, without a trailing slash
 
-	// deferMessages makes classify leave a message event's payload undecoded (lazy): the
-	// worker of its discussion decodes it when it hands the event over (resolve). Live
-	// events can arrive faster than the store takes them and wait in their discussions'
-	// queues; a queued payload costs a third of a decoded event.
-	deferMessages bool
+	// deferEvents makes classify leave an event's payload undecoded (lazy): the worker of
+	// its discussion decodes it when it hands the event over (resolve). Live events can
+	// arrive faster than the store takes them and wait in their discussions' queues; a
+	// queued payload costs a third of a decoded event. And the goroutine reading the
+	// connection (which also paces the subscribes) only sorts frames: at start-up every
+	// subscribe brings a participant event and a "joined" message, whose decoding (a
+	// participant's version is a hash of its canonical payload) would otherwise hold up the
+	// acks behind it.
+	deferEvents bool
 }
 
 // discussionURL is where a person opens the discussion. Best guess: the kinops bundle routes
@@ -622,30 +626,27 @@ type decoded struct {
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
 
-	// lazy, when set, is a message event not decoded yet (event is empty): see
-	// decoder.deferMessages.
-	lazy *lazyMessage
+	// lazy, when set, is an event not decoded yet (event is empty): see
+	// decoder.deferEvents.
+	lazy *lazyEvent
 }
 
-// lazyMessage is a live message event as it waits in its discussion's queue: its payload
-// (the frame's own copy) is a third of the decoded event's size.
-type lazyMessage struct {
-	typ      string
+// lazyEvent is a live event as it waits in its discussion's queue: its payload (the frame's
+// own copy) is a third of the decoded event's size.
+type lazyEvent struct {
+	name     string // as Kinetic spells it
 	payload  json.RawMessage
 	received time.Time
 }
 
-// resolve decodes a lazily classified message event. An error is bad input, as classify
-// would have reported it.
+// resolve decodes a lazily classified event. An error is bad input, as classify would have
+// reported it.
 func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
 	if x.lazy == nil {
 		return x, nil
 	}
-	m, err := d.message(discussion, x.lazy.payload)
-	if err != nil {
-		return decoded{}, err
-	}
-	return decoded{event: d.messageEvent(discussion, x.lazy.typ, m, x.lazy.payload, x.lazy.received)}, nil
+	d.deferEvents = false
+	return d.event(discussion, x.lazy.name, x.lazy.payload, x.lazy.received)
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -660,12 +661,12 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	if len(payload) == 0 || payload[0] != '{' {
 		return decoded{}, bad(badPayload, "%s: payload is not an object", name)
 	}
+	if d.deferEvents {
+		return decoded{lazy: &lazyEvent{name: name, payload: payload, received: received}}, nil
+	}
 	out := decoded{}
 	switch typ {
 	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
-		if d.deferMessages {
-			return decoded{lazy: &lazyMessage{typ: typ, payload: payload, received: received}}, nil
-		}
 		// Decoded as a message only: the fields map below would be a second parse of the
 		// payload for nothing.
 		m, err := d.message(discussion, payload)

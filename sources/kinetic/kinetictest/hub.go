@@ -349,9 +349,16 @@ func (c *conn) nack(ref json.RawMessage, reason string) {
 // handle answers one client frame.
 func (c *conn) handle(in clientIn) {
 	f := in.f
-	if f.Action == "subscribe" {
-		defer c.awaiting.Add(-1)
+	// A subscribe stops awaiting just before it is answered: after, the client may send the
+	// next one, which the reader counts.
+	awaiting := f.Action == "subscribe"
+	settle := func() {
+		if awaiting {
+			awaiting = false
+			c.awaiting.Add(-1)
+		}
 	}
+	defer settle()
 	switch f.Action {
 	case "identify":
 		c.s.stats.identifies.Add(1)
@@ -362,6 +369,7 @@ func (c *conn) handle(in clientIn) {
 	}
 	if f.Topic != hubTopic {
 		// Per-topic actions exist in the client library but no client sends one (§3.3).
+		settle()
 		c.nack(f.Ref, errUnknownTopic)
 		return
 	}
@@ -379,6 +387,7 @@ func (c *conn) handle(in clientIn) {
 			if !c.s.processSubscribe(in.at, c.done) {
 				return
 			}
+			settle()
 			c.subscribe(f)
 		default:
 			c.unsubscribe(f)

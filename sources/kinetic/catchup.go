@@ -645,7 +645,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 			fresh[0] = freshMessage{}
 			fresh = fresh[1:]
 			m, err := s.dec.message(w.id, raw)
-			if err != nil { // readMessageKeys read it; the full decode does not fail after that
+			if err != nil { // not expected: readMessageKeys accepts only what message accepts
 				s.bad.badInput(badREST, err, "discussion", w.id)
 				continue
 			}

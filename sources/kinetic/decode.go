@@ -372,7 +372,8 @@ type wireAttachmentInfo struct {
 }
 
 // wireMessage is a Message (protocol §5.3). Sub-objects stay raw so that one field of the
-// wrong type costs that field, not the message.
+// wrong type costs that field, not the message. A field that can fail the message (the
+// lenientStrings) must also be checked by readMessageKeys: FuzzMessageKeys holds them to it.
 type wireMessage struct {
 	ID        lenientString   `json:"id"`
 	VersionID lenientString   `json:"versionId"`
@@ -848,7 +849,12 @@ type messageKeys struct {
 
 // readMessageKeys reads a message payload's keys as message reads them, without decoding
 // its content, author or parent. It fails (ok false) where message's typed pass would need
-// its lenient one for these fields, or the message has no id: message then decides.
+// its lenient one for these fields, or the message has no id: message then decides. It
+// accepts only what message accepts (FuzzMessageKeys): message fails on a payload that is
+// not an object, without an id, or with id, versionId, type or action not a scalar (see
+// wireMessage), so type and action are checked here too, though their values are not
+// needed. A catch-up judges each message once, when it reads the page: one it cannot hand
+// over is never collected, nor taken as the newest.
 func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
 	if k, ok := scanMessageKeys(raw); ok {
 		return k, k.id != ""
@@ -858,6 +864,8 @@ func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
 		VersionID lenientString `json:"versionId"`
 		CreatedAt typedTime     `json:"createdAt"`
 		UpdatedAt typedTime     `json:"updatedAt"`
+		Type      lenientString `json:"type"`   // checked only: message rejects a non-scalar
+		Action    lenientString `json:"action"` // checked only: message rejects a non-scalar
 	}
 	if json.Unmarshal(raw, &t) != nil || t.ID == "" {
 		return messageKeys{}, false

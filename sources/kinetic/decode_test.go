@@ -372,6 +372,7 @@ func FuzzMessageKeys(f *testing.F) {
 	f.Add([]byte(`{"id":"m1","versionId":"v1","createdAt":"2026-11-26T17:01:30.123Z","updatedAt":"2026-11-26T17:05:00Z"}`))
 	f.Add([]byte(`{"id":7,"ID":"m2","createdAt":1546344000,"createdBy":"bob","content":"text"}`))
 	f.Add([]byte(`{"id":"m\u0031","versionId":null,"createdAt":"x","updatedAt":"2019-01-01T12:00:00.000+01:00"}`))
+	f.Add([]byte(`{"id":"m3","type":"System","action":{"x":1}}`)) // keys fine, the message is not
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !json.Valid(data) {
 			return // REST pages are validated as a whole before their messages are read

@@ -225,6 +225,47 @@ func TestDecodeFixtures(t *testing.T) {
 	}
 }
 
+// An event left undecoded by classify (the source's decoder defers events to the worker of
+// its discussion) resolves to what classify decodes at once, errors included, for every
+// frame fixture.
+func TestDeferredEventsResolveAlike(t *testing.T) {
+	lazy := fixtureDecoder
+	lazy.deferEvents = true
+	received := time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC)
+	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	deferred := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := decodeFrame(data)
+		if err != nil {
+			continue
+		}
+		want, werr := fixtureDecoder.classify(f, received)
+		got, gerr := lazy.classify(f, received)
+		if gerr == nil && got.kind == frameEvent {
+			if got.decoded.lazy == nil {
+				t.Errorf("%s: an event was decoded by classify", filepath.Base(file))
+				continue
+			}
+			deferred++
+			got.decoded, gerr = lazy.resolve(got.discussion, got.decoded)
+		}
+		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+			t.Errorf("%s: error %v, deferred %v", filepath.Base(file), werr, gerr)
+			continue
+		}
+		if werr == nil && !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: deferred and resolved differs:\n at once  %+v\n deferred %+v", filepath.Base(file), want, got)
+		}
+	}
+	if deferred < len(topicEvents) {
+		t.Errorf("%d fixtures deferred, want at least one per event (%d)", deferred, len(topicEvents))
+	}
+}
+
 // The same event decoded twice, or with its keys in another order, has the same id.
 func TestEventIDStable(t *testing.T) {
 	a, err := decodeFixture(fixture(t, "participant_updated"))

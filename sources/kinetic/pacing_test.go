@@ -1,10 +1,13 @@
 package kinetic
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/internal/config"
 	"github.com/kdbridge/kdbridge/sources/kinetic/kinetictest"
 )
@@ -177,4 +180,47 @@ func TestSubscribeWindowAdapts(t *testing.T) {
 		}
 		t.Logf("at most %d subscribes awaiting their ack at once", sim.MaxSubscribesAwaiting)
 	})
+}
+
+// BenchmarkSubscribe is the time from Run to every one of 2,000 discussions subscribed on a
+// simulator that answers at once (the first round of a start-up; kdbridge bench -scenario
+// scale measures 10,000 in a child process). Catch-ups run too, as they would.
+func BenchmarkSubscribe(b *testing.B) {
+	const n = 2000
+	srv := kinetictest.NewServer(kinetictest.Options{ClientID: testClientID, ClientSecret: testSecret, SendBuffer: 1 << 15})
+	defer srv.Close()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "d"}).ID
+	}
+	discard := bridge.EmitterFunc(func(context.Context, ...bridge.Event) error { return nil })
+	wait := func(what string, cond func() bool) {
+		deadline := time.Now().Add(time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond) // polling interval
+		}
+	}
+	for b.Loop() {
+		src, err := New("bench", Config{URL: srv.URL(), ClientID: testClientID, ClientSecret: testSecret, Discussions: ids},
+			Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = src.Run(ctx, discard)
+		}()
+		wait("the subscriptions", func() bool { return srv.Stats().Subscriptions >= n })
+		b.StopTimer()
+		cancel()
+		<-done
+		wait("the connection to close", func() bool { return srv.Stats().Subscriptions == 0 })
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(srv.Stats().MaxSubscribesAwaiting), "max-awaiting")
 }

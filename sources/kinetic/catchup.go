@@ -48,6 +48,8 @@ type worker struct {
 	held         []decoded          // live events that arrived on the connection before the subscribe's ack
 	subscribedAt time.Time          // when the first subscribe was sent
 	running      bool               // a goroutine is handing over the queue
+	starting     bool               // waiting in the fleet's starter for a catch-up slot (see startLocked)
+	slot         bool               // holds a catch-up slot taken by the starter, for its first catch-up
 	stopped      bool               // no longer wanted: no goroutine is started any more
 	cancel       context.CancelFunc // stops the running goroutine
 	done         chan struct{}      // made by stop while a goroutine runs; closed when it has ended
@@ -82,10 +84,19 @@ func (s *Source) newWorker(f *fleet, id string) *worker {
 func (w *worker) log() *slog.Logger { return w.s.log.With("discussion", w.id) }
 
 // startLocked starts the worker's goroutine if there is work and none runs. w.mu is held.
-// Work is queued only by the goroutine running Run (the session), so the WaitGroup that
-// Run waits on is never added to while Run waits on it.
+// Work that begins with a catch-up waits for a catch-up slot in the fleet's starter first,
+// without a goroutine of its own: at start-up every subscribe ack asks for a catch-up, and
+// 10,000 goroutines waiting for 16 slots cost their stacks and descriptors (which the Go
+// runtime keeps) for nothing. Goroutines are started by the goroutine running Run (the
+// session) or by the starter, which Run's WaitGroup counts, so the WaitGroup is never
+// added to while its count is zero and Run waits on it.
 func (w *worker) startLocked() {
-	if w.running || w.stopped || len(w.queue) == 0 || w.f.ctx.Err() != nil {
+	if w.running || w.starting || w.stopped || len(w.queue) == 0 || w.f.ctx.Err() != nil {
+		return
+	}
+	if w.queue[0].ev == nil && !w.slot {
+		w.starting = true
+		w.f.queueStart(w)
 		return
 	}
 	ctx, cancel := context.WithCancel(w.f.ctx)
@@ -112,6 +123,10 @@ func (w *worker) stop() <-chan struct{} {
 // exitLocked marks the running goroutine as ended; it returns right after. w.mu is held.
 func (w *worker) exitLocked() {
 	w.running = false
+	if w.slot { // ended before its first catch-up
+		w.slot = false
+		<-w.s.catchUps
+	}
 	w.cancel()
 	w.cancel = nil
 	if w.done != nil {
@@ -449,12 +464,19 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 	for {
 		// At most catchUps catch-ups of the source run at once (F5): at start-up every
 		// subscribe ack asks for one, and 10,000 concurrent REST conversations cost hundreds
-		// of megabytes for no gain in time. Waiters are served in order (a channel's
+		// of megabytes for no gain in time. A worker whose goroutine the starter started
+		// holds a slot already; others wait here. Waiters are served in order (a channel's
 		// blocked senders queue FIFO); a stopped worker stops waiting.
-		select {
-		case w.s.catchUps <- struct{}{}:
-		case <-ctx.Done():
-			return
+		w.mu.Lock()
+		held := w.slot
+		w.slot = false
+		w.mu.Unlock()
+		if !held {
+			select {
+			case w.s.catchUps <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 		}
 		if ctx.Err() != nil { // select picks at random when both are ready
 			<-w.s.catchUps
@@ -466,9 +488,11 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 		w.s.st.catchUpEvents += uint64(n) // emitted, also when a shutdown cut the catch-up short
 		w.s.st.mu.Unlock()
 		if err == nil {
-			if n > 0 || logged {
+			if logged || (n > 0 && w.s.returned.Load()) {
 				w.log().Info("kinetic: caught up", "events", n)
 			} else {
+				// Start-up's catch-ups (each finds the "joined" message its subscribe
+				// posted) are summed up in one line once they are over (see checkRest).
 				w.s.log.Debug("kinetic: caught up", "discussion", w.id, "events", 0) // no logger derived for this
 			}
 			if !w.pendingCatchUp() {
@@ -621,7 +645,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 			fresh[0] = freshMessage{}
 			fresh = fresh[1:]
 			m, err := s.dec.message(w.id, raw)
-			if err != nil { // readMessageKeys read it; the full decode does not fail after that
+			if err != nil { // not expected: readMessageKeys accepts only what message accepts
 				s.bad.badInput(badREST, err, "discussion", w.id)
 				continue
 			}

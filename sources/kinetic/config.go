@@ -20,11 +20,13 @@ const (
 	DefaultReadLimit  = 1 << 20
 	DefaultAckTimeout = 10 * time.Second
 	DefaultPageSize   = 100
-	// DefaultSubscribesInFlight caps the subscribes awaiting their ack on one connection: a
+	// DefaultSubscribesInFlight caps the subscribes awaiting their ack on one connection. A
 	// subscribe does database work on the server (the first one per discussion also adds
 	// kdbridge's user as a participant and posts a "joined" message), so thousands sent at
-	// once would be acknowledged late.
-	DefaultSubscribesInFlight = 16
+	// once would be acknowledged late: the window of subscribes in flight starts at 16 and
+	// opens only while acks come back well within ack_timeout (see subscribeWindow); this is
+	// its ceiling.
+	DefaultSubscribesInFlight = 512
 )
 
 // Config is the YAML configuration of one Kinetic source (the keys of a `sources:` entry
@@ -41,7 +43,8 @@ type Config struct {
 	AckTimeout       config.Duration `yaml:"ack_timeout"`        // wait for ack-ok/ack-error; default 10s
 	Backfill         config.Duration `yaml:"backfill"`           // first run without checkpoint: replay this much history; default none
 	PageSize         int             `yaml:"page_size"`          // REST catch-up page size; default 100
-	// SubscribesInFlight caps the subscribes sent and not yet acknowledged; default 16.
+	// SubscribesInFlight caps the subscribes sent and not yet acknowledged (the ceiling of
+	// the adaptive window, which starts at 16); default 512.
 	SubscribesInFlight int `yaml:"subscribes_in_flight"`
 }
 

@@ -372,7 +372,8 @@ type wireAttachmentInfo struct {
 }
 
 // wireMessage is a Message (protocol §5.3). Sub-objects stay raw so that one field of the
-// wrong type costs that field, not the message.
+// wrong type costs that field, not the message. A field that can fail the message (the
+// lenientStrings) must also be checked by readMessageKeys: FuzzMessageKeys holds them to it.
 type wireMessage struct {
 	ID        lenientString   `json:"id"`
 	VersionID lenientString   `json:"versionId"`
@@ -391,11 +392,15 @@ type decoder struct {
 	source string
 	space  string // the space URL, without a trailing slash
 
-	// deferMessages makes classify leave a message event's payload undecoded (lazy): the
-	// worker of its discussion decodes it when it hands the event over (resolve). Live
-	// events can arrive faster than the store takes them and wait in their discussions'
-	// queues; a queued payload costs a third of a decoded event.
-	deferMessages bool
+	// deferEvents makes classify leave an event's payload undecoded (lazy): the worker of
+	// its discussion decodes it when it hands the event over (resolve). Live events can
+	// arrive faster than the store takes them and wait in their discussions' queues; a
+	// queued payload costs a third of a decoded event. And the goroutine reading the
+	// connection (which also paces the subscribes) only sorts frames: at start-up every
+	// subscribe brings a participant event and a "joined" message, whose decoding (a
+	// participant's version is a hash of its canonical payload) would otherwise hold up the
+	// acks behind it.
+	deferEvents bool
 }
 
 // discussionURL is where a person opens the discussion. Best guess: the kinops bundle routes
@@ -622,30 +627,27 @@ type decoded struct {
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
 
-	// lazy, when set, is a message event not decoded yet (event is empty): see
-	// decoder.deferMessages.
-	lazy *lazyMessage
+	// lazy, when set, is an event not decoded yet (event is empty): see
+	// decoder.deferEvents.
+	lazy *lazyEvent
 }
 
-// lazyMessage is a live message event as it waits in its discussion's queue: its payload
-// (the frame's own copy) is a third of the decoded event's size.
-type lazyMessage struct {
-	typ      string
+// lazyEvent is a live event as it waits in its discussion's queue: its payload (the frame's
+// own copy) is a third of the decoded event's size.
+type lazyEvent struct {
+	name     string // as Kinetic spells it
 	payload  json.RawMessage
 	received time.Time
 }
 
-// resolve decodes a lazily classified message event. An error is bad input, as classify
-// would have reported it.
+// resolve decodes a lazily classified event. An error is bad input, as classify would have
+// reported it.
 func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
 	if x.lazy == nil {
 		return x, nil
 	}
-	m, err := d.message(discussion, x.lazy.payload)
-	if err != nil {
-		return decoded{}, err
-	}
-	return decoded{event: d.messageEvent(discussion, x.lazy.typ, m, x.lazy.payload, x.lazy.received)}, nil
+	d.deferEvents = false
+	return d.event(discussion, x.lazy.name, x.lazy.payload, x.lazy.received)
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -660,12 +662,12 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 	if len(payload) == 0 || payload[0] != '{' {
 		return decoded{}, bad(badPayload, "%s: payload is not an object", name)
 	}
+	if d.deferEvents {
+		return decoded{lazy: &lazyEvent{name: name, payload: payload, received: received}}, nil
+	}
 	out := decoded{}
 	switch typ {
 	case bridge.MessageCreated, bridge.MessageUpdated, bridge.MessageDeleted:
-		if d.deferMessages {
-			return decoded{lazy: &lazyMessage{typ: typ, payload: payload, received: received}}, nil
-		}
 		// Decoded as a message only: the fields map below would be a second parse of the
 		// payload for nothing.
 		m, err := d.message(discussion, payload)
@@ -847,7 +849,12 @@ type messageKeys struct {
 
 // readMessageKeys reads a message payload's keys as message reads them, without decoding
 // its content, author or parent. It fails (ok false) where message's typed pass would need
-// its lenient one for these fields, or the message has no id: message then decides.
+// its lenient one for these fields, or the message has no id: message then decides. It
+// accepts only what message accepts (FuzzMessageKeys): message fails on a payload that is
+// not an object, without an id, or with id, versionId, type or action not a scalar (see
+// wireMessage), so type and action are checked here too, though their values are not
+// needed. A catch-up judges each message once, when it reads the page: one it cannot hand
+// over is never collected, nor taken as the newest.
 func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
 	if k, ok := scanMessageKeys(raw); ok {
 		return k, k.id != ""
@@ -857,6 +864,8 @@ func readMessageKeys(raw json.RawMessage) (messageKeys, bool) {
 		VersionID lenientString `json:"versionId"`
 		CreatedAt typedTime     `json:"createdAt"`
 		UpdatedAt typedTime     `json:"updatedAt"`
+		Type      lenientString `json:"type"`   // checked only: message rejects a non-scalar
+		Action    lenientString `json:"action"` // checked only: message rejects a non-scalar
 	}
 	if json.Unmarshal(raw, &t) != nil || t.ID == "" {
 		return messageKeys{}, false

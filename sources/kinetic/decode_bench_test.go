@@ -15,7 +15,8 @@ const benchFrame = `{"topic":"discussions/discussion/9fa2b330-fa5e-11e8-88ef-7bb
 
 // BenchmarkDecodeFrame is the source's CPU per live message before the emitter: the frame's
 // envelope (decodeFrame, on the connection's reader) and its payload into a bridge.Event
-// (classify, on the session goroutine).
+// (classify; in the source, resolve on the discussion's worker, which this decodes alike:
+// TestDeferredEventsResolveAlike).
 func BenchmarkDecodeFrame(b *testing.B) {
 	data := []byte(benchFrame)
 	now := time.Now()

@@ -225,6 +225,47 @@ func TestDecodeFixtures(t *testing.T) {
 	}
 }
 
+// An event left undecoded by classify (the source's decoder defers events to the worker of
+// its discussion) resolves to what classify decodes at once, errors included, for every
+// frame fixture.
+func TestDeferredEventsResolveAlike(t *testing.T) {
+	lazy := fixtureDecoder
+	lazy.deferEvents = true
+	received := time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC)
+	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	deferred := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := decodeFrame(data)
+		if err != nil {
+			continue
+		}
+		want, werr := fixtureDecoder.classify(f, received)
+		got, gerr := lazy.classify(f, received)
+		if gerr == nil && got.kind == frameEvent {
+			if got.decoded.lazy == nil {
+				t.Errorf("%s: an event was decoded by classify", filepath.Base(file))
+				continue
+			}
+			deferred++
+			got.decoded, gerr = lazy.resolve(got.discussion, got.decoded)
+		}
+		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+			t.Errorf("%s: error %v, deferred %v", filepath.Base(file), werr, gerr)
+			continue
+		}
+		if werr == nil && !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: deferred and resolved differs:\n at once  %+v\n deferred %+v", filepath.Base(file), want, got)
+		}
+	}
+	if deferred < len(topicEvents) {
+		t.Errorf("%d fixtures deferred, want at least one per event (%d)", deferred, len(topicEvents))
+	}
+}
+
 // The same event decoded twice, or with its keys in another order, has the same id.
 func TestEventIDStable(t *testing.T) {
 	a, err := decodeFixture(fixture(t, "participant_updated"))
@@ -372,6 +413,7 @@ func FuzzMessageKeys(f *testing.F) {
 	f.Add([]byte(`{"id":"m1","versionId":"v1","createdAt":"2026-11-26T17:01:30.123Z","updatedAt":"2026-11-26T17:05:00Z"}`))
 	f.Add([]byte(`{"id":7,"ID":"m2","createdAt":1546344000,"createdBy":"bob","content":"text"}`))
 	f.Add([]byte(`{"id":"m\u0031","versionId":null,"createdAt":"x","updatedAt":"2019-01-01T12:00:00.000+01:00"}`))
+	f.Add([]byte(`{"id":"m3","type":"System","action":{"x":1}}`)) // keys fine, the message is not
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !json.Valid(data) {
 			return // REST pages are validated as a whole before their messages are read

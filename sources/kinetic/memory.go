@@ -32,6 +32,8 @@ func (ss *session) checkRest() {
 	}
 	ss.stopRestWatch()
 	if ss.s.returned.CompareAndSwap(false, true) {
+		n, events := ss.s.st.caughtUp()
+		ss.s.log.Info("kinetic: caught up", "discussions", n, "events", events)
 		ss.fleet.wg.Go(debug.FreeOSMemory) // a full GC: not on the goroutine that reads frames
 	}
 }

@@ -470,7 +470,10 @@ func (s *scanner) parent() (string, bool) {
 	return id, ok
 }
 
-var messageKeyNames = []string{"id", "versionId", "createdAt", "updatedAt"}
+// messageKeyNames are the keys readMessageKeys reads: the message's keys, and type and
+// action, which it only checks — they are the other fields the full decode rejects when they
+// are not scalars (see readMessageKeys).
+var messageKeyNames = []string{"id", "versionId", "createdAt", "updatedAt", "type", "action"}
 
 // scanMessageKeys is readMessageKeys's fast path: the keys as scanMessage reads them, every
 // other value passed over.
@@ -480,6 +483,8 @@ func scanMessageKeys(raw []byte) (messageKeys, bool) {
 	ok := s.fields(messageKeyNames, 1, func(i int) bool {
 		var ok bool
 		switch i {
+		case 4, 5:
+			_, ok = s.lenient()
 		case 0:
 			k.id, ok = s.lenient()
 		case 1:

@@ -191,3 +191,16 @@ func (st *status) subscribedCaughtUp() bool {
 	}
 	return true
 }
+
+// caughtUp returns how many discussions are subscribed and caught up, and the events the
+// catch-ups have emitted.
+func (st *status) caughtUp() (discussions int, events uint64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, id := range st.order {
+		if d := st.discussions[id]; d.State == StateSubscribed && d.CaughtUp {
+			discussions++
+		}
+	}
+	return discussions, st.catchUpEvents
+}

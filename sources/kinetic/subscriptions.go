@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
 )
@@ -173,10 +174,105 @@ type fleet struct {
 	wg      *sync.WaitGroup
 	byID    map[string]*worker
 	retired map[string]<-chan struct{} // done channels of stopped workers that may still be running
+
+	// Workers whose work begins with a catch-up, waiting for a slot (see startLocked), in
+	// order; the starter goroutine serves them.
+	startMu  sync.Mutex
+	toStart  []pendingStart
+	startReq chan struct{} // 1-buffered: toStart has an entry
 }
 
+// pendingStart is a worker waiting in the starter, since queued.
+type pendingStart struct {
+	w      *worker
+	queued time.Time
+}
+
+// newFleet makes the fleet of a Run and starts its starter, which ends with ctx.
 func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
-	return &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{}}
+	f := &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{},
+		startReq: make(chan struct{}, 1)}
+	wg.Go(f.starter)
+	return f
+}
+
+// queueStart queues w for the starter. w.mu is held (the starter takes it only after
+// startMu is released).
+func (f *fleet) queueStart(w *worker) {
+	f.startMu.Lock()
+	f.toStart = append(f.toStart, pendingStart{w: w, queued: time.Now()})
+	f.startMu.Unlock()
+	select {
+	case f.startReq <- struct{}{}:
+	default:
+	}
+}
+
+// starter starts, in order, the goroutines of workers whose work begins with a catch-up, each
+// once it has taken a catch-up slot for it. While the connection still has subscribes
+// queued, it waits for them to be sent first — at most timing.catchUpYield after the
+// worker was queued: on two cores, the catch-ups that the first acks start would otherwise
+// take the CPU that sends the rest, and a slow server's subscribes (minutes of them) must
+// not hold up its discussions' live events for long.
+func (f *fleet) starter() {
+	var yield *time.Timer
+	defer func() {
+		if yield != nil {
+			yield.Stop()
+		}
+	}()
+	for {
+		f.startMu.Lock()
+		var next pendingStart
+		if len(f.toStart) > 0 {
+			next = f.toStart[0]
+			f.toStart[0] = pendingStart{}
+			f.toStart = f.toStart[1:]
+			if len(f.toStart) == 0 {
+				f.toStart = nil // let the backing array go
+			}
+		}
+		f.startMu.Unlock()
+		if next.w == nil {
+			select {
+			case <-f.startReq:
+				continue
+			case <-f.ctx.Done():
+				return
+			}
+		}
+		if ch := f.s.subscribing.Load(); ch != nil {
+			if wait := time.Until(next.queued.Add(f.s.t.catchUpYield)); wait > 0 {
+				if yield == nil {
+					yield = time.NewTimer(wait)
+				} else {
+					yield.Reset(wait)
+				}
+				select {
+				case <-*ch:
+					yield.Stop()
+				case <-yield.C:
+				case <-f.ctx.Done():
+					return
+				}
+			}
+		}
+		select {
+		case f.s.catchUps <- struct{}{}:
+		case <-f.ctx.Done():
+			return
+		}
+		w := next.w
+		w.mu.Lock()
+		w.starting = false
+		if w.stopped || f.ctx.Err() != nil || len(w.queue) == 0 {
+			<-f.s.catchUps
+		} else {
+			w.slot = true
+			w.startLocked()
+		}
+		w.mu.Unlock()
+	}
 }
 
 // sync starts and stops workers to match want.

@@ -11,7 +11,8 @@ import (
 type faults struct {
 	refuseIdentifies atomic.Int64
 	withholdAcks     atomic.Bool
-	subscribeDelay   atomic.Int64 // time.Duration each subscribe takes to process
+	subscribeDelay   atomic.Int64 // time.Duration each subscribe takes to process, one at a time
+	subscribeLatency atomic.Int64 // time.Duration before a subscribe is answered, many at once
 	silenceExpired   atomic.Bool
 
 	mu          sync.Mutex
@@ -168,10 +169,19 @@ func (s *Server) waitUnstalled(done <-chan struct{}) bool {
 // sent together are answered d apart: the n-th waits n×d. Zero turns it off.
 func (s *Server) SetSubscribeDelay(d time.Duration) { s.faults.subscribeDelay.Store(int64(d)) }
 
-// processSubscribe waits out the subscribe delay on a connection's reader; it reports false
-// if the connection ends first.
-func (s *Server) processSubscribe(done <-chan struct{}) bool {
+// SetSubscribeLatency makes every subscribe wait d after it was read before it is processed,
+// as a server that works on many subscribes at once does: subscribes sent together are all
+// answered about d after they were sent, however many there are (with SetSubscribeDelay,
+// each then also takes its delay, one at a time). Zero turns it off.
+func (s *Server) SetSubscribeLatency(d time.Duration) { s.faults.subscribeLatency.Store(int64(d)) }
+
+// processSubscribe waits out the latency of a subscribe read at read, then the subscribe
+// delay, on a connection's processor; it reports false if the connection ends first.
+func (s *Server) processSubscribe(read time.Time, done <-chan struct{}) bool {
 	d := time.Duration(s.faults.subscribeDelay.Load())
+	if l := time.Duration(s.faults.subscribeLatency.Load()); l > 0 {
+		d += max(time.Until(read.Add(l)), 0)
+	}
 	if d <= 0 {
 		return true
 	}

@@ -89,7 +89,15 @@ type conn struct {
 	done chan struct{} // closed by kill
 	once sync.Once
 
-	ident    *actor       // reader goroutine only
+	// Client frames go from the reader to the processor, which answers them in order: the
+	// reader keeps reading while the processor waits out a subscribe's latency or delay, so
+	// the subscribes a client has sent and not had answered are counted (awaiting) as a
+	// real server would see them queue up.
+	in       chan clientIn
+	procDone chan struct{} // closed when the processor has ended
+	awaiting atomic.Int64  // subscribes read and not yet answered
+
+	ident    *actor       // processor goroutine only
 	identExp atomic.Int64 // Unix second the identity's token expires (see SilenceExpired)
 
 	mu   sync.Mutex
@@ -115,6 +123,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		send: make(chan []byte, s.opts.SendBuffer),
 		done: make(chan struct{}),
 		subs: make(map[string]*discussion),
+
+		in:       make(chan clientIn, clientQueue),
+		procDone: make(chan struct{}),
 	}
 	s.hub.mu.Lock()
 	if s.hub.closed {
@@ -124,13 +135,24 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s.hub.conns[c] = struct{}{}
 	// Added under the hub lock so that Close, which sets closed under it, waits for these.
-	s.wg.Add(2)
+	s.wg.Add(3)
 	s.hub.mu.Unlock()
 	s.stats.connectionsTotal.Add(1)
 
 	go c.writeLoop()
+	go c.processLoop()
 	c.readLoop()
 }
+
+// clientIn is a client frame read and not yet answered.
+type clientIn struct {
+	f  clientFrame
+	at time.Time // when it was read
+}
+
+// clientQueue bounds the frames read ahead of the processor; a client that sends more
+// without waiting for answers waits for the reader (TCP backpressure).
+const clientQueue = 4096
 
 // enqueue queues a frame for the writer without blocking.
 //
@@ -213,7 +235,11 @@ func (c *conn) writeLoop() {
 
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
-	defer c.teardown()
+	defer func() {
+		c.kill() // stops the processor
+		<-c.procDone
+		c.teardown()
+	}()
 	c.ws.SetReadLimit(maxClientFrame)
 	idle := c.s.opts.IdleTimeout
 	renew := func() {
@@ -256,7 +282,39 @@ func (c *conn) readLoop() {
 			c.s.stats.badFrames.Add(1)
 			continue
 		}
-		c.handle(data)
+		// Frames that are not JSON objects are counted and ignored: there is no ref to
+		// answer to.
+		var f clientFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.s.stats.badFrames.Add(1)
+			continue
+		}
+		if f.Action == "subscribe" {
+			c.s.stats.awaitingSubscribes(c.awaiting.Add(1))
+		}
+		select {
+		case c.in <- clientIn{f: f, at: time.Now()}:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// processLoop answers the client's frames in order until the connection ends.
+func (c *conn) processLoop() {
+	defer c.s.wg.Done()
+	defer close(c.procDone)
+	for {
+		select {
+		case <-c.done:
+			return
+		case in := <-c.in:
+			// A frame that was in flight when a stall began is held, not answered.
+			if !c.s.waitUnstalled(c.done) {
+				return
+			}
+			c.handle(in)
+		}
 	}
 }
 
@@ -288,14 +346,19 @@ func (c *conn) nack(ref json.RawMessage, reason string) {
 	c.enqueueFrame(serverFrame{Event: "ack-error", Payload: reason, Ref: ref})
 }
 
-// handle answers one client frame. Frames that are not JSON objects are counted and
-// ignored: there is no ref to answer to.
-func (c *conn) handle(data []byte) {
-	var f clientFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		c.s.stats.badFrames.Add(1)
-		return
+// handle answers one client frame.
+func (c *conn) handle(in clientIn) {
+	f := in.f
+	// A subscribe stops awaiting just before it is answered: after, the client may send the
+	// next one, which the reader counts.
+	awaiting := f.Action == "subscribe"
+	settle := func() {
+		if awaiting {
+			awaiting = false
+			c.awaiting.Add(-1)
+		}
 	}
+	defer settle()
 	switch f.Action {
 	case "identify":
 		c.s.stats.identifies.Add(1)
@@ -306,6 +369,7 @@ func (c *conn) handle(data []byte) {
 	}
 	if f.Topic != hubTopic {
 		// Per-topic actions exist in the client library but no client sends one (§3.3).
+		settle()
 		c.nack(f.Ref, errUnknownTopic)
 		return
 	}
@@ -320,9 +384,10 @@ func (c *conn) handle(data []byte) {
 		case "identify":
 			c.identify(f)
 		case "subscribe":
-			if !c.s.processSubscribe(c.done) {
+			if !c.s.processSubscribe(in.at, c.done) {
 				return
 			}
+			settle()
 			c.subscribe(f)
 		default:
 			c.unsubscribe(f)

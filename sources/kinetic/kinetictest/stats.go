@@ -21,6 +21,10 @@ type Stats struct {
 	BadFrames        int64 // client frames that were not a JSON object or not text
 	SlowConsumers    int64 // connections closed because their send buffer was full
 	Frames           int64 // frames queued to connections (acks, events, raw)
+	// MaxSubscribesAwaiting is the most subscribes one connection had sent (read by the
+	// server) and not yet had answered, at any moment: how far a client let its subscribes
+	// run ahead of the answers.
+	MaxSubscribesAwaiting int64
 }
 
 type counters struct {
@@ -29,6 +33,17 @@ type counters struct {
 	connectionsTotal, subscriptions, messages           atomic.Int64
 	restRequests, badFrames, slowConsumers, frames      atomic.Int64
 	listings, maxListings                               atomic.Int64
+	maxAwaiting                                         atomic.Int64
+}
+
+// awaitingSubscribes records that a connection has n subscribes awaiting their answer.
+func (c *counters) awaitingSubscribes(n int64) {
+	for {
+		m := c.maxAwaiting.Load()
+		if n <= m || c.maxAwaiting.CompareAndSwap(m, n) {
+			return
+		}
+	}
 }
 
 // listing counts a message listing in flight; the returned func ends it.
@@ -66,5 +81,7 @@ func (s *Server) Stats() Stats {
 		BadFrames:        c.badFrames.Load(),
 		SlowConsumers:    c.slowConsumers.Load(),
 		Frames:           c.frames.Load(),
+
+		MaxSubscribesAwaiting: c.maxAwaiting.Load(),
 	}
 }

@@ -150,9 +150,10 @@ type clientIn struct {
 	at time.Time // when it was read
 }
 
-// clientQueue bounds the frames read ahead of the processor; a client that sends more
-// without waiting for answers waits for the reader (TCP backpressure).
-const clientQueue = 4096
+// clientQueue bounds the frames read ahead of the processor (kdbridge lets at most 1,000
+// subscribes await their answers); a client that sends more without waiting for answers
+// waits for the reader (TCP backpressure). The buffer is allocated with each connection.
+const clientQueue = 1024
 
 // enqueue queues a frame for the writer without blocking.
 //

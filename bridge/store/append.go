@@ -85,7 +85,7 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 	if err := events.Put(k, body); err != nil {
 		return r, false, err
 	}
-	s.cacheInTx(seq, cached)
+	s.cacheInTx(seq, cached, unstamp(now))
 	pending := tx.Bucket(bucketPending)
 	pending.FillPercent = 0.9
 	for i, t := range r.Targets {

@@ -30,8 +30,9 @@ const decodedCacheSize = 512
 
 // cachedEvent is an appended event as Head hands it out, with what its deliveries share.
 type cachedEvent struct {
-	event  bridge.Event
-	shared *bridge.Shared
+	event    bridge.Event
+	shared   *bridge.Shared
+	storedAt time.Time // when the event was stored: Head's StoredAt without another lookup
 }
 
 // eventCache holds appended events by event seq. Entries are added by the committer in the
@@ -70,7 +71,7 @@ func (c *eventCache) get(seq uint64) (cachedEvent, bool) {
 // addDecoded keeps an event that Head decoded from the file and returns it as cached. Head
 // calls it outside the committer, so the event's body may have gone meanwhile; such an
 // entry is never asked for (seqs of committed events are not reused) and ages out.
-func (c *eventCache) addDecoded(seq uint64, e bridge.Event) cachedEvent {
+func (c *eventCache) addDecoded(seq uint64, e bridge.Event, storedAt time.Time) cachedEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ce, ok := c.decoded[seq]; ok {
@@ -83,14 +84,14 @@ func (c *eventCache) addDecoded(seq uint64, e bridge.Event) cachedEvent {
 	if len(c.decodedOrder) >= 4*decodedCacheSize {
 		c.decodedOrder = slices.DeleteFunc(c.decodedOrder, func(s uint64) bool { _, ok := c.decoded[s]; return !ok })
 	}
-	ce := cachedEvent{event: e, shared: new(bridge.Shared)}
+	ce := cachedEvent{event: e, shared: new(bridge.Shared), storedAt: storedAt}
 	c.decoded[seq] = ce
 	c.decodedOrder = append(c.decodedOrder, seq)
 	return ce
 }
 
 // add caches e under seq and reports whether there was room.
-func (c *eventCache) add(seq uint64, e bridge.Event) bool {
+func (c *eventCache) add(seq uint64, e bridge.Event, storedAt time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -110,7 +111,7 @@ func (c *eventCache) add(seq uint64, e bridge.Event) bool {
 		// Removed seqs pile up in order while the map stays small: drop them.
 		c.order = slices.DeleteFunc(c.order, func(s cacheSlot) bool { _, ok := c.m[s.seq]; return !ok })
 	}
-	c.m[seq] = cachedEvent{event: e, shared: new(bridge.Shared)}
+	c.m[seq] = cachedEvent{event: e, shared: new(bridge.Shared), storedAt: storedAt}
 	c.order = append(c.order, cacheSlot{seq, now})
 	return true
 }
@@ -142,8 +143,8 @@ func cloneEvent(e bridge.Event) bridge.Event {
 
 // cacheInTx caches an event stored by the transaction the committer is running, if there is
 // room.
-func (s *Bolt) cacheInTx(seq uint64, e bridge.Event) {
-	if s.cache.add(seq, e) {
+func (s *Bolt) cacheInTx(seq uint64, e bridge.Event, storedAt time.Time) {
+	if s.cache.add(seq, e, storedAt) {
 		s.txCached = append(s.txCached, seq)
 	}
 }

@@ -144,7 +144,7 @@ func TestEventCacheIsBounded(t *testing.T) {
 func TestDecodedCacheIsBounded(t *testing.T) {
 	c := newEventCache()
 	for seq := range uint64(10 * decodedCacheSize) {
-		c.addDecoded(seq, ev("d", int(seq)))
+		c.addDecoded(seq, ev("d", int(seq)), time.Time{})
 		if len(c.decoded) > decodedCacheSize || len(c.decodedOrder) > 4*decodedCacheSize {
 			t.Fatalf("after %d adds: %d entries, order %d", seq+1, len(c.decoded), len(c.decodedOrder))
 		}

@@ -91,7 +91,7 @@ func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]br
 				if err != nil {
 					return err
 				}
-				ce = s.cache.addDecoded(eventSeq, e)
+				ce = s.cache.addDecoded(eventSeq, e, storedAt(tx, eventSeq))
 			}
 			if out == nil {
 				out = make([]bridge.Pending, 0, min(n, 8))
@@ -99,7 +99,7 @@ func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]br
 			out = append(out, bridge.Pending{
 				Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,
 				Attempts: d.Attempts, FirstTry: d.FirstTry, LastError: d.LastError, NextTry: d.NextTry,
-				StoredAt: storedAt(tx, eventSeq),
+				StoredAt: ce.storedAt,
 			})
 		}
 		return nil

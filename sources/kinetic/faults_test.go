@@ -278,8 +278,10 @@ func TestTokenCachingAndRefresh(t *testing.T) {
 	h := start(t, srv, []string{d.ID})
 	h.waitReady()
 	var ids []string
+	// Reconnect for 2.5 token lifetimes, however fast reconnecting is (40 rounds took less
+	// than one lifetime once reconnects got faster, and then one token served them all).
 	until := time.Now().Add(2500 * time.Millisecond)
-	for i := 0; i < 40 && time.Now().Before(until); i++ {
+	for i := 0; i < 400 && time.Now().Before(until); i++ {
 		ids = append(ids, post(t, srv, d.ID, fmt.Sprintf("r%d", i), 1)...)
 		dropped := srv.Stats().ConnectionsTotal
 		srv.DropConnections()

@@ -433,12 +433,16 @@ func (r *sinkRunner) markHealthy() (time.Time, bool) {
 const turn = 32
 
 func (r *sinkRunner) work(ctx, deliverCtx context.Context) {
+	var buf []Pending // the turn's deliveries, reused from turn to turn
 	for {
 		q, ok := r.take(ctx)
 		if !ok {
 			return
 		}
-		wait, more := r.drain(ctx, deliverCtx, q)
+		var wait time.Duration
+		var more bool
+		wait, more, buf = r.drain(ctx, deliverCtx, q, buf)
+		clear(buf[:cap(buf)]) // let the events go
 		r.release(q, wait, more)
 	}
 }
@@ -450,50 +454,53 @@ func (r *sinkRunner) work(ctx, deliverCtx context.Context) {
 // attempt of q's deliveries meanwhile (Replay only adds to the end). So when the store is a
 // Peeker, the turn's deliveries are read at once, and each is the queue's head when its turn
 // comes: what a Head before each would have read.
-func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue) (wait time.Duration, more bool) {
+//
+// buf is storage for the deliveries read; drain returns it for the next turn.
+func (r *sinkRunner) drain(ctx, deliverCtx context.Context, q Queue, buf []Pending) (wait time.Duration, more bool, _ []Pending) {
 	var next []Pending
 	for i := range turn {
 		if ctx.Err() != nil {
-			return 0, true // shutting down: leave the rest in the store
+			return 0, true, buf // shutting down: leave the rest in the store
 		}
 		if w := r.haltWait(); w > 0 {
-			return w, false // the whole sink is halted (halt.go)
+			return w, false, buf // the whole sink is halted (halt.go)
 		}
 		if len(next) == 0 {
 			var err error
-			if next, err = r.d.peek(deliverCtx, q, turn-i); err != nil {
+			if buf, err = r.d.peek(deliverCtx, q, turn-i, buf); err != nil {
 				r.log.Error("read pending delivery", "discussion", q.Discussion, "err", err)
-				return time.Second, false
+				return time.Second, false, buf
 			}
+			next = buf
 		}
 		if len(next) == 0 {
 			r.d.backlog.head(q, time.Time{}, false)
-			return 0, false
+			return 0, false, buf
 		}
 		p := next[0]
 		next = next[1:]
 		r.d.backlog.head(q, p.StoredAt, true)
 		if now := r.d.now(); p.NextTry.After(now) {
-			return p.NextTry.Sub(now), false
+			return p.NextTry.Sub(now), false, buf
 		}
 		if w := r.deliver(deliverCtx, p); w > 0 {
-			return w, false
+			return w, false, buf
 		}
 	}
-	return 0, true
+	return 0, true, buf
 }
 
-// peek reads up to n of q's oldest deliveries: with one Peek when the store can, else its
-// Head alone (the drain loop reads again for the next).
-func (d *Dispatcher) peek(ctx context.Context, q Queue, n int) ([]Pending, error) {
+// peek reads into buf up to n of q's oldest deliveries: with one Peek when the store can,
+// else its Head alone (the drain loop reads again for the next).
+func (d *Dispatcher) peek(ctx context.Context, q Queue, n int, buf []Pending) ([]Pending, error) {
 	if pk, ok := d.store.(Peeker); ok {
-		return pk.Peek(ctx, q, n)
+		return pk.Peek(ctx, q, n, buf)
 	}
 	p, ok, err := d.store.Head(ctx, q)
 	if err != nil || !ok {
-		return nil, err
+		return buf[:0], err
 	}
-	return []Pending{p}, nil
+	return append(buf[:0], p), nil
 }
 
 // deliver makes one attempt and records its outcome; it returns a wait when the delivery

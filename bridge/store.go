@@ -38,13 +38,13 @@ type Store interface {
 	Close() error
 }
 
-// Peeker is a Store that reads several deliveries of a queue at once. Peek returns up to n
-// of the oldest pending deliveries of q, oldest first: what Head would return n times in a
-// row were each delivery Done in between. The dispatcher, which alone works on a queue while
+// Peeker is a Store that reads several deliveries of a queue at once. Peek appends to
+// buf[:0] up to n of the oldest pending deliveries of q, oldest first — what Head would
+// return n times in a row were each delivery Done in between — and returns it. The dispatcher, which alone works on a queue while
 // it drains it, reads a turn's deliveries with one Peek instead of one Head each (one read
 // transaction, or one database round trip, instead of n).
 type Peeker interface {
-	Peek(ctx context.Context, q Queue, n int) ([]Pending, error)
+	Peek(ctx context.Context, q Queue, n int, buf []Pending) ([]Pending, error)
 }
 
 // Record is an event with the targets the router chose for it.

@@ -336,23 +336,24 @@ ORDER BY p.target_key, p.discussion, p.seq`, tks, discs, seqs)
 
 // Head returns the oldest pending delivery of q with its attempt history: one indexed read.
 func (s *Store) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
-	ps, err := s.peek(ctx, q, 1, "head")
+	ps, err := s.peek(ctx, q, 1, nil, "head")
 	if err != nil || len(ps) == 0 {
 		return bridge.Pending{}, false, err
 	}
 	return ps[0], true, nil
 }
 
-// Peek returns up to n of the oldest pending deliveries of q, oldest first, as Head would
-// one by one (bridge.Peeker): one query for all of them, where Head costs a round trip to
-// the database per delivery.
-func (s *Store) Peek(ctx context.Context, q bridge.Queue, n int) ([]bridge.Pending, error) {
-	return s.peek(ctx, q, n, "peek")
+// Peek appends to buf[:0] up to n of the oldest pending deliveries of q, oldest first, as
+// Head would return them one by one (bridge.Peeker): one query for all of them, where Head
+// costs a round trip to the database per delivery.
+func (s *Store) Peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pending) ([]bridge.Pending, error) {
+	return s.peek(ctx, q, n, buf, "peek")
 }
 
-func (s *Store) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]bridge.Pending, error) {
+func (s *Store) peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pending, op string) ([]bridge.Pending, error) {
+	out := buf[:0]
 	if n <= 0 {
-		return nil, nil
+		return out, nil
 	}
 	rows, err := s.pool.Query(ctx, `
 SELECT p.seq, p.attempts, p.first_try, p.last_error, p.next_try, e.body, e.stored_at
@@ -363,7 +364,6 @@ ORDER BY p.seq LIMIT $4`, []byte(q.Target.Key()), q.Discussion, s.dones.of(q), n
 		return nil, s.fail(op, err)
 	}
 	defer rows.Close()
-	var out []bridge.Pending
 	for rows.Next() {
 		var p bridge.Pending
 		var body []byte

@@ -48,24 +48,26 @@ func (s *Bolt) Queues(ctx context.Context) ([]bridge.Queue, error) {
 // cache, not decoded again, and is the same for every target: its Message and slices are
 // shared, read-only (see bridge.Delivery), along with p.Shared.
 func (s *Bolt) Head(ctx context.Context, q bridge.Queue) (bridge.Pending, bool, error) {
-	ps, err := s.peek(ctx, q, 1, "head")
+	var one [1]bridge.Pending
+	ps, err := s.peek(ctx, q, 1, one[:0], "head")
 	if err != nil || len(ps) == 0 {
 		return bridge.Pending{}, false, err
 	}
 	return ps[0], true, nil
 }
 
-// Peek returns up to n of the oldest pending deliveries of q, oldest first, as Head would
-// one by one (bridge.Peeker): one read transaction and one cursor seek for all of them.
-func (s *Bolt) Peek(ctx context.Context, q bridge.Queue, n int) ([]bridge.Pending, error) {
-	return s.peek(ctx, q, n, "peek")
+// Peek appends to buf[:0] up to n of the oldest pending deliveries of q, oldest first, as
+// Head would return them one by one (bridge.Peeker): one read transaction and one cursor
+// seek for all of them.
+func (s *Bolt) Peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pending) ([]bridge.Pending, error) {
+	return s.peek(ctx, q, n, buf, "peek")
 }
 
-func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]bridge.Pending, error) {
+func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pending, op string) ([]bridge.Pending, error) {
+	out := buf[:0]
 	if n <= 0 {
-		return nil, nil
+		return out, nil
 	}
-	var out []bridge.Pending
 	prefix := queuePrefix(q)
 	// Held across the read transaction: see forgetDones.
 	s.doneMu.RLock()
@@ -92,9 +94,6 @@ func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, op string) ([]br
 					return err
 				}
 				ce = s.cache.addDecoded(eventSeq, e, storedAt(tx, eventSeq))
-			}
-			if out == nil {
-				out = make([]bridge.Pending, 0, min(n, 8))
 			}
 			out = append(out, bridge.Pending{
 				Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,

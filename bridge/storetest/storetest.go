@@ -211,7 +211,7 @@ func peek(t *testing.T, s bridge.Store) {
 	}
 	mustPeek := func(n int) []bridge.Pending {
 		t.Helper()
-		ps, err := pk.Peek(bg, q, n)
+		ps, err := pk.Peek(bg, q, n, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,10 +243,10 @@ func peek(t *testing.T, s bridge.Store) {
 	if got := texts(mustPeek(100)); !slices.Equal(got, []string{"2", "3", "4", "5"}) {
 		t.Fatalf("Peek(100) after two Done = %v", got)
 	}
-	if ps, err := pk.Peek(bg, bridge.Queue{Target: a, Discussion: "none"}, 5); err != nil || len(ps) != 0 {
+	if ps, err := pk.Peek(bg, bridge.Queue{Target: a, Discussion: "none"}, 5, make([]bridge.Pending, 3)); err != nil || len(ps) != 0 {
 		t.Fatalf("Peek of an empty queue = %v, %v", ps, err)
 	}
-	if ps, err := pk.Peek(bg, q, 0); err != nil || len(ps) != 0 {
+	if ps, err := pk.Peek(bg, q, 0, nil); err != nil || len(ps) != 0 {
 		t.Fatalf("Peek(0) = %v, %v", ps, err)
 	}
 	for _, p := range mustPeek(10) {

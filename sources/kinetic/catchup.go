@@ -109,16 +109,6 @@ func (w *worker) startLocked() {
 func (w *worker) stop() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.stopped {
-		n := 0
-		for _, it := range w.queue {
-			if it.ev != nil {
-				n++
-			}
-		}
-		w.queue = nil
-		w.f.live.take(n)
-	}
 	w.stopped = true
 	if !w.running {
 		return closedChan
@@ -179,7 +169,6 @@ func (w *worker) live(d decoded) {
 			}
 		}
 		w.queue = kept
-		w.f.live.take(dropped)
 		w.queueCatchUpLocked()
 		w.startLocked()
 		w.mu.Unlock()
@@ -191,7 +180,6 @@ func (w *worker) live(d decoded) {
 		return
 	}
 	w.queue = append(w.queue, item{ev: &d})
-	w.f.live.add(1)
 	w.startLocked()
 	w.mu.Unlock()
 }
@@ -233,7 +221,6 @@ func (w *worker) releaseLocked() {
 	for i := range w.held {
 		w.queue = append(w.queue, item{ev: &w.held[i]})
 	}
-	w.f.live.add(len(w.held))
 	w.held, w.holding = nil, false
 }
 
@@ -267,7 +254,6 @@ func (w *worker) next(ctx context.Context) (catchUp bool, evs []decoded, ok bool
 		n++
 	}
 	w.queue = w.queue[n:]
-	w.f.live.take(n)
 	if len(w.queue) == 0 {
 		w.queue = nil // let an emptied backlog's array go
 	}

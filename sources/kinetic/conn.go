@@ -68,7 +68,6 @@ type conn struct {
 	heartbeat  time.Duration
 	ackTimeout time.Duration
 	refs       *atomic.Uint64 // shared by the source's connections: refs never repeat
-	backlog    *liveBacklog   // nil: never wait
 
 	out  chan outMsg  // to the writer
 	in   chan inbound // from the reader, in arrival order
@@ -102,7 +101,6 @@ type dialConfig struct {
 	readLimit  int64
 	httpClient *http.Client
 	refs       *atomic.Uint64
-	backlog    *liveBacklog // the fleet's queued live events: reading waits while too many (backlog.go)
 }
 
 // dial opens the websocket and starts its reader and writer.
@@ -137,7 +135,6 @@ func dial(ctx context.Context, dc dialConfig) (*conn, error) {
 		heartbeat:  dc.heartbeat,
 		ackTimeout: dc.ackTimeout,
 		refs:       dc.refs,
-		backlog:    dc.backlog,
 		out:        make(chan outMsg, 64),
 		in:         make(chan inbound, inboundCapacity),
 		done:       make(chan struct{}),
@@ -164,14 +161,6 @@ func (c *conn) readLoop() {
 	// is copied out. A buffer grown by an unusually large frame is let go.
 	var buf bytes.Buffer
 	for {
-		ok, waited := c.backlog.wait(c.done)
-		if !ok {
-			return
-		}
-		if waited {
-			// Not silence from the server: it is our reading that stopped.
-			_ = c.ws.SetReadDeadline(c.deadline())
-		}
 		data, err := c.readFrame(&buf)
 		if err != nil {
 			c.fail(err)

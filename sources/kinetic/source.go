@@ -88,7 +88,6 @@ type timing struct {
 	catchUps                     int           // catch-ups of the source running at once
 	catchUpYield                 time.Duration // the longest a catch-up waits for the queued subscribes to be sent
 	emits                        int           // Emit calls of the source in progress at once
-	liveHigh, liveLow            int           // queued live events at which reading stops, and goes on (backlog.go)
 }
 
 func defaultTiming() timing {
@@ -109,8 +108,6 @@ func defaultTiming() timing {
 		rest:           retryPolicy{initial: 500 * time.Millisecond, max: 10 * time.Second, tries: 5},
 		badLogEvery:    10 * time.Second,
 		queueCap:       10000,
-		liveHigh:       liveHigh,
-		liveLow:        liveLow,
 		// Enough to keep the REST API and the emitter busy, few enough that the pages,
 		// HTTP buffers and stacks of catch-ups in flight stay small (docs/performance.md,
 		// F5: unbounded, 10,000 at start-up).
@@ -386,9 +383,7 @@ func (s *Source) session(ctx context.Context, fl *fleet) (identifiedAt time.Time
 	if _, err := s.tokens.Token(ctx); err != nil {
 		return time.Time{}, err
 	}
-	dc := s.dial
-	dc.backlog = fl.live
-	c, err := dial(ctx, dc)
+	c, err := dial(ctx, s.dial)
 	if err != nil {
 		return time.Time{}, err
 	}

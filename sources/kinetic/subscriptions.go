@@ -174,7 +174,6 @@ type fleet struct {
 	wg      *sync.WaitGroup
 	byID    map[string]*worker
 	retired map[string]<-chan struct{} // done channels of stopped workers that may still be running
-	live    *liveBacklog               // live events waiting in the workers' queues (backlog.go)
 
 	// Workers whose work begins with a catch-up, waiting for a slot (see startLocked), in
 	// order; the starter goroutine serves them.
@@ -192,7 +191,7 @@ type pendingStart struct {
 // newFleet makes the fleet of a Run and starts its starter, which ends with ctx.
 func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
 	f := &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{},
-		live: newLiveBacklog(s.t.liveHigh, s.t.liveLow), startReq: make(chan struct{}, 1)}
+		startReq: make(chan struct{}, 1)}
 	wg.Go(f.starter)
 	return f
 }

@@ -182,21 +182,9 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: create state directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         lockTimeout,
-		InitialMmapSize: initialMmapSize(),
-		// A drained backlog leaves many free pages. The map freelist stays fast with them,
-		// and not writing the freelist saves sorting and writing all of it on every commit;
-		// bbolt rebuilds it from the tree on open instead (as etcd does). Both are crash
-		// safe. NoSync stays off: every commit is fsynced.
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: %w", path, ErrInUse)
-	}
+	db, err := openBolt(path, initialMmapSize())
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	if err := db.Update(initSchema); err != nil {
 		db.Close()
@@ -226,6 +214,27 @@ func Open(dir string, opts Options) (*Bolt, error) {
 	go s.commitLoop()
 	s.log.Debug("store opened", "path", path, "retention", opts.Retention)
 	return s, nil
+}
+
+// openBolt opens one of the store's bbolt files, mapping mmapSize bytes ahead.
+func openBolt(path string, mmapSize int) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         lockTimeout,
+		InitialMmapSize: mmapSize,
+		// A drained backlog leaves many free pages. The map freelist stays fast with them,
+		// and not writing the freelist saves sorting and writing all of it on every commit;
+		// bbolt rebuilds it from the tree on open instead (as etcd does). Both are crash
+		// safe. NoSync stays off: every commit is fsynced.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return db, nil
 }
 
 func initSchema(tx *bolt.Tx) error {

@@ -29,19 +29,11 @@ const historyMoveChunk = 20000
 // an older kdbridge kept in main.
 func openHistory(dir string, main *bolt.DB) (*bolt.DB, error) {
 	path := filepath.Join(dir, HistoryFileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: lockTimeout,
-		// As for kdbridge.db (initialMmapSize): each remap as the file grows waits for the
-		// readers and copies out the dirty nodes; history grows fast, so map ahead.
-		InitialMmapSize: initialMmapSize() / 4,
-		FreelistType:    bolt.FreelistMapType,
-		NoFreelistSync:  true,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: %w", path, ErrInUse)
-	}
+	// As for kdbridge.db (initialMmapSize): each remap as the file grows waits for the
+	// readers and copies out the dirty nodes; history grows fast, so map ahead.
+	db, err := openBolt(path, initialMmapSize()/4)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketAttempts, bucketAttemptIdx} {

@@ -251,9 +251,9 @@ func eventAttempts(tx *bolt.Tx, f bridge.AttemptFilter, match func(k, v []byte) 
 	c := tx.Bucket(bucketAttemptIdx).Cursor()
 	var k, v []byte
 	if f.Until.IsZero() {
-		k, v = c.Seek(pastPrefix(prefix))
+		k, _ = c.Seek(pastPrefix(prefix))
 	} else {
-		k, v = c.Seek(append(slices.Clip(prefix), stamp(f.Until)...))
+		k, _ = c.Seek(append(slices.Clip(prefix), stamp(f.Until)...))
 	}
 	if k == nil {
 		k, v = c.Last()

@@ -117,10 +117,20 @@ func (r *restClient) do(ctx context.Context, target, token string, out any) (sta
 	if len(body) > maxRESTBody {
 		return resp.StatusCode, fmt.Errorf("kinetic: %s: answer larger than %d bytes", stripQuery(target), maxRESTBody)
 	}
+	if fd, ok := out.(fastDecoder); ok && fd.scanJSON(body) {
+		return resp.StatusCode, nil
+	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return resp.StatusCode, fmt.Errorf("kinetic: %s: %w: %w", stripQuery(target), errBadAnswer, err)
 	}
 	return resp.StatusCode, nil
+}
+
+// fastDecoder is an answer with a fast path for its JSON: scanJSON reads body as
+// json.Unmarshal would, or reports false (having changed nothing) for encoding/json to
+// decide.
+type fastDecoder interface {
+	scanJSON(body []byte) bool
 }
 
 var errBadAnswer = errors.New("unexpected answer")
@@ -137,6 +147,46 @@ func stripQuery(u string) string {
 type messagesPage struct {
 	Messages      []json.RawMessage `json:"messages"`
 	NextPageToken *string           `json:"nextPageToken"`
+}
+
+var messagesPageKeys = []string{"messages", "nextPageToken"}
+
+// scanJSON reads a page in one validating pass (scan.go). encoding/json checked the whole
+// answer, then copied each message out of it: 4–5 % of the catch-up's CPU. The messages are
+// slices of body, which is the page's own (read for this answer alone) and never changed.
+// FuzzMessagesPage holds it to json.Unmarshal.
+func (p *messagesPage) scanJSON(body []byte) bool {
+	s := scanner{b: body}
+	var msgs []json.RawMessage
+	var token *string
+	ok := s.fields(messagesPageKeys, 1, func(k int) bool {
+		if k == 1 {
+			if s.peek() == 'n' {
+				return s.literal("null")
+			}
+			inner, plain, ok := s.str()
+			if !ok || !plain {
+				return false
+			}
+			t := string(inner)
+			token = &t
+			return true
+		}
+		if s.peek() == 'n' {
+			return s.literal("null")
+		}
+		msgs = []json.RawMessage{}
+		return s.array(func() bool {
+			v, ok := s.value(1)
+			msgs = append(msgs, v)
+			return ok
+		})
+	})
+	if !ok || !s.end() {
+		return false
+	}
+	p.Messages, p.NextPageToken = msgs, token
+	return true
 }
 
 // messages fetches one page of a discussion's messages.

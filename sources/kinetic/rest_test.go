@@ -1,6 +1,8 @@
 package kinetic
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -153,4 +155,79 @@ func TestRESTTokenRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), "check client_id/client_secret") || strings.Contains(err.Error(), "p@ss") {
 		t.Errorf("error text: %v", err)
 	}
+}
+
+// FuzzMessagesPage holds the messages page's fast path to json.Unmarshal: whatever it
+// accepts, encoding/json accepts too and reads the same messages (byte for byte) and page
+// token; whatever it gives up on, it leaves alone.
+func FuzzMessagesPage(f *testing.F) {
+	f.Add([]byte(`{"messages":[{"id":"m1","content":[{"type":"text","value":"hi"}]},{"id":"m2"}],"nextPageToken":"abc"}`))
+	f.Add([]byte(` { "nextPageToken" : null , "messages" : [ 1 , "x" , null , { "a" : [ ] } ] , "other" : {"x":[1,2]} } `))
+	f.Add([]byte(`{"messages":[],"nextPageToken":"a\u0062c"}`))
+	f.Add([]byte(`{"messages":null}`))
+	f.Add([]byte(`{"Messages":[{}],"messages":[{}]}`))
+	f.Add([]byte(`{"messages":[{}],"messages":[]}`))
+	f.Add([]byte(`{"messages":{"id":"m1"}}`))
+	f.Add([]byte(`{"nextPageToken":7}`))
+	f.Add([]byte(`[{"messages":[]}]`))
+	f.Add([]byte(`{"messages":[{"id":"\xff"}]} x`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast messagesPage
+		ok := fast.scanJSON(body)
+		var slow messagesPage
+		err := json.Unmarshal(body, &slow)
+		if !ok {
+			if fast.Messages != nil || fast.NextPageToken != nil {
+				t.Fatalf("gave up but changed the page: %+v", fast)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("fast path accepted %q, json.Unmarshal refuses it: %v", body, err)
+		}
+		if (fast.Messages == nil) != (slow.Messages == nil) || len(fast.Messages) != len(slow.Messages) {
+			t.Fatalf("messages %q, want %q", fast.Messages, slow.Messages)
+		}
+		for i := range fast.Messages {
+			if !bytes.Equal(fast.Messages[i], slow.Messages[i]) {
+				t.Fatalf("message %d is %q, want %q", i, fast.Messages[i], slow.Messages[i])
+			}
+		}
+		if (fast.NextPageToken == nil) != (slow.NextPageToken == nil) || fast.NextPageToken != nil && *fast.NextPageToken != *slow.NextPageToken {
+			t.Fatalf("token %v, want %v", fast.NextPageToken, slow.NextPageToken)
+		}
+	})
+}
+
+// BenchmarkMessagesPage reads a page of 100 messages as the catch-up does, by the fast path
+// and by json.Unmarshal.
+func BenchmarkMessagesPage(b *testing.B) {
+	var page bytes.Buffer
+	page.WriteString(`{"messages":[`)
+	for i := range 100 {
+		if i > 0 {
+			page.WriteByte(',')
+		}
+		fmt.Fprintf(&page, `{"id":"3f2b8c1e-5d7a-4c9e-8b1f-%012d","versionId":"v1","type":"Message","createdAt":"2026-11-26T17:01:30.123Z","createdBy":{"username":"alice@example.com","displayName":"Alice"},"content":[{"type":"text","value":"The database is down again; paging the on-call, message %d"}]}`, i, i)
+	}
+	page.WriteString(`],"nextPageToken":"eyJvZmZzZXQiOjEwMH0"}`)
+	body := page.Bytes()
+	b.Run("scan", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var p messagesPage
+			if !p.scanJSON(body) || len(p.Messages) != 100 {
+				b.Fatal("scan gave up")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var p messagesPage
+			if err := json.Unmarshal(body, &p); err != nil || len(p.Messages) != 100 {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -219,12 +219,7 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			return nil
 		}
 		c := tx.Bucket(bucketAttemptIdx).Cursor()
-		k, _ := c.Seek(pastPrefix(prefix))
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
+		k, _ := seekBefore(c, pastPrefix(prefix))
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			key := k[len(prefix):]
 			v := b.Get(key)
@@ -243,23 +238,26 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 	return out, nil
 }
 
+// seekBefore puts c on the last key before seek (the last of all when none is at or after
+// seek) and returns it.
+func seekBefore(c *bolt.Cursor, seek []byte) (k, v []byte) {
+	if k, _ := c.Seek(seek); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
 // eventAttempts feeds match the records of f.EventID, newest first, from its run of the event
 // index (from f.Until back when it is set), until match says stop.
 func eventAttempts(tx *bolt.Tx, f bridge.AttemptFilter, match func(k, v []byte) (bool, error)) error {
 	b := tx.Bucket(bucketAttempts)
 	prefix := eventIndexPrefix(f.EventID)
 	c := tx.Bucket(bucketAttemptIdx).Cursor()
-	var k, v []byte
-	if f.Until.IsZero() {
-		k, _ = c.Seek(pastPrefix(prefix))
-	} else {
-		k, _ = c.Seek(append(slices.Clip(prefix), stamp(f.Until)...))
+	from := pastPrefix(prefix)
+	if !f.Until.IsZero() {
+		from = append(slices.Clip(prefix), stamp(f.Until)...)
 	}
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
+	k, v := seekBefore(c, from)
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 		key := k[len(prefix):]
 		if len(key) != 16 {

@@ -187,7 +187,7 @@ func (s *Store) commit() {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	keys := s.dones.take()
-	later := s.takeLater()
+	later := s.later.Take()
 	if len(keys) == 0 && len(later) == 0 {
 		return
 	}
@@ -224,12 +224,12 @@ WHERE e.seq IN (SELECT event_seq FROM d) AND e.body IS NOT NULL
 	// Committed or not, the deliveries are no longer hidden: gone, or to be made again.
 	s.dones.forget(keys)
 	if err == nil {
-		s.laterWritten(later)
+		s.later.Written(later)
 		return
 	}
 	if errors.Is(err, ErrFenced) {
 		// A replica that no longer leads must not write; the leader delivers them again.
-		s.laterWritten(later)
+		s.later.Written(later)
 		s.log.Warn("pgstore: deliveries not recorded as done: this replica no longer leads; the leader makes them again",
 			"deliveries", len(keys), "values", len(later))
 		return

@@ -1,19 +1,19 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kdbridge/kdbridge/internal/writebehind"
 )
 
 // Get returns the value stored under key in namespace; ok is false when there is none.
 func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
-	if v, ok := s.laterValue(namespace, key); ok {
+	if v, ok := s.later.Get(namespace, key); ok {
 		return v, true, nil
 	}
 	var v []byte
@@ -39,10 +39,10 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte) er
 		value = []byte{}
 	}
 	// A value put later and not yet written would overwrite this one: this call is newer.
-	s.forgetLater(namespace, key)
+	s.later.Forget(namespace, key)
 	b, err := s.newBatch(true)
 	if err == nil {
-		putKVs(b, map[laterKey]laterValue{{namespace, key}: {value: value}})
+		putKVs(b, map[writebehind.Key]writebehind.Value{{Namespace: namespace, Key: key}: {Value: value}})
 		err = s.send(ctx, b)
 	}
 	if err != nil {
@@ -52,27 +52,18 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte) er
 }
 
 // putKVs queues the writes of kvs in b.
-func putKVs(b *pgx.Batch, kvs map[laterKey]laterValue) {
+func putKVs(b *pgx.Batch, kvs map[writebehind.Key]writebehind.Value) {
 	if len(kvs) == 0 {
 		return
 	}
 	var nss, keys []string
 	var vals [][]byte
 	for k, v := range kvs {
-		nss, keys, vals = append(nss, k.namespace), append(keys, textKey(k.key)), append(vals, v.value)
+		nss, keys, vals = append(nss, k.Namespace), append(keys, textKey(k.Key)), append(vals, v.Value)
 	}
 	b.Queue(`INSERT INTO kdbridge_kv (namespace, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value`, nss, keys, vals)
-}
-
-// laterKey names a value put later.
-type laterKey struct{ namespace, key string }
-
-// laterValue is a value put later; gen tells a value from a newer one for the same key.
-type laterValue struct {
-	value []byte
-	gen   uint64
 }
 
 // PutLater stores value under key in namespace like Put, but without waiting: the value is
@@ -83,59 +74,11 @@ func (s *Store) PutLater(namespace, key string, value []byte) error {
 	if namespace == "" || key == "" {
 		return errors.New("pgstore: put later: empty namespace or key")
 	}
-	value = bytes.Clone(value)
-	if value == nil {
-		value = []byte{}
-	}
-	s.laterMu.Lock()
-	if s.laterClosed {
-		s.laterMu.Unlock()
+	if !s.later.Put(namespace, key, value) {
 		return fmt.Errorf("pgstore: put later %s/%s: %w", namespace, key, ErrClosed)
 	}
-	s.laterGen++
-	s.later[laterKey{namespace, key}] = laterValue{value: value, gen: s.laterGen}
-	s.laterMu.Unlock()
 	s.kickCommitter()
 	return nil
-}
-
-func (s *Store) laterValue(namespace, key string) ([]byte, bool) {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	v, ok := s.later[laterKey{namespace, key}]
-	if !ok {
-		return nil, false
-	}
-	return bytes.Clone(v.value), true
-}
-
-func (s *Store) forgetLater(namespace, key string) {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	delete(s.later, laterKey{namespace, key})
-}
-
-// takeLater copies the values put later for a commit; they stay visible to Get until
-// laterWritten.
-func (s *Store) takeLater() map[laterKey]laterValue {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	if len(s.later) == 0 {
-		return nil
-	}
-	return maps.Clone(s.later)
-}
-
-// laterWritten drops the values of a commit from memory, unless a newer value for the same
-// key came meanwhile.
-func (s *Store) laterWritten(taken map[laterKey]laterValue) {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	for k, v := range taken {
-		if cur, ok := s.later[k]; ok && cur.gen == v.gen {
-			delete(s.later, k)
-		}
-	}
 }
 
 // keyEscaper makes a key fit a text column: PostgreSQL text cannot hold NUL, which keys of

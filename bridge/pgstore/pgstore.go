@@ -30,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/writebehind"
 )
 
 // SchemaVersion is the schema this binary writes.
@@ -78,10 +79,7 @@ type Store struct {
 	closeMu  sync.Mutex
 	closed   bool
 
-	laterMu     sync.Mutex
-	later       map[laterKey]laterValue // values put later, not yet committed
-	laterGen    uint64
-	laterClosed bool
+	later writebehind.Values // values put later, not yet committed
 }
 
 var (
@@ -122,8 +120,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
 	}
 	s := &Store{pool: pool, leasePool: leasePool, log: o.Logger, opts: o, secret: secret,
-		appends: make(chan *appendReq), dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{}),
-		later: make(map[laterKey]laterValue)}
+		appends: make(chan *appendReq), dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		leasePool.Close()
@@ -150,9 +147,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.laterMu.Lock()
-	s.laterClosed = true
-	s.laterMu.Unlock()
+	s.later.Close()
 	s.dones.close()
 	close(s.quit)
 	s.wg.Wait()

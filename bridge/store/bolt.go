@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/writebehind"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -153,9 +154,8 @@ type Bolt struct {
 	txCached []uint64
 
 	// Values put later and not yet committed (kv.go).
-	laterMu     sync.Mutex
-	later       map[laterKey]laterValue
-	laterGen    uint64
+	later       writebehind.Values
+	laterMu     sync.Mutex  // guards the timer
 	laterTimer  *time.Timer // flushes them when nothing else commits
 	laterClosed bool
 }
@@ -206,7 +206,6 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		doneFull: make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		doneSet:  map[string]struct{}{},
-		later:    map[laterKey]laterValue{},
 		cache:    newEventCache(),
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)

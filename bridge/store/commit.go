@@ -137,7 +137,7 @@ func (s *Bolt) commit(group []*write, dones []string) {
 		}
 		err = s.runTx(rest)
 	}
-	s.laterWritten(later)
+	s.later.Written(later)
 	if err == nil {
 		for _, w := range group {
 			w.done <- nil

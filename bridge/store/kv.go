@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
+	"github.com/kdbridge/kdbridge/internal/writebehind"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +15,7 @@ import (
 func (s *Bolt) Get(ctx context.Context, namespace, key string) ([]byte, bool, error) {
 	var val []byte
 	var ok bool
-	if v, later := s.laterValue(namespace, key); later {
+	if v, later := s.later.Get(namespace, key); later {
 		return v, true, nil
 	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -46,7 +46,7 @@ func (s *Bolt) Put(ctx context.Context, namespace, key string, value []byte) err
 	}
 	// A value put later and not yet written would overwrite this one: drop it now, since
 	// this call is the newer.
-	s.forgetLater(namespace, key)
+	s.later.Forget(namespace, key)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		return putKV(tx, namespace, key, value)
 	})
@@ -67,15 +67,6 @@ func putKV(tx *bolt.Tx, namespace, key string, value []byte) error {
 // laterFlush bounds how long a value put later waits for another commit to carry it.
 const laterFlush = time.Second
 
-// laterKey names a value put later.
-type laterKey struct{ namespace, key string }
-
-// laterValue is a value put later; gen tells a value from a newer one for the same key.
-type laterValue struct {
-	value []byte
-	gen   uint64
-}
-
 // PutLater stores value under key in namespace like Put, but without waiting: the value is
 // written by the next commit of any other write or Done (or within about a second when there
 // is none), and until then Get returns it from memory. Only the latest value per key is kept.
@@ -87,21 +78,15 @@ func (s *Bolt) PutLater(namespace, key string, value []byte) error {
 	if namespace == "" || key == "" {
 		return errors.New("store: put later: empty namespace or key")
 	}
-	value = bytes.Clone(value)
-	if value == nil {
-		value = []byte{}
-	}
 	if len(namespace) > bolt.MaxKeySize || len(key) > bolt.MaxKeySize {
 		return errors.New("store: put later: namespace or key too long")
 	}
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	if s.laterClosed {
+	if !s.later.Put(namespace, key, value) {
 		return fmt.Errorf("store: put later %s/%s: %w", namespace, key, ErrClosed)
 	}
-	s.laterGen++
-	s.later[laterKey{namespace, key}] = laterValue{value: value, gen: s.laterGen}
-	if s.laterTimer == nil {
+	s.laterMu.Lock()
+	defer s.laterMu.Unlock()
+	if s.laterTimer == nil && !s.laterClosed {
 		// Nothing else may commit for a while: make sure the value does not wait forever.
 		s.laterTimer = time.AfterFunc(laterFlush, s.flushLater)
 	}
@@ -116,56 +101,22 @@ func (s *Bolt) flushLater() {
 	}
 }
 
-func (s *Bolt) laterValue(namespace, key string) ([]byte, bool) {
+// takeLater copies the values put later for the committer. They stay readable by Get until
+// s.later.Written confirms their commit.
+func (s *Bolt) takeLater() map[writebehind.Key]writebehind.Value {
 	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	v, ok := s.later[laterKey{namespace, key}]
-	if !ok {
-		return nil, false
-	}
-	return bytes.Clone(v.value), true
-}
-
-func (s *Bolt) forgetLater(namespace, key string) {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	delete(s.later, laterKey{namespace, key})
-}
-
-// takeLater copies the values put later for the committer. They stay in s.later, visible to
-// Get, until laterWritten confirms their commit.
-func (s *Bolt) takeLater() map[laterKey]laterValue {
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
 	if s.laterTimer != nil {
 		s.laterTimer.Stop()
 		s.laterTimer = nil
 	}
-	if len(s.later) == 0 {
-		return nil
-	}
-	return maps.Clone(s.later)
-}
-
-// laterWritten drops the values of a commit from memory, unless a newer value for the same
-// key came meanwhile.
-func (s *Bolt) laterWritten(taken map[laterKey]laterValue) {
-	if len(taken) == 0 {
-		return
-	}
-	s.laterMu.Lock()
-	defer s.laterMu.Unlock()
-	for k, v := range taken {
-		if cur, ok := s.later[k]; ok && cur.gen == v.gen {
-			delete(s.later, k)
-		}
-	}
+	s.laterMu.Unlock()
+	return s.later.Take()
 }
 
 // applyLater writes values put later in tx.
-func applyLater(tx *bolt.Tx, later map[laterKey]laterValue) error {
+func applyLater(tx *bolt.Tx, later map[writebehind.Key]writebehind.Value) error {
 	for k, v := range later {
-		if err := putKV(tx, k.namespace, k.key, v.value); err != nil {
+		if err := putKV(tx, k.Namespace, k.Key, v.Value); err != nil {
 			return err
 		}
 	}
@@ -175,6 +126,7 @@ func applyLater(tx *bolt.Tx, later map[laterKey]laterValue) error {
 // closeLater makes later PutLater calls fail; the committer writes the values already put
 // before it stops.
 func (s *Bolt) closeLater() {
+	s.later.Close()
 	s.laterMu.Lock()
 	defer s.laterMu.Unlock()
 	s.laterClosed = true

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -51,6 +52,19 @@ type Peeker interface {
 type Record struct {
 	Event   Event
 	Targets []Target
+}
+
+// UniqueTargets drops repeated targets (same Key), keeping the first of each: the stores'
+// Append keeps one delivery per target. Records have a handful of targets, so a linear
+// search beats a map.
+func UniqueTargets(ts []Target) []Target {
+	out := make([]Target, 0, len(ts))
+	for _, t := range ts {
+		if !slices.ContainsFunc(out, func(o Target) bool { return o.Key() == t.Key() }) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Queue names one ordered delivery queue: a target and a discussion.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +74,7 @@ func (s *Store) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Reco
 			continue
 		}
 		seen[r.Event.ID] = struct{}{}
-		r.Targets = uniqueTargets(r.Targets)
+		r.Targets = bridge.UniqueTargets(r.Targets)
 		var body []byte
 		if len(r.Targets) > 0 { // with no target, only the ID is kept, for dedupe
 			b, err := encodeEvent(&r.Event)
@@ -248,17 +247,6 @@ SELECT id FROM ins`, ids, bodies, tids, tks, discs, idxs, targets).Query(func(ro
 func encodeEvent(e *bridge.Event) ([]byte, error) { return json.Marshal(e) }
 
 func decodeEvent(body []byte, e *bridge.Event) error { return json.Unmarshal(body, e) }
-
-// uniqueTargets drops repeated targets (same Key), keeping the first of each.
-func uniqueTargets(ts []bridge.Target) []bridge.Target {
-	out := make([]bridge.Target, 0, len(ts))
-	for _, t := range ts {
-		if !slices.ContainsFunc(out, func(o bridge.Target) bool { return o.Key() == t.Key() }) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
 
 // fail wraps an error of operation op, keeping ErrFenced and ErrClosed recognisable.
 func (s *Store) fail(op string, err error) error {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/kdbridge/kdbridge/bridge"
 	bolt "go.etcd.io/bbolt"
@@ -77,7 +76,7 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 	if err := tx.Bucket(bucketStored).Put(k, concat(now, id)); err != nil {
 		return r, false, err
 	}
-	r.Targets = uniqueTargets(r.Targets)
+	r.Targets = bridge.UniqueTargets(r.Targets)
 	if len(r.Targets) == 0 {
 		return r, true, nil // remembered for dedupe; nobody needs the body
 	}
@@ -99,18 +98,6 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 		}
 	}
 	return r, true, nil
-}
-
-// uniqueTargets drops repeated targets (same Key), keeping the first of each. Records have
-// a handful of targets, so a linear search beats a map.
-func uniqueTargets(ts []bridge.Target) []bridge.Target {
-	out := make([]bridge.Target, 0, len(ts))
-	for _, t := range ts {
-		if !slices.ContainsFunc(out, func(o bridge.Target) bool { return o.Key() == t.Key() }) {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // concat returns a new slice holding a then b.

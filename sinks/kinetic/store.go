@@ -2,32 +2,28 @@ package kinetic
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+
+	"github.com/kdbridge/kdbridge/internal/kvjson"
 )
 
+// load reads a JSON record of the sink's map; ok is false when there is none (or it does not
+// decode: it is logged and counted as none).
 func (s *Sink) load(ctx context.Context, key string, v any) (bool, error) {
-	b, ok, err := s.kv.Get(ctx, Namespace(s.name), key)
+	ok, err := s.records().Load(ctx, key, v)
 	if err != nil {
-		return false, fmt.Errorf("kinetic sink: reading %s from the store: %w", key, err)
+		return false, fmt.Errorf("kinetic sink: %w", err)
 	}
-	if !ok {
-		return false, nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		s.log.Warn("ignoring an unreadable record in the store", "key", key, "error", err)
-		return false, nil
-	}
-	return true, nil
+	return ok, nil
 }
 
 func (s *Sink) save(ctx context.Context, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := s.kv.Put(ctx, Namespace(s.name), key, b); err != nil {
-		return fmt.Errorf("kinetic sink: writing %s to the store: %w", key, err)
+	if err := s.records().Save(ctx, key, v); err != nil {
+		return fmt.Errorf("kinetic sink: %w", err)
 	}
 	return nil
+}
+
+func (s *Sink) records() kvjson.Records {
+	return kvjson.Records{KV: s.kv, Namespace: Namespace(s.name), Log: s.log}
 }

@@ -2,12 +2,12 @@ package slack
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/kvjson"
 )
 
 // What the sink remembers lives in the KV, so that edits, deletes and threads keep working
@@ -47,32 +47,25 @@ func parentKey(channel, source, discussion string) string {
 	return "thread/" + channel + "/" + source + "/" + discussion
 }
 
-// load reads a JSON record; ok is false when there is none.
+// load reads a JSON record; ok is false when there is none (or it does not decode: a record
+// we cannot read is as good as none, and posting anew beats failing for ever).
 func (s *Sink) load(ctx context.Context, key string, v any) (bool, error) {
-	b, ok, err := s.kv.Get(ctx, s.namespace, key)
+	ok, err := s.records().Load(ctx, key, v)
 	if err != nil {
-		return false, fmt.Errorf("slack: reading %s from the store: %w", key, err)
+		return false, fmt.Errorf("slack: %w", err)
 	}
-	if !ok {
-		return false, nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		// A record we cannot read is as good as none; posting anew beats failing forever.
-		s.log.Warn("ignoring an unreadable record in the store", "key", key, "error", err)
-		return false, nil
-	}
-	return true, nil
+	return ok, nil
 }
 
 func (s *Sink) save(ctx context.Context, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := s.kv.Put(ctx, s.namespace, key, b); err != nil {
-		return fmt.Errorf("slack: writing %s to the store: %w", key, err)
+	if err := s.records().Save(ctx, key, v); err != nil {
+		return fmt.Errorf("slack: %w", err)
 	}
 	return nil
+}
+
+func (s *Sink) records() kvjson.Records {
+	return kvjson.Records{KV: s.kv, Namespace: s.namespace, Log: s.log}
 }
 
 // threadFor returns the thread_ts a message or notice of e goes under in channel ch, posting

@@ -2,12 +2,12 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/storetest"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
@@ -29,17 +29,8 @@ func openT(t testing.TB, dir string, opts Options) *Bolt {
 	return s
 }
 
-func ev(disc string, n int) bridge.Event {
-	id := fmt.Sprintf("%s-%06d", disc, n)
-	return bridge.Event{
-		ID:         bridge.EventID("src", disc, id, "v1", bridge.MessageCreated),
-		Type:       bridge.MessageCreated,
-		Source:     "src",
-		Time:       time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC),
-		Discussion: bridge.Discussion{ID: disc, Title: "Incident " + disc},
-		Message:    &bridge.Message{ID: id, Kind: bridge.KindUser, Text: fmt.Sprint(n), Author: bridge.User{Username: "alice"}},
-	}
-}
+// ev is event n of discussion disc, as in the contract suite.
+var ev = storetest.Ev
 
 func tgt(sink string) bridge.Target { return bridge.Target{Route: "r", Sink: sink} }
 

@@ -317,15 +317,28 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-// FuzzDecodeFrame feeds arbitrary frames through the decoder: it must never panic, and what
-// it accepts must be a well-formed event.
-func FuzzDecodeFrame(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+// fixtureFrames are the frames of testdata/frames, the first seeds of the fuzz targets.
+func fixtureFrames(t testing.TB) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no frame fixtures: %v", err)
+	}
+	var out [][]byte
 	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			f.Fatal(err)
+			t.Fatal(err)
 		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// FuzzDecodeFrame feeds arbitrary frames through the decoder: it must never panic, and what
+// it accepts must be a well-formed event.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, b := range fixtureFrames(f) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -358,12 +371,7 @@ func FuzzDecodeFrame(f *testing.F) {
 // whenever the typed pass succeeds, it must read exactly what the lenient pass reads (message
 // falls back to the lenient pass only when the typed one fails).
 func FuzzMessageTyped(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range fixtureFrames(f) {
 		var fr struct {
 			Payload json.RawMessage `json:"payload"`
 		}
@@ -397,12 +405,7 @@ func FuzzMessageTyped(f *testing.F) {
 // FuzzMessageKeys checks what a catch-up reads of a message while it pages back against the
 // full decode: whenever readMessageKeys succeeds, message succeeds with the same keys.
 func FuzzMessageKeys(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range fixtureFrames(f) {
 		var fr struct {
 			Payload json.RawMessage `json:"payload"`
 		}
@@ -435,12 +438,7 @@ func FuzzMessageKeys(f *testing.F) {
 
 // fastSeeds are the frame fixtures and frames of unusual shapes for the fast-path fuzzers.
 func fastSeeds(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range fixtureFrames(f) {
 		f.Add(b)
 	}
 	f.Add([]byte(benchFrame))

@@ -2,8 +2,6 @@ package kinetic
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"unicode/utf8"
 
@@ -61,9 +59,7 @@ func TestFormatSize(t *testing.T) {
 // FuzzRenderContent renders arbitrary content: never a panic, always valid UTF-8. Its seeds
 // are the content arrays of the frame fixtures.
 func FuzzRenderContent(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "frames", "*.json"))
-	for _, file := range files {
-		b, _ := os.ReadFile(file)
+	for _, b := range fixtureFrames(f) {
 		var fr struct {
 			Payload struct {
 				Content json.RawMessage `json:"content"`

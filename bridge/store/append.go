@@ -58,11 +58,11 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 	ids, events := tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
 	// These keys only grow at the end (of the bucket, or of a queue's range), so pages
 	// that split are not written to again: fill them instead of leaving them half empty.
-	// (FillPercent is per transaction; ids get random keys and keep the default.)
+	// (FillPercent is per transaction; ids, merged in later, keep the default.)
 	events.FillPercent = 0.9
 	tx.Bucket(bucketStored).FillPercent = 0.9
 	id := []byte(r.Event.ID)
-	if ids.Get(id) != nil {
+	if _, ok := s.recent.find(ids, id); ok {
 		return r, false, nil
 	}
 	seq, err := events.NextSequence()
@@ -70,12 +70,14 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 		return r, false, err
 	}
 	k := seqKey(seq)
-	if err := ids.Put(id, concat(k, now)); err != nil {
-		return r, false, err
-	}
+	// The ID goes to ids later, with many others (ids.go); until then the age index and
+	// memory know it.
 	if err := tx.Bucket(bucketStored).Put(k, concat(now, id)); err != nil {
 		return r, false, err
 	}
+	e := idEntry{seq: seq}
+	copy(e.at[:], now)
+	s.recent.add(r.Event.ID, e)
 	r.Targets = bridge.UniqueTargets(r.Targets)
 	if len(r.Targets) == 0 {
 		return r, true, nil // remembered for dedupe; nobody needs the body

@@ -153,3 +153,49 @@ func BenchmarkDrain(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBurstShape is the store's share of the bench's burst: each op appends a group of
+// 64 events with hash IDs (as bridge.EventID makes them) across 200 discussions, one target
+// each, and delivers 64 others (Head, then Done, from the queues in turn), as the workers
+// would, keeping about 2,000 pending. The store starts with 20,000 delivered events whose
+// IDs are still kept for de-duplication.
+func BenchmarkBurstShape(b *testing.B) {
+	const group, discussions, backlog = 64, 200, 2048
+	s := openT(b, b.TempDir(), Options{})
+	n, turn := 0, 0
+	appendGroup := func() {
+		recs := make([]bridge.Record, group)
+		for i := range recs {
+			e := ev("d"+strconv.Itoa(n%discussions), n)
+			e.ID = bridge.EventID("bench", e.Discussion.ID, strconv.Itoa(n), "1", "Created")
+			recs[i] = rec(e, tgt("hook"))
+			n++
+		}
+		mustAppend(b, s, recs...)
+	}
+	deliverGroup := func() {
+		for range group {
+			q := bridge.Queue{Target: tgt("hook"), Discussion: "d" + strconv.Itoa(turn%discussions)}
+			turn++
+			if p, ok := mustHead(b, s, q); ok {
+				mustDone(b, s, p)
+			}
+		}
+	}
+	for range 20000 / group {
+		appendGroup()
+		deliverGroup()
+	}
+	for range backlog / group {
+		appendGroup()
+	}
+	flush(b, s)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		appendGroup()
+		deliverGroup()
+	}
+	flush(b, s)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/float64(b.N*group), "µs/event")
+}

@@ -12,7 +12,7 @@
 //
 // Layout (all sequence numbers are big-endian uint64, so byte order is append order):
 //
-//	meta     "schema" → format version
+//	meta     "schema" → format version; "ids-merged" → the seq up to which ids is complete
 //	events   seq → refs(uint32) ‖ event body; refs counts the pending deliveries and dead
 //	         letters that needed the body when it was stored (written once, by Append). The
 //	         body is binary since schema 3 (eventcodec.go), JSON before; both decode. The bucket's sequence numbers
@@ -21,7 +21,8 @@
 //	released seq → uint32: how many of an event's references are gone, while some are
 //	         left; the body goes with the last. Kept apart so that a Done writes 4 bytes,
 //	         not the whole body again.
-//	ids      event ID → seq ‖ stored-at: the dedupe index, kept until Prune
+//	ids      event ID → seq ‖ stored-at: the dedupe index, kept until Prune; an ID joins it
+//	         in a merge of many (ids.go), until then stored and memory know it
 //	stored   seq → stored-at ‖ event ID: the dedupe index in age order, so Prune reads only
 //	         the old end
 //	pending  queue ‖ seq → event seq ‖ attempt JSON, where queue is the length-prefixed
@@ -70,7 +71,13 @@ const FileName = "kdbridge.db"
 // schema 1 or 2 file in place without rewriting anything: the JSON bodies it holds still
 // decode, and new bodies are binary. An older kdbridge refuses a schema 3 file (it could not
 // decode the new bodies), so rolling back means restoring a copy taken before the upgrade.
-const schemaVersion = "3"
+//
+// Schema 4 writes new event IDs to ids in merges rather than in the commit that stores them
+// (ids.go), behind the watermark meta "ids-merged". Open upgrades a schema 1–3 file by
+// writing the watermark (everything it holds is merged); nothing else changes. An older
+// kdbridge refuses a schema 4 file: it would miss the IDs not merged yet, and deliver those
+// events again.
+const schemaVersion = "4"
 
 // initialMmapSize is the address space mapped for the file from the start. bbolt maps the
 // file and, as it grows, maps it again at double the size (32 KiB, 64 KiB, … 1 GiB): each
@@ -121,6 +128,8 @@ type Options struct {
 
 	// doneDelay replaces the package's doneDelay when set (tests).
 	doneDelay time.Duration
+	// idsMerge and idsChunk replace recentIDsMerge and mergeChunk when set (tests).
+	idsMerge, idsChunk int
 }
 
 // Bolt is the bbolt-backed bridge.Store. It is safe for concurrent use; writes from all
@@ -153,6 +162,9 @@ type Bolt struct {
 	cache    *eventCache
 	txCached []uint64
 
+	// The event IDs stored since the dedupe index's last merge (ids.go); the committer's.
+	recent *recentIDs
+
 	// Values put later and not yet committed (kv.go).
 	later       writebehind.Values
 	laterMu     sync.Mutex  // guards the timer
@@ -178,6 +190,9 @@ func Open(dir string, opts Options) (*Bolt, error) {
 	if opts.doneDelay == 0 {
 		opts.doneDelay = doneDelay
 	}
+	if opts.idsMerge == 0 {
+		opts.idsMerge, opts.idsChunk = recentIDsMerge, mergeChunk
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create state directory: %w", err)
 	}
@@ -187,6 +202,14 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		return nil, err
 	}
 	if err := db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	var recent *recentIDs
+	if err := db.View(func(tx *bolt.Tx) (err error) {
+		recent, err = loadRecentIDs(tx, opts.idsMerge, opts.idsChunk)
+		return err
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -207,6 +230,7 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		quit:     make(chan struct{}),
 		doneSet:  map[string]struct{}{},
 		cache:    newEventCache(),
+		recent:   recent,
 	}
 	s.doneRoom = sync.NewCond(&s.doneMu)
 	s.wg.Add(1)
@@ -244,9 +268,18 @@ func initSchema(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil, string(v) == "1", string(v) == "2":
-		// New; or schema 1, which needs only the released bucket created above; or
-		// schema 2, whose JSON bodies decode as they are.
+	case v == nil:
+		if err := meta.Put(metaIDsMerged, seqKey(0)); err != nil {
+			return err
+		}
+		return meta.Put([]byte("schema"), []byte(schemaVersion))
+	case string(v) == "1", string(v) == "2", string(v) == "3":
+		// Schema 1 needs only the released bucket created above; schema 2's JSON bodies
+		// decode as they are; every ID stored so far is in ids, so the merge watermark of
+		// schema 4 starts at the last seq.
+		if err := meta.Put(metaIDsMerged, seqKey(tx.Bucket(bucketEvents).Sequence())); err != nil {
+			return err
+		}
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)

@@ -150,13 +150,17 @@ func (s *Bolt) cacheInTx(seq uint64, e bridge.Event, storedAt time.Time) {
 }
 
 // runTx runs fn in a write transaction of the committer. When it fails, the events it cached
-// go again: their seqs were rolled back with it and will name other events.
+// go again (their seqs were rolled back with it and will name other events), and so do the
+// IDs it stored (ids.go); when it commits, those IDs join the ones in memory.
 func (s *Bolt) runTx(fn func(*bolt.Tx) error) error {
 	err := s.db.Update(fn)
 	if err != nil {
 		for _, seq := range s.txCached {
 			s.cache.remove(seq)
 		}
+		s.recent.discard()
+	} else {
+		s.recent.commit()
 	}
 	s.txCached = s.txCached[:0]
 	return err

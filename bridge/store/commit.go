@@ -107,6 +107,7 @@ func (s *Bolt) commit(group []*write, dones []string) {
 	if len(group) == 0 && len(dones) == 0 && len(later) == 0 {
 		return
 	}
+	step, merging := s.recent.nextStep()
 	defer s.forgetDones(dones)
 	rest := func(tx *bolt.Tx) error {
 		// Dones first: a Done that returned before some write was made applies before it,
@@ -122,6 +123,13 @@ func (s *Bolt) commit(group []*write, dones []string) {
 		return nil
 	}
 	err := s.runTx(func(tx *bolt.Tx) error {
+		// A step of the dedupe index's merge goes first: a Prune in this group must find
+		// the IDs it forgets in ids (ids.go).
+		if merging {
+			if err := s.recent.write(tx, step); err != nil {
+				return err
+			}
+		}
 		// Values put later go first too: a Put of the same key that is in this group was
 		// made after them (Put drops the value put later that it replaces).
 		if err := applyLater(tx, later); err != nil {
@@ -129,6 +137,13 @@ func (s *Bolt) commit(group []*write, dones []string) {
 		}
 		return rest(tx)
 	})
+	if merging {
+		if err == nil {
+			s.recent.written(step)
+		} else {
+			s.recent.failed(step) // written with a later commit; the retries below go without it
+		}
+	}
 	if err != nil && len(later) > 0 {
 		// Try the values put later on their own: one that cannot be written must not fail
 		// every commit from now on, so it is dropped (it costs a longer catch-up at most).

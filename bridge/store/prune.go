@@ -32,7 +32,7 @@ func (s *Bolt) Prune(ctx context.Context, before time.Time) (int, error) {
 		var next []byte
 		err := s.update(ctx, func(tx *bolt.Tx) error {
 			var err error
-			n, next, err = pruneSome(tx, from, before)
+			n, next, err = pruneSome(tx, s.recent, from, before)
 			return err
 		})
 		if err != nil {
@@ -48,7 +48,7 @@ func (s *Bolt) Prune(ctx context.Context, before time.Time) (int, error) {
 
 // pruneSome prunes up to pruneChunk IDs, starting at the age-index key from (nil: the
 // oldest). It returns where to go on, or nil when it reached the end or an entry too new.
-func pruneSome(tx *bolt.Tx, from []byte, before time.Time) (n int, next []byte, err error) {
+func pruneSome(tx *bolt.Tx, recent *recentIDs, from []byte, before time.Time) (n int, next []byte, err error) {
 	storedB, ids, events := tx.Bucket(bucketStored), tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
 	type victim struct{ seqKey, id []byte }
 	var victims []victim
@@ -77,8 +77,11 @@ func pruneSome(tx *bolt.Tx, from []byte, before time.Time) (n int, next []byte, 
 	}
 	// Delete after the walk: deleting under a bbolt cursor can make it skip entries.
 	for _, vi := range victims {
-		// An ID is only ever stored once, but check it still points here to be safe.
-		if cur := ids.Get(vi.id); len(cur) >= 8 && binary.BigEndian.Uint64(cur) == binary.BigEndian.Uint64(vi.seqKey) {
+		// An ID is only ever stored once, but check it still points here to be safe. It
+		// may be in memory, not merged into ids yet (ids.go), or in both after a crash.
+		seq := binary.BigEndian.Uint64(vi.seqKey)
+		recent.forget(vi.id, seq)
+		if sameID(ids.Get(vi.id), seq) {
 			if err := ids.Delete(vi.id); err != nil {
 				return 0, nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -682,8 +683,8 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 // was not handed over: one different from the version emitted for it, or — when this
 // process never emitted it — one edited after the checkpoint.
 func (w *worker) editedSince(m messageKeys, cp Checkpoint) bool {
-	if v, ok := w.versions.get(m.id); ok {
-		return m.versionID != "" && v != m.versionID
+	if found, same := w.versions.holds(m.id, m.versionID); found {
+		return m.versionID != "" && !same
 	}
 	return m.updatedAt.After(m.createdAt) && m.updatedAt.After(cp.CreatedAt)
 }
@@ -729,31 +730,52 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // empty and allocates nothing: every subscribed discussion has two, and most discussions are
 // quiet. It grows as keys arrive, since preallocating the bound would cost hundreds of
 // kilobytes per discussion (gigabytes at 10,000 discussions).
+//
+// Keys and values are held as 128-bit hashes (seeded per process), not strings: an entry
+// costs ~40 bytes instead of ~110, and the maps hold no pointers for the garbage collector to
+// follow. A catch-up of 50,000 messages kept 9 MB of ID strings live in the two rings. Two
+// different strings get the same hash with a chance of about 2^-128 per comparison, far
+// below anything else that could go wrong; and the ring only saves work, since the store
+// deduplicates exactly by ID.
 type ring struct {
-	m     map[string]string
-	keys  []string
+	m     map[hash128]hash128
+	keys  []hash128
 	next  int
 	limit int
 }
 
-func (r *ring) has(k string) bool { _, ok := r.m[k]; return ok }
+// hash128 is a string's two 64-bit hashes under independent seeds.
+type hash128 [2]uint64
 
-func (r *ring) get(k string) (string, bool) { v, ok := r.m[k]; return v, ok }
+var ringSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func hashString(s string) hash128 {
+	return hash128{maphash.String(ringSeeds[0], s), maphash.String(ringSeeds[1], s)}
+}
+
+func (r *ring) has(k string) bool { _, ok := r.m[hashString(k)]; return ok }
+
+// holds reports whether k is there with the value v.
+func (r *ring) holds(k, v string) (found, same bool) {
+	h, ok := r.m[hashString(k)]
+	return ok, ok && h == hashString(v)
+}
 
 func (r *ring) add(k, v string) {
 	if r.m == nil {
-		r.m = map[string]string{}
+		r.m = map[hash128]hash128{}
 	}
-	if _, ok := r.m[k]; ok {
-		r.m[k] = v
+	hk, hv := hashString(k), hashString(v)
+	if _, ok := r.m[hk]; ok {
+		r.m[hk] = hv
 		return
 	}
 	if len(r.keys) < r.limit {
-		r.keys = append(r.keys, k)
+		r.keys = append(r.keys, hk)
 	} else {
 		delete(r.m, r.keys[r.next])
-		r.keys[r.next] = k
+		r.keys[r.next] = hk
 		r.next = (r.next + 1) % r.limit
 	}
-	r.m[k] = v
+	r.m[hk] = hv
 }

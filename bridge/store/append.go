@@ -22,12 +22,16 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 	// Encode before queueing, so that the shared commit does not wait for it.
 	bodies := make([][]byte, len(recs))
 	events := make([]bridge.Event, len(recs)) // for the cache, not shared with the caller
+	var scratch []byte
 	for i, r := range recs {
 		if r.Event.ID == "" {
 			return nil, errors.New("store: append: event without an id")
 		}
 		// The reference count goes in front; appendOne fills it in.
-		bodies[i] = appendEventBinary(make([]byte, 4, 4+eventSizeHint(&r.Event)), &r.Event)
+		if cap(scratch) == 0 {
+			scratch = make([]byte, 0, eventSizeHint(&r.Event))
+		}
+		bodies[i], scratch = appendEventBody(make([]byte, 4), scratch, &r.Event)
 		events[i] = cloneEvent(r.Event)
 	}
 	now := stamp(s.now())

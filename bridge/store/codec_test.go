@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/klauspost/compress/s2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +38,10 @@ func codecCases() map[string]bridge.Event {
 	odd := richEv(4)
 	odd.Message.Text = "tab\t, quote \", newline \n, émoji 🎉, NUL \x00"
 	odd.Message.Attachments[0].Size = -1
+	long := richEv(5)
+	long.Message.Text = strings.Repeat("long enough to be stored compressed; ", 20)
 	return map[string]bridge.Event{
-		"rich": richEv(0), "live": liveEv(), "minimal": minimal, "empty content": emptyContent,
+		"long": long, "rich": richEv(0), "live": liveEv(), "minimal": minimal, "empty content": emptyContent,
 		"nil content": nilContent, "zoned times": zoned, "odd text": odd,
 	}
 }
@@ -54,6 +58,14 @@ func TestEventCodecRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, e) {
 				t.Fatalf("binary round trip:\n got %+v\nwant %+v", got, e)
 			}
+			stored, _ := appendEventBody(nil, nil, &e)
+			fromStored, err := decodeEvent(stored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(fromStored, e) {
+				t.Fatalf("stored body (tag %d) round trip:\n got %+v\nwant %+v", stored[0], fromStored, e)
+			}
 			js, err := json.Marshal(e)
 			if err != nil {
 				t.Fatal(err)
@@ -69,18 +81,31 @@ func TestEventCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Every truncation of a body, and trailing bytes, is an error, never a panic or a partial
-// event.
+// Every truncation of a body, binary or compressed, and trailing bytes, is an error, never
+// a panic or a partial event.
 func TestEventCodecCorrupt(t *testing.T) {
 	e := richEv(0)
 	b := appendEventBinary(nil, &e)
-	for n := range len(b) {
-		if got, err := decodeEvent(b[:n]); err == nil {
-			t.Fatalf("%d of %d bytes decoded without error: %+v", n, len(b), got)
+	e.Message.Text = strings.Repeat("the same words again, ", 20)
+	c, _ := appendEventBody(nil, nil, &e)
+	if c[0] != eventS2 {
+		t.Fatalf("a repetitive event's body is stored with tag %d, want compressed", c[0])
+	}
+	for _, b := range [][]byte{b, c} {
+		for n := range len(b) {
+			if got, err := decodeEvent(b[:n]); err == nil {
+				t.Fatalf("%d of %d bytes (tag %d) decoded without error: %+v", n, len(b), b[0], got)
+			}
+		}
+		if _, err := decodeEvent(append(b, 0)); err == nil {
+			t.Fatalf("a trailing byte (tag %d) decoded without error", b[0])
 		}
 	}
-	if _, err := decodeEvent(append(b, 0)); err == nil {
-		t.Fatal("a trailing byte decoded without error")
+	if _, err := decodeEvent(append([]byte{eventS2}, s2.Encode(nil, []byte("{not binary"))...)); err == nil {
+		t.Fatal("a compressed body that is not a binary one decoded without error")
+	}
+	if _, err := decodeEvent([]byte{eventS2, 0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
+		t.Fatal("a compressed body claiming 4 GiB decoded without error")
 	}
 	if _, err := decodeEvent([]byte{9, 1, 2}); err == nil {
 		t.Fatal("an unknown tag decoded without error")
@@ -97,10 +122,12 @@ func TestEventCodecCorrupt(t *testing.T) {
 func FuzzDecodeEvent(f *testing.F) {
 	for _, e := range codecCases() {
 		f.Add(appendEventBinary(nil, &e))
+		b, _ := appendEventBody(nil, nil, &e)
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, err := decodeEvent(body)
-		if err != nil || body[0] != eventBinary {
+		if err != nil || body[0] == '{' {
 			return
 		}
 		enc := appendEventBinary(nil, &e)
@@ -129,6 +156,13 @@ func BenchmarkEventCodec(b *testing.B) {
 			appendEventBinary(make([]byte, 4, 4+eventSizeHint(&e)), &e)
 		}
 	})
+	b.Run("encode/stored", func(b *testing.B) {
+		b.ReportAllocs()
+		var scratch []byte
+		for b.Loop() {
+			_, scratch = appendEventBody(make([]byte, 4), scratch, &e)
+		}
+	})
 	b.Run("encode/json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -137,7 +171,8 @@ func BenchmarkEventCodec(b *testing.B) {
 			}
 		}
 	})
-	for name, body := range map[string][]byte{"binary": bin, "json": js} {
+	stored, _ := appendEventBody(nil, nil, &e)
+	for name, body := range map[string][]byte{"binary": bin, "json": js, "stored": stored} {
 		b.Run("decode/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()

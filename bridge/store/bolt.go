@@ -15,7 +15,8 @@
 //	meta     "schema" → format version; "ids-merged" → the seq up to which ids is complete
 //	events   seq → refs(uint32) ‖ event body; refs counts the pending deliveries and dead
 //	         letters that needed the body when it was stored (written once, by Append). The
-//	         body is binary since schema 3 (eventcodec.go), JSON before; both decode. The bucket's sequence numbers
+//	         body is binary since schema 3 (codec.go), S2-compressed binary since schema 4,
+//	         JSON before; all decode. The bucket's sequence numbers
 //	         events and replayed deliveries alike: a delivery's seq is its event's, or its
 //	         replay's.
 //	released seq → uint32: how many of an event's references are gone, while some are
@@ -73,10 +74,11 @@ const FileName = "kdbridge.db"
 // decode the new bodies), so rolling back means restoring a copy taken before the upgrade.
 //
 // Schema 4 writes new event IDs to ids in merges rather than in the commit that stores them
-// (ids.go), behind the watermark meta "ids-merged". Open upgrades a schema 1–3 file by
-// writing the watermark (everything it holds is merged); nothing else changes. An older
-// kdbridge refuses a schema 4 file: it would miss the IDs not merged yet, and deliver those
-// events again.
+// (ids.go), behind the watermark meta "ids-merged", and stores event bodies S2-compressed
+// when that saves a tenth (codec.go, tag 2). Open upgrades a schema 1–3 file by writing the
+// watermark (everything it holds is merged); its bodies decode as they are. An older
+// kdbridge refuses a schema 4 file: it would miss the IDs not merged yet (and deliver those
+// events again), and could not decode compressed bodies.
 const schemaVersion = "4"
 
 // initialMmapSize is the address space mapped for the file from the start. bbolt maps the

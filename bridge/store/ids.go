@@ -24,8 +24,8 @@ import (
 // reads the IDs above the watermark back from stored, so a crash loses nothing, and a chunk
 // written twice writes the same values again.
 //
-// Memory stays bounded by about twice recentIDsMerge IDs (~100 bytes each), whatever the
-// retention; the gain is largest while ids is small against a merge (at 20,000 IDs a merge
+// Memory stays at about twice recentIDsMerge IDs (~100 bytes each), whatever the retention
+// (chunks grow when more wait, see nextStep); the gain is largest while ids is small against a merge (at 20,000 IDs a merge
 // of 8,192 writes each page of ids once for ~25 IDs) and fades to nothing at many millions,
 // where the IDs of a merge are as spread over ids as those of a commit.
 const (
@@ -56,6 +56,7 @@ type recentIDs struct {
 
 	merging   []mergeItem // the IDs of the merge under way, sorted; nil when none
 	mergeNext int         // how many of merging are written
+	stepSize  int         // IDs written per commit in the merge under way
 	mergeTo   uint64      // the watermark once merging is written
 }
 
@@ -157,10 +158,14 @@ func (r *recentIDs) nextStep() (step mergeStep, ok bool) {
 		}
 		slices.SortFunc(r.merging, func(a, b mergeItem) int { return strings.Compare(a.id, b.id) })
 		r.mergeNext = 0
+		// A merge takes at most about four commits: after a flood of new IDs (more per
+		// commit than a chunk) its chunks are larger, so that merges keep up and memory
+		// stays bounded.
+		r.stepSize = max(r.chunk, len(r.merging)/4)
 	}
 	step.from = r.mergeNext
 	for _, it := range r.merging[r.mergeNext:] {
-		if len(step.items) == r.chunk {
+		if len(step.items) == r.stepSize {
 			break
 		}
 		r.mergeNext++

@@ -145,3 +145,15 @@ func TestIDsOfAFailedTransactionAreNotKept(t *testing.T) {
 		t.Fatalf("delivered %v, want the event once", got)
 	}
 }
+
+// When many more IDs wait than a chunk holds, chunks grow, so merges keep up with a flood.
+func TestIDsMergeKeepsUpWithAFlood(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{idsMerge: 100, idsChunk: 10})
+	appendN(t, s, 0, 1000)
+	for range 5 {
+		flush(t, s)
+	}
+	if st := readIDsState(t, s); st.inMemory != 0 || st.inIDs != 1000 {
+		t.Fatalf("after 6 commits: %+v; want all 1,000 merged (chunks of 10 would need 100)", st)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -43,6 +44,16 @@ const eventS2 byte = 2
 // maxDecodedBody bounds the size a compressed body may claim, so that a corrupt header
 // cannot become a huge allocation.
 const maxDecodedBody = 64 << 20
+
+// decodeBufs holds buffers for decompressing bodies (*[]byte, so that Put does not allocate).
+var decodeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// putDecodeBuf returns a buffer to decodeBufs unless it grew for an unusually large body.
+func putDecodeBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		decodeBufs.Put(bp)
+	}
+}
 
 // appendEventBody appends the body Append stores for e: compressed when that saves a tenth.
 // scratch is reused for the binary form and returned, grown if needed.
@@ -179,7 +190,14 @@ func decodeEvent(body []byte) (bridge.Event, error) {
 		if n > maxDecodedBody {
 			return e, fmt.Errorf("compressed event claims %d bytes", n)
 		}
-		bin, err := s2.Decode(nil, body[1:])
+		// The decompressed form is only read (the event is copied out of it), so its
+		// buffer is reused.
+		bp := decodeBufs.Get().(*[]byte)
+		defer putDecodeBuf(bp)
+		if cap(*bp) < n {
+			*bp = make([]byte, n)
+		}
+		bin, err := s2.Decode((*bp)[:cap(*bp)], body[1:])
 		if err != nil {
 			return e, fmt.Errorf("compressed event: %w", err)
 		}

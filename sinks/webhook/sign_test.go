@@ -173,6 +173,24 @@ func TestHeadersAndBody(t *testing.T) {
 	}
 }
 
+// A configured user-agent header replaces kdbridge's own; each header is sent once.
+func TestConfiguredUserAgent(t *testing.T) {
+	srv, got := receiver(t, nil)
+	s := newSink(t, webhook.Config{URL: srv.URL, Headers: map[string]string{"user-agent": "acme-relay/2"}}, webhook.Options{UserAgent: "kdbridge/1.2.3"})
+	if err := deliver(t, s, messageEvent()); err != nil {
+		t.Fatal(err)
+	}
+	r := next(t, got)
+	if ua := r.Header.Values("User-Agent"); len(ua) != 1 || ua[0] != "acme-relay/2" {
+		t.Fatalf("user-agent %q, want the configured one only", ua)
+	}
+	for _, k := range []string{"Content-Type", "Webhook-Id", "Webhook-Timestamp"} {
+		if n := len(r.Header.Values(k)); n != 1 {
+			t.Errorf("%s sent %d times", k, n)
+		}
+	}
+}
+
 func TestBadEventIDIsPermanent(t *testing.T) {
 	srv, got := receiver(t, nil)
 	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{})

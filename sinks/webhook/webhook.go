@@ -156,16 +156,24 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 	if err != nil {
 		return bridge.Permanent(fmt.Errorf("webhook %s: %w", ep, err))
 	}
-	req.Header.Set("User-Agent", s.ua)
-	for _, h := range headers {
+	// The fixed headers go in under their canonical names, their values in one array and
+	// the map sized once: Header.Set's canonicalizing and one allocation per value were a
+	// tenth of a delivery's allocations.
+	ts := time.Now().Unix()
+	vals := [5]string{s.ua, s.c.cfg.ContentType, e.ID, strconv.FormatInt(ts, 10)}
+	n := 4
+	if s.sign != nil {
+		vals[4], n = s.sign.sign(e.ID, ts, body), 5
+	}
+	keys := [5]string{"User-Agent", "Content-Type", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+	all := vals[:n:n]
+	req.Header = make(http.Header, n+len(headers))
+	req.Header[keys[0]] = all[0:1:1]
+	for _, h := range headers { // after User-Agent, which they may replace
 		req.Header.Set(h[0], h[1])
 	}
-	req.Header.Set("Content-Type", s.c.cfg.ContentType)
-	ts := time.Now().Unix()
-	req.Header.Set("Webhook-Id", e.ID)
-	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
-	if s.sign != nil {
-		req.Header.Set("Webhook-Signature", s.sign.sign(e.ID, ts, body))
+	for i := 1; i < n; i++ {
+		req.Header[keys[i]] = all[i : i+1 : i+1]
 	}
 
 	resp, err := s.client.Do(req)

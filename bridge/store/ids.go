@@ -18,16 +18,17 @@ import (
 // So new IDs are first only in the age index (bucket stored: seq → stored-at ‖ ID, appended
 // at its end), and in memory: recentIDs holds the IDs stored after the watermark (meta
 // "ids-merged": every ID of a seq at or below it is in ids, or pruned). Once recentIDsMerge
-// of them are there, they are sorted and written to ids in chunks of mergeChunk, one chunk
-// riding on each following commit, so that each page of ids is read and written once for many
-// IDs rather than once for each; the chunk that ends the merge moves the watermark. Open
-// reads the IDs above the watermark back from stored, so a crash loses nothing, and a chunk
-// written twice writes the same values again.
+// of them are there, they are sorted and written to ids in chunks (mergeChunk, or a quarter
+// of the merge if more), one chunk riding on each following commit, so that each page of ids
+// is read and written once for many IDs rather than once for each; the chunk that ends the
+// merge moves the watermark. Open reads the IDs above the watermark back from stored, so a
+// crash loses nothing, and a chunk written twice writes the same values again.
 //
-// Memory stays at about twice recentIDsMerge IDs (~100 bytes each), whatever the retention
-// (chunks grow when more wait, see nextStep); the gain is largest while ids is small against a merge (at 20,000 IDs a merge
-// of 8,192 writes each page of ids once for ~25 IDs) and fades to nothing at many millions,
-// where the IDs of a merge are as spread over ids as those of a commit.
+// Memory stays at about twice recentIDsMerge IDs (~100 bytes each) whatever the retention;
+// under a flood, at the IDs of about eight commits, since a merge takes about four. The gain is largest while ids is small
+// against a merge (at 20,000 IDs a merge of 8,192 writes each page of ids once for ~25 IDs)
+// and fades at many millions of IDs, where those of a chunk are nearly as spread over ids as
+// those of a commit (no worse than writing each at once).
 const (
 	recentIDsMerge = 8192
 	mergeChunk     = 2048
@@ -70,8 +71,8 @@ type mergeItem struct {
 	e  idEntry
 }
 
-// loadRecentIDs reads the IDs stored after the watermark. A file without a watermark is
-// new (Open's initSchema writes one when it creates or upgrades a file).
+// loadRecentIDs reads the IDs stored after the watermark (Open's initSchema writes one when
+// it creates or upgrades a file: a file without one is corrupt).
 func loadRecentIDs(tx *bolt.Tx, mergeAt, chunk int) (*recentIDs, error) {
 	r := &recentIDs{m: map[string]idEntry{}, staged: map[string]stagedID{}, mergeAt: mergeAt, chunk: chunk}
 	w := tx.Bucket(bucketMeta).Get(metaIDsMerged)

@@ -16,9 +16,11 @@ import (
 )
 
 // testdata/schema1/kdbridge.db was written by kdbridge at b502f55 (schema 1, where a Done
-// rewrote the event body with one reference less), and testdata/schema2/kdbridge.db by
+// rewrote the event body with one reference less), testdata/schema2/kdbridge.db by
 // kdbridge at 35310a4 (schema 2: JSON bodies, releases counted apart, events as richEv
-// makes them), both with the helpers of this package:
+// makes them), and testdata/schema3/kdbridge.db by kdbridge at 1aad42f (schema 3: binary
+// bodies, every ID in the ids bucket; compacted with bolt.Compact), all with the helpers of
+// this package:
 //
 //	4 events in discussion d, each for targets a and b;
 //	event 0 delivered to a and b (body gone);
@@ -27,14 +29,17 @@ import (
 //	event 3 pending for a and b;
 //	checkpoints/src/d = "42".
 //
-// Opening either upgrades it in place (to schema 3, binary bodies for new events), and
-// everything resumes: nothing is lost or delivered twice, every body goes once nothing needs
-// it, and the JSON bodies decode to the events that were stored.
+// Opening any of them upgrades it in place (to schema 4: compressed binary bodies for new
+// events, new IDs merged into ids later), and everything resumes: nothing is lost or
+// delivered twice, the stored events' IDs are still deduplicated, every body goes once
+// nothing needs it, and the old bodies decode to the events that were stored.
 func TestUpgradeFromSchema1(t *testing.T) { testUpgrade(t, "schema1", nil) }
 
 func TestUpgradeFromSchema2(t *testing.T) { testUpgrade(t, "schema2", richEv) }
 
-// richEv is an event with every field set, as the schema 2 fixture holds them.
+func TestUpgradeFromSchema3(t *testing.T) { testUpgrade(t, "schema3", richEv) }
+
+// richEv is an event with every field set, as the schema 2 and 3 fixtures hold them.
 func richEv(n int) bridge.Event {
 	e := ev("d", n)
 	e.Discussion.URL = "https://kinetic.example/d"
@@ -69,7 +74,7 @@ func testUpgrade(t *testing.T, fixture string, want func(int) bridge.Event) {
 			}
 			n, _ := strconv.Atoi(p.Event.Message.Text)
 			if !reflect.DeepEqual(p.Event, want(n)) {
-				t.Fatalf("%v: the schema 2 body decoded to\n%+v\nwant\n%+v", q, p.Event, want(n))
+				t.Fatalf("%v: the %s body decoded to\n%+v\nwant\n%+v", q, fixture, p.Event, want(n))
 			}
 		}
 		if err := s.Close(); err != nil {
@@ -83,6 +88,11 @@ func testUpgrade(t *testing.T, fixture string, want func(int) bridge.Event) {
 	}
 	if schema != schemaVersion {
 		t.Fatalf("schema after open = %q, want %q", schema, schemaVersion)
+	}
+	// Every ID of the old file is in ids: none is read into memory, and the merge watermark
+	// is past them.
+	if st := readIDsState(t, s); st.inMemory != 0 || st.inIDs != 4 || st.watermark < 4 {
+		t.Fatalf("de-dup index after the upgrade: %+v; want the 4 IDs in ids, none in memory, watermark ≥ 4", st)
 	}
 	if qs, err := s.Queues(ctx); err != nil || len(qs) != 2 {
 		t.Fatalf("Queues = %v, %v; want a/d and b/d", qs, err)

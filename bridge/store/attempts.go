@@ -19,17 +19,25 @@ import (
 // (history.go), in two buckets:
 //
 //	attempts     stamp(at) ‖ n → AttemptRecord JSON; n is the bucket's sequence, so keys
-//	             are unique and byte order is time order
-//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ key → empty, and for the rare outcomes
-//	             (retry, dead letter) 'o' ‖ uvarint(len) ‖ outcome ‖ key → empty: the
-//	             history by discussion and by failure, newest last; and
-//	             'h' ‖ part ‖ key → event ID, where part is one of eventParts, from a hash
-//	             of the event ID: the history by event, newest last in each part
+//	             are unique and byte order is time order. A record whose time is before
+//	             the newest already written (concurrent workers' clocks differ by
+//	             microseconds) is placed at that newest time instead, so that keys only grow
+//	             from batch to batch; the record keeps its own time.
+//	attempt-idx  'd' ‖ uvarint(len) ‖ discussion ‖ last → list: the history by discussion;
+//	             'h' ‖ part ‖ last → list, where part is one of eventParts, from a hash of
+//	             the event ID: the history by event; one entry per discussion (per part)
+//	             and batch, where last is the newest key of the batch's records that it
+//	             lists and list is listTag followed by their keys, oldest first (for 'h',
+//	             each key followed by uvarint(len) ‖ event ID). And per record, for the
+//	             rare outcomes (retry, dead letter), 'o' ‖ uvarint(len) ‖ outcome ‖ key →
+//	             empty. A history written before lists has per-record entries: 'd' … key →
+//	             empty and 'h' ‖ part ‖ key → event ID; both kinds are read.
 //
 // Event IDs are hashes, so an index keyed by them puts every record's entry on a page of its
 // own: a batch of 4,096 records rewrote up to 4,096 index pages. Keyed by part and time, the
 // entries of a batch go at the end of eventParts runs instead, and a search by event reads
-// its part — a 64th of the history — comparing IDs.
+// its part — a 64th of the history — comparing IDs. An entry per batch instead of per record
+// makes a batch's index writes a few hundred instead of 8,192 (BenchmarkLogAttempts).
 //
 // Before history.db, the same buckets were in kdbridge.db (added without a schema bump);
 // Open moves them over. The history is written in its own transactions about once a second
@@ -81,11 +89,50 @@ func decodeAttempt(k, v []byte) (bridge.AttemptRecord, error) {
 // eventParts is how many runs the event index is split into (see above).
 const eventParts = 64
 
-// eventIndexPrefix is the start of the event index run that holds eventID's entries.
-func eventIndexPrefix(eventID string) []byte {
+// listTag starts an index value that lists a batch's records (see above). Per-record entries
+// of older histories have an empty value or an event ID, which never starts with it.
+const listTag = 0
+
+// eventPart is the run of the event index that holds eventID's entries.
+func eventPart(eventID string) int {
 	h := fnv.New32a()
 	h.Write([]byte(eventID))
-	return []byte{'h', byte(h.Sum32() % eventParts)}
+	return int(h.Sum32() % eventParts)
+}
+
+// eventIndexPrefix is the start of the event index run that holds eventID's entries.
+func eventIndexPrefix(eventID string) []byte { return []byte{'h', byte(eventPart(eventID))} }
+
+// listed is a record an index entry names: its key, and for the event index its event ID.
+type listed struct {
+	key, eventID []byte // both in the entry's memory
+}
+
+// entryRecords returns the records an index entry names, oldest first: the records of its
+// list, or the one record of a per-record entry (whose key ends the entry's key). withIDs
+// says the entry is the event index's, whose lists carry event IDs.
+func entryRecords(k, v []byte, prefixLen int, withIDs bool, buf []listed) ([]listed, error) {
+	buf = buf[:0]
+	if len(v) == 0 || v[0] != listTag {
+		return append(buf, listed{k[prefixLen:], v}), nil
+	}
+	for rest := v[1:]; len(rest) > 0; {
+		if len(rest) < 16 {
+			return nil, fmt.Errorf("malformed index list in entry %x", k)
+		}
+		it := listed{key: rest[:16]}
+		rest = rest[16:]
+		if withIDs {
+			n, w := binary.Uvarint(rest)
+			if w <= 0 || uint64(len(rest)-w) < n {
+				return nil, fmt.Errorf("malformed index list in entry %x", k)
+			}
+			it.eventID = rest[w : w+int(n)]
+			rest = rest[w+int(n):]
+		}
+		buf = append(buf, it)
+	}
+	return buf, nil
 }
 
 // eventIndexKey is the event index entry of the record at key.
@@ -127,24 +174,67 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 		}
 		values[i] = v
 	}
+	// Oldest first, so that keys follow the attempts' times (see the layout above).
+	order := make([]int, len(recs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return recs[a].At.Compare(recs[b].At) })
 	err := s.hist.Update(func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 		// Keys grow with time, so pages can be filled: bbolt's default of half-full pages
 		// suits random inserts, not appends.
 		b.FillPercent = 0.95
-		for i, r := range recs {
+		idx.FillPercent = 0.95
+		var floor []byte // the newest key's time
+		if k, _ := b.Cursor().Last(); len(k) == 16 {
+			floor = bytes.Clone(k[:8])
+		}
+		discs := map[string][]byte{}           // discussion → its list
+		var parts, partLast [eventParts][]byte // part → its list, and the list's newest key
+		for _, i := range order {
+			r := recs[i]
 			n, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
-			k := binary.BigEndian.AppendUint64(stamp(r.At), n)
+			at := stamp(r.At)
+			if floor != nil && bytes.Compare(at, floor) < 0 {
+				at = floor
+			}
+			floor = at
+			k := binary.BigEndian.AppendUint64(slices.Clip(at), n)
 			if err := b.Put(k, values[i]); err != nil {
 				return err
 			}
-			for _, e := range attemptIndexEntries(r, k) {
-				if err := idx.Put(e[0], e[1]); err != nil {
+			l, ok := discs[r.Queue.Discussion]
+			if !ok {
+				l = []byte{listTag}
+			}
+			discs[r.Queue.Discussion] = append(l, k...)
+			p := eventPart(r.EventID)
+			if parts[p] == nil {
+				parts[p] = []byte{listTag}
+			}
+			parts[p] = append(binary.AppendUvarint(append(parts[p], k...), uint64(len(r.EventID))), r.EventID...)
+			partLast[p] = k
+			if r.Outcome != bridge.OutcomeDelivered {
+				if err := idx.Put(attemptIndexKey('o', r.Outcome, k), nil); err != nil {
 					return err
 				}
+			}
+		}
+		for d, l := range discs {
+			if err := idx.Put(attemptIndexKey('d', d, l[len(l)-16:]), l); err != nil {
+				return err
+			}
+		}
+		for p, l := range parts {
+			if l == nil {
+				continue
+			}
+			if err := idx.Put(append([]byte{'h', byte(p)}, partLast[p]...), l); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -219,15 +309,22 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			return nil
 		}
 		c := tx.Bucket(bucketAttemptIdx).Cursor()
-		k, _ := seekBefore(c, pastPrefix(prefix))
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			key := k[len(prefix):]
-			v := b.Get(key)
-			if v == nil || len(key) != 16 {
-				continue // pruned meanwhile (the index goes in the same transaction, so never)
-			}
-			if stop, err := match(key, v); err != nil || stop {
+		var rs []listed
+		k, iv := seekBefore(c, pastPrefix(prefix))
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, iv = c.Prev() {
+			var err error
+			if rs, err = entryRecords(k, iv, len(prefix), false, rs); err != nil {
 				return err
+			}
+			for i := len(rs) - 1; i >= 0; i-- {
+				key := rs[i].key
+				v := b.Get(key)
+				if v == nil || len(key) != 16 {
+					continue // pruned (the index goes in the same transaction, so never)
+				}
+				if stop, err := match(key, v); err != nil || stop {
+					return err
+				}
 			}
 		}
 		return nil
@@ -257,23 +354,73 @@ func eventAttempts(tx *bolt.Tx, f bridge.AttemptFilter, match func(k, v []byte) 
 	if !f.Until.IsZero() {
 		from = append(slices.Clip(prefix), stamp(f.Until)...)
 	}
-	k, v := seekBefore(c, from)
+	// An entry is keyed by the newest record it lists: the first entry at or after f.Until
+	// may list older records too, so reading starts there.
+	k, v := c.Seek(from)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		k, v = seekBefore(c, pastPrefix(prefix))
+	}
+	var rs []listed
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-		key := k[len(prefix):]
-		if len(key) != 16 {
-			return fmt.Errorf("malformed event index key %x", k)
+		var err error
+		if rs, err = entryRecords(k, v, len(prefix), true, rs); err != nil {
+			return err
 		}
-		if !f.Since.IsZero() && unstamp(key[:8]).Before(f.Since) {
-			return nil
+		for i := len(rs) - 1; i >= 0; i-- {
+			key := rs[i].key
+			if len(key) != 16 {
+				return fmt.Errorf("malformed event index key %x", k)
+			}
+			if !f.Since.IsZero() && unstamp(key[:8]).Before(f.Since) {
+				return nil
+			}
+			if string(rs[i].eventID) != f.EventID {
+				continue
+			}
+			rv := b.Get(key)
+			if rv == nil {
+				continue // pruned (the index goes in the same transaction, so never)
+			}
+			if stop, err := match(key, rv); err != nil || stop {
+				return err
+			}
 		}
-		if string(v) != f.EventID {
-			continue
+	}
+	return nil
+}
+
+// trimLists drops from the batch entries named in lists every record at or before last, and
+// deletes the entries left empty.
+func trimLists(idx *bolt.Bucket, lists map[string]bool, last []byte) error {
+	var rs []listed
+	for ek := range lists {
+		k := []byte(ek)
+		v := idx.Get(k)
+		withIDs := k[0] == 'h'
+		prefixLen := 2 // 'h' ‖ part
+		if !withIDs {
+			prefixLen = len(k) - 16
 		}
-		rv := b.Get(key)
-		if rv == nil {
-			continue // pruned meanwhile (the index goes in the same transaction, so never)
+		var err error
+		if rs, err = entryRecords(k, v, prefixLen, withIDs, rs); err != nil {
+			return err
 		}
-		if stop, err := match(key, rv); err != nil || stop {
+		kept := []byte{listTag}
+		for _, r := range rs {
+			if bytes.Compare(r.key, last) <= 0 {
+				continue
+			}
+			kept = append(kept, r.key...)
+			if withIDs {
+				kept = append(binary.AppendUvarint(kept, uint64(len(r.eventID))), r.eventID...)
+			}
+		}
+		if len(kept) == 1 {
+			err = idx.Delete(k)
+		} else {
+			err = idx.Put(k, kept)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -294,6 +441,8 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 			b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 			type victim struct{ key, disc, event, outcome []byte }
 			var victims []victim
+			lists := map[string]bool{} // the batch entries that list victims
+			ic := idx.Cursor()
 			c := b.Cursor()
 			for k, v := c.First(); k != nil && len(victims) < pruneChunk; k, v = c.Next() {
 				if len(k) != 16 {
@@ -312,6 +461,13 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 					vi.outcome = attemptIndexKey('o', r.Outcome, key)
 				}
 				victims = append(victims, vi)
+				// The batch entry that lists it is the first at or after its own key (keys
+				// only grow from batch to batch).
+				for _, prefix := range [][]byte{attemptIndexKey('d', r.Queue.Discussion, nil), eventIndexPrefix(r.EventID)} {
+					if ik, iv := ic.Seek(append(prefix, key...)); ik != nil && bytes.HasPrefix(ik, prefix) && len(iv) > 0 && iv[0] == listTag {
+						lists[string(ik)] = true
+					}
+				}
 			}
 			// Delete after the walk: deleting under a bbolt cursor can make it skip entries.
 			for _, vi := range victims {
@@ -328,6 +484,13 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 					if err := idx.Delete(vi.outcome); err != nil {
 						return err
 					}
+				}
+			}
+			// The victims are every record up to the last of them, so a list keeps only what
+			// is newer, and goes when nothing is.
+			if len(victims) > 0 {
+				if err := trimLists(idx, lists, victims[len(victims)-1].key); err != nil {
+					return err
 				}
 			}
 			n = len(victims)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -264,4 +265,125 @@ func fileSize(b *testing.B, dir string) int64 {
 		b.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestAttemptIndexListsAndOlderEntries reads and prunes a history whose first records have
+// the per-record index entries of older kdbridges and whose later ones are listed per batch,
+// and one whose records come out of time order, within a batch and across batches.
+func TestAttemptIndexListsAndOlderEntries(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, t.TempDir(), Options{})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rec := func(i int) bridge.AttemptRecord {
+		return attempt(fmt.Sprintf("d%d", i%3), fmt.Sprintf("e%d", i%5), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(i)*time.Second))
+	}
+	// Records 0–9 as an older kdbridge wrote them: an index entry per record.
+	if err := s.hist.Update(func(tx *bolt.Tx) error {
+		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
+		for i := range 10 {
+			r := rec(i)
+			v, err := encodeAttempt(r)
+			if err != nil {
+				return err
+			}
+			n, _ := b.NextSequence()
+			k := binary.BigEndian.AppendUint64(stamp(r.At), n)
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+			for _, e := range attemptIndexEntries(r, k) {
+				if err := idx.Put(e[0], e[1]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Records 10–29 in two batches, each given out of order; record 25 is older than the
+	// whole first batch (a worker's clock behind): it keeps its time, and is listed after it.
+	var b1, b2 []bridge.AttemptRecord
+	for i := 19; i >= 10; i-- {
+		b1 = append(b1, rec(i))
+	}
+	for i := 20; i < 30; i++ {
+		r := rec(i)
+		if i == 25 {
+			r.At = t0.Add(12 * time.Second)
+		}
+		b2 = append(b2, r)
+	}
+	if err := s.LogAttempts(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LogAttempts(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	// Newest first by their place in the history; 25 sits where the second batch starts.
+	order := []int{29, 28, 27, 26, 24, 23, 22, 21, 20, 25}
+	for i := 19; i >= 0; i-- {
+		order = append(order, i)
+	}
+	get := func(f bridge.AttemptFilter) []int {
+		t.Helper()
+		rs, err := s.Attempts(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int
+		for _, r := range rs {
+			i := int(r.At.Sub(t0) / time.Second)
+			if r.At.Equal(t0.Add(12*time.Second)) && r.Queue.Discussion == "d1" && r.EventID == "e0" {
+				i = 25 // rec(25) with its own, older time
+			}
+			out = append(out, i)
+		}
+		return out
+	}
+	filter := func(keep func(i int) bool) []int {
+		var out []int
+		for _, i := range order {
+			if keep(i) {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		f    bridge.AttemptFilter
+		want []int
+	}{
+		{"all", bridge.AttemptFilter{}, order},
+		{"discussion", bridge.AttemptFilter{Discussion: "d1"}, filter(func(i int) bool { return i%3 == 1 })},
+		{"event", bridge.AttemptFilter{EventID: "e2"}, filter(func(i int) bool { return i%5 == 2 })},
+		{"event until", bridge.AttemptFilter{EventID: "e3", Until: t0.Add(24 * time.Second)}, filter(func(i int) bool { return i%5 == 3 && i < 24 })},
+		{"discussion limit", bridge.AttemptFilter{Discussion: "d2", Limit: 4}, filter(func(i int) bool { return i%3 == 2 })[:4]},
+	} {
+		if got := get(tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Pruning through the older entries and into the first batch's lists.
+	if n, err := s.PruneAttempts(ctx, t0.Add(15*time.Second)); err != nil || n != 15 {
+		t.Fatalf("PruneAttempts = %d, %v; want 15", n, err)
+	}
+	if got, want := get(bridge.AttemptFilter{Discussion: "d0"}), filter(func(i int) bool { return i%3 == 0 && i >= 15 }); !slices.Equal(got, want) {
+		t.Fatalf("after pruning 15: discussion d0 %v, want %v", got, want)
+	}
+	if got, want := get(bridge.AttemptFilter{EventID: "e4"}), filter(func(i int) bool { return i%5 == 4 && i >= 15 }); !slices.Equal(got, want) {
+		t.Fatalf("after pruning 15: event e4 %v, want %v", got, want)
+	}
+	if n, err := s.PruneAttempts(ctx, t0.Add(time.Hour)); err != nil || n != 15 {
+		t.Fatalf("second PruneAttempts = %d, %v; want 15", n, err)
+	}
+	if err := s.hist.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketAttemptIdx).Cursor().First(); k != nil {
+			return fmt.Errorf("index entry %x left after pruning everything", k)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

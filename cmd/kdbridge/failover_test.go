@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,46 @@ func startBurst(t *testing.T, sim *kinetictest.Server, ids []string, total int) 
 
 func (b *burst) count() int { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
 
+// missing describes what recv lacks of the burst, for a failed test: how many messages each
+// discussion lacks, and the first of them, which tells a stuck queue (the rest behind it)
+// from lost messages (gaps).
+func (b *burst) missing(recv *testReceiver) string {
+	got := map[string]bool{}
+	for _, d := range recv.deliveries() {
+		got[d.envelope.Data.Message.Text] = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for disc, texts := range b.sent {
+		n, first, last := 0, "", ""
+		for _, text := range texts {
+			if !got[text] {
+				if n == 0 {
+					first = text
+				}
+				n++
+			} else if n > 0 {
+				last = text // delivered after a missing one: a gap, not a stuck tail
+			}
+		}
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d missing from %q (delivered after it: %q)", disc, n, first, last))
+		}
+	}
+	sort.Strings(out)
+	return fmt.Sprintf("%d of %d posted messages delivered; %d discussions lack some:\n%s", len(got), b.n, len(out), strings.Join(out, "\n"))
+}
+
+// explainMissing logs what recv lacks of b when the test fails (also by a Fatal in waitFor).
+func explainMissing(t *testing.T, b *burst, recv *testReceiver) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(b.missing(recv))
+		}
+	})
+}
+
 // verify checks that every posted message was delivered, first deliveries in order per
 // discussion, and redeliveries only under the same webhook-id; it returns the redeliveries.
 func (b *burst) verify(t *testing.T, recv *testReceiver) int {
@@ -208,6 +249,7 @@ func TestE2EFailoverKillLeader(t *testing.T) {
 
 	const total = 5000
 	posted := startBurst(t, sim, ids, total)
+	explainMissing(t, posted, recv)
 	waitFor(t, "2,000 messages posted", 60*time.Second, func() bool { return posted.count() >= 2000 })
 	a.proc.kill(t)
 	killed := time.Now()
@@ -251,6 +293,7 @@ func TestE2EFailoverPostgresOutage(t *testing.T) {
 
 	const total = 2000
 	posted := startBurst(t, sim, ids, total)
+	explainMissing(t, posted, recv)
 	waitFor(t, "800 messages posted", 60*time.Second, func() bool { return posted.count() >= 800 })
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
@@ -290,6 +333,7 @@ func TestE2EFailoverSimultaneousStart(t *testing.T) {
 	}
 	const total = 500
 	posted := startBurst(t, sim, ids, total)
+	explainMissing(t, posted, recv)
 	<-posted.done
 	waitFor(t, "every message delivered", 60*time.Second, func() bool { return recv.distinct() >= total })
 	if dups := posted.verify(t, recv); dups != 0 {

@@ -309,25 +309,14 @@ func (s *Bolt) Attempts(ctx context.Context, f bridge.AttemptFilter) ([]bridge.A
 			return nil
 		}
 		c := tx.Bucket(bucketAttemptIdx).Cursor()
-		var rs []listed
 		k, iv := seekBefore(c, pastPrefix(prefix))
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, iv = c.Prev() {
-			var err error
-			if rs, err = entryRecords(k, iv, len(prefix), false, rs); err != nil {
-				return err
+		return walkIndex(c, prefix, k, iv, false, func(l listed) (bool, error) {
+			v := b.Get(l.key)
+			if v == nil || len(l.key) != 16 {
+				return false, nil // pruned (the index goes in the same transaction, so never)
 			}
-			for i := len(rs) - 1; i >= 0; i-- {
-				key := rs[i].key
-				v := b.Get(key)
-				if v == nil || len(key) != 16 {
-					continue // pruned (the index goes in the same transaction, so never)
-				}
-				if stop, err := match(key, v); err != nil || stop {
-					return err
-				}
-			}
-		}
-		return nil
+			return match(l.key, v)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: attempts: %w", err)
@@ -360,28 +349,35 @@ func eventAttempts(tx *bolt.Tx, f bridge.AttemptFilter, match func(k, v []byte) 
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		k, v = seekBefore(c, pastPrefix(prefix))
 	}
+	return walkIndex(c, prefix, k, v, true, func(l listed) (bool, error) {
+		if len(l.key) != 16 {
+			return false, fmt.Errorf("malformed event index key %x", l.key)
+		}
+		if !f.Since.IsZero() && unstamp(l.key[:8]).Before(f.Since) {
+			return true, nil
+		}
+		if string(l.eventID) != f.EventID {
+			return false, nil
+		}
+		rv := b.Get(l.key)
+		if rv == nil {
+			return false, nil // pruned (the index goes in the same transaction, so never)
+		}
+		return match(l.key, rv)
+	})
+}
+
+// walkIndex feeds visit the records named by the index entries under prefix, newest first,
+// from the entry k, v (where c is) back, until visit says stop. withIDs is entryRecords's.
+func walkIndex(c *bolt.Cursor, prefix, k, v []byte, withIDs bool, visit func(listed) (stop bool, err error)) error {
 	var rs []listed
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 		var err error
-		if rs, err = entryRecords(k, v, len(prefix), true, rs); err != nil {
+		if rs, err = entryRecords(k, v, len(prefix), withIDs, rs); err != nil {
 			return err
 		}
 		for i := len(rs) - 1; i >= 0; i-- {
-			key := rs[i].key
-			if len(key) != 16 {
-				return fmt.Errorf("malformed event index key %x", k)
-			}
-			if !f.Since.IsZero() && unstamp(key[:8]).Before(f.Since) {
-				return nil
-			}
-			if string(rs[i].eventID) != f.EventID {
-				continue
-			}
-			rv := b.Get(key)
-			if rv == nil {
-				continue // pruned (the index goes in the same transaction, so never)
-			}
-			if stop, err := match(key, rv); err != nil || stop {
+			if stop, err := visit(rs[i]); err != nil || stop {
 				return err
 			}
 		}
@@ -439,8 +435,9 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 		err := s.hist.Update(func(tx *bolt.Tx) error {
 			n = 0
 			b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
-			type victim struct{ key, disc, event, outcome []byte }
+			type victim struct{ key, outcome []byte }
 			var victims []victim
+			var entries [][]byte       // per-record index entries of victims (older histories)
 			lists := map[string]bool{} // the batch entries that list victims
 			ic := idx.Cursor()
 			c := b.Cursor()
@@ -456,28 +453,34 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 					return err
 				}
 				key := bytes.Clone(k)
-				vi := victim{key, attemptIndexKey('d', r.Queue.Discussion, key), eventIndexKey(r.EventID, key), nil}
+				vi := victim{key: key}
 				if r.Outcome != bridge.OutcomeDelivered {
 					vi.outcome = attemptIndexKey('o', r.Outcome, key)
 				}
 				victims = append(victims, vi)
-				// The batch entry that lists it is the first at or after its own key (keys
-				// only grow from batch to batch).
+				// Its discussion and event entries are the first at or after its own key:
+				// its per-record entry (older histories), or the batch entry that lists it
+				// (keys only grow from batch to batch).
 				for _, prefix := range [][]byte{attemptIndexKey('d', r.Queue.Discussion, nil), eventIndexPrefix(r.EventID)} {
-					if ik, iv := ic.Seek(append(prefix, key...)); ik != nil && bytes.HasPrefix(ik, prefix) && len(iv) > 0 && iv[0] == listTag {
+					own := append(prefix, key...)
+					ik, iv := ic.Seek(own)
+					switch {
+					case ik == nil || !bytes.HasPrefix(ik, prefix):
+					case len(iv) > 0 && iv[0] == listTag:
 						lists[string(ik)] = true
+					case bytes.Equal(ik, own):
+						entries = append(entries, own)
 					}
 				}
 			}
 			// Delete after the walk: deleting under a bbolt cursor can make it skip entries.
+			for _, e := range entries {
+				if err := idx.Delete(e); err != nil {
+					return err
+				}
+			}
 			for _, vi := range victims {
 				if err := b.Delete(vi.key); err != nil {
-					return err
-				}
-				if err := idx.Delete(vi.disc); err != nil {
-					return err
-				}
-				if err := idx.Delete(vi.event); err != nil {
 					return err
 				}
 				if vi.outcome != nil {

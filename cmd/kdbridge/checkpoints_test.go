@@ -43,3 +43,43 @@ func TestStoreCheckpointsRoundTrip(t *testing.T) {
 		t.Fatalf("Checkpoint after restart = %+v, %v, %v; want m3", cp, ok, err)
 	}
 }
+
+// laterCounter counts the puts written behind.
+type laterCounter struct {
+	stateStore
+	later int
+}
+
+func (l *laterCounter) PutLater(namespace, key string, value []byte) error {
+	l.later++
+	return l.stateStore.PutLater(namespace, key, value)
+}
+
+// The source's marks ('~' keys) are stored durably every time, not written behind like a
+// discussion's later checkpoints: each must be on disk before what it covers happens.
+func TestStoreCheckpointsMarksAreDurable(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	lc := &laterCounter{stateStore: st}
+	cps := storeCheckpoints{lc}
+	for i := range 3 {
+		if err := cps.SetCheckpoint(ctx, "src", "~firsts", kinetic.Checkpoint{CreatedAt: time.Unix(int64(i), 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lc.later != 0 {
+		t.Errorf("%d marks written behind, want every one durably", lc.later)
+	}
+	for i := range 2 {
+		if err := cps.SetCheckpoint(ctx, "src", "d1", kinetic.Checkpoint{MessageID: "m", CreatedAt: time.Unix(int64(i), 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lc.later != 1 {
+		t.Errorf("%d of a discussion's 2 checkpoints written behind, want the second", lc.later)
+	}
+}

@@ -612,7 +612,12 @@ func (c storeCheckpoints) SetCheckpoint(ctx context.Context, source, discussion 
 	// checkpoint in a crash only makes the next catch-up start from the older one, whose
 	// re-fetched events Append drops as known. The first checkpoint of a key is written
 	// durably: losing it would mean no checkpoint at all, which starts a discussion from
-	// "now" (and the discovery watermark over), skipping what was missed.
+	// "now" (and the discovery watermark over), skipping what was missed. The source's own
+	// marks ('~' keys: the discovery watermark, the first-start mark) are written durably
+	// every time: they are rare, and each must be stored before what it covers happens.
+	if discussion != "" && discussion[0] == '~' {
+		return c.st.Put(ctx, checkpointNS, key, b)
+	}
 	if _, ok, err := c.st.Get(ctx, checkpointNS, key); err == nil && ok {
 		return c.st.PutLater(checkpointNS, key, b)
 	}

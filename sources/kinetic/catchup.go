@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -41,6 +42,7 @@ type worker struct {
 	id string
 
 	fromStart bool            // without a checkpoint, catch up the whole history (see wanted)
+	first     atomic.Bool     // counted in the fleet's firstStarts until settled
 	after     <-chan struct{} // if set, closed when an earlier worker of the discussion has stopped
 
 	mu           sync.Mutex
@@ -323,6 +325,9 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 		if err == nil {
 			w.cp, w.haveCP = cp, ok
 			w.publishCheckpoint()
+			if ok {
+				w.settle(ctx)
+			}
 			return true
 		}
 		if !logged {
@@ -426,8 +431,20 @@ func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
 func (w *worker) setCheckpoint(ctx context.Context, cp Checkpoint) {
 	w.cp, w.haveCP = cp, true
 	w.publishCheckpoint()
-	if err := w.s.cps.SetCheckpoint(ctx, w.s.name, w.id, cp); err != nil && ctx.Err() == nil {
-		w.s.bad.warn("checkpoint:"+w.id, "kinetic: cannot store the checkpoint", "discussion", w.id, "error", err)
+	if err := w.s.cps.SetCheckpoint(ctx, w.s.name, w.id, cp); err != nil {
+		if ctx.Err() == nil {
+			w.s.bad.warn("checkpoint:"+w.id, "kinetic: cannot store the checkpoint", "discussion", w.id, "error", err)
+		}
+		return
+	}
+	w.settle(ctx)
+}
+
+// settle counts the worker off the first-start mark (see firstStarts), once: its checkpoint
+// is stored, or it was refused or is no longer wanted.
+func (w *worker) settle(ctx context.Context) {
+	if w.first.CompareAndSwap(true, false) {
+		w.f.firsts.settled(ctx)
 	}
 }
 
@@ -553,11 +570,15 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 		// read from the token, less a margin for the token's whole seconds; without an
 		// offset, ours less a margin for clock skew. Either margin can only cause the
 		// messages of its last seconds to be delivered, never one to be missed.
+		// An earlier first-start mark, still pending, is older "now" (see firstStarts).
 		w.mu.Lock()
 		since := w.subscribedAt
 		w.mu.Unlock()
 		if since.IsZero() {
 			since = started
+		}
+		if m := w.f.firsts.mark(); !m.IsZero() && m.Before(since) {
+			since = m
 		}
 		if off, ok := s.tokens.clockOffset(); ok && s.t.serverClock {
 			cutoff = since.Add(off - s.t.clockMargin)

@@ -258,6 +258,9 @@ func (s *Source) Run(ctx context.Context, emit bridge.Emitter) error {
 		}
 	}()
 	fl := s.newFleet(ctx, emit, &wg)
+	if !fl.firsts.load(ctx) {
+		return nil
+	}
 	fl.sync(s.desired())
 	defer s.workers.Store(nil)
 	if s.cfg.Discover != nil {
@@ -805,6 +808,7 @@ func (ss *session) subscribed(tag, id string, f frame) {
 	} else {
 		sub.state = subWaiting
 		w.release()
+		w.settle(ss.fleet.ctx) // its "now" is its own subscribe's, whenever it is allowed
 		answer := payloadText(f.Payload)
 		again := false
 		s.st.mu.Lock()

@@ -174,6 +174,7 @@ type fleet struct {
 	wg      *sync.WaitGroup
 	byID    map[string]*worker
 	retired map[string]<-chan struct{} // done channels of stopped workers that may still be running
+	firsts  firstStarts                // the first-start mark of this Run's discussions without checkpoints
 
 	// Workers whose work begins with a catch-up, waiting for a slot (see startLocked), in
 	// order; the starter goroutine serves them.
@@ -191,7 +192,7 @@ type pendingStart struct {
 // newFleet makes the fleet of a Run and starts its starter, which ends with ctx.
 func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
 	f := &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{},
-		startReq: make(chan struct{}, 1)}
+		firsts: firstStarts{s: s}, startReq: make(chan struct{}, 1)}
 	wg.Go(f.starter)
 	return f
 }
@@ -278,6 +279,7 @@ func (f *fleet) starter() {
 // sync starts and stops workers to match want.
 func (f *fleet) sync(want []wanted) {
 	changed := false
+	added := 0
 	keep := make(map[string]bool, len(want))
 	for _, wd := range want {
 		keep[wd.id] = true
@@ -287,6 +289,8 @@ func (f *fleet) sync(want []wanted) {
 		// No goroutine yet: the worker starts one when it has work (a subscribe ack).
 		w := f.s.newWorker(f, wd.id)
 		w.fromStart = wd.fromStart
+		w.first.Store(true) // until its checkpoint is known (see firstStarts)
+		added++
 		// A worker stopped a moment ago for the same discussion may still be handing over
 		// events and setting the checkpoint; the new one reads the checkpoint after it.
 		w.after = f.retired[wd.id]
@@ -301,6 +305,7 @@ func (f *fleet) sync(want []wanted) {
 		// Events still queued for it are dropped: the discussion is no longer wanted. Its
 		// checkpoint stays, so that wanting it again catches up from there.
 		f.retired[id] = w.stop()
+		w.settle(f.ctx)
 		delete(f.byID, id)
 		f.s.st.forget(id)
 		changed = true
@@ -312,6 +317,8 @@ func (f *fleet) sync(want []wanted) {
 		default:
 		}
 	}
+	// Before the new discussions' subscribes are sent (the session sends them after sync).
+	f.firsts.begin(f.ctx, added)
 	if changed {
 		m := maps.Clone(f.byID)
 		f.s.workers.Store(&m)

@@ -341,7 +341,19 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 }
 
 // deliver hands over live events, leaving out those handed over already.
+//
+// The events are decoded only once a decoding slot is free (at most twice as many as emit
+// slots): a queued live event is its payload (see decoder.deferEvents), its decoded form
+// several times that, and in a burst every discussion has a batch ready — all decoded at
+// once, they would wait for an emit slot in memory. Twice as many keep the next emits
+// decoded and ready when a commit ends.
 func (w *worker) deliver(ctx context.Context, ds []decoded) {
+	select {
+	case w.s.decodes <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-w.s.decodes }()
 	evs := make([]bridge.Event, 0, len(ds))
 	batch := make(map[string]bool, len(ds))
 	for _, d := range ds {
@@ -362,20 +374,26 @@ func (w *worker) deliver(ctx context.Context, ds []decoded) {
 		ev.Discussion.Title, ev.Discussion.Related = w.title, w.related
 		evs = append(evs, ev)
 	}
-	w.emitAll(ctx, evs)
+	w.emitAll(ctx, evs, false)
 }
 
 // emitAll emits evs (in one call) until the emitter accepts them or ctx ends (false). Events
 // that were not accepted are never skipped: everything behind them in this discussion
 // waits. Once accepted, the checkpoint moves to the newest message created among them.
-func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
+// With held, the caller has taken an emit slot (takeEmit) for the first attempt; emitAll
+// gives it back.
+func (w *worker) emitAll(ctx context.Context, evs []bridge.Event, held bool) bool {
 	if len(evs) == 0 {
+		if held {
+			<-w.s.emits
+		}
 		return true
 	}
 	failed := false
 	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
 	for {
-		err := w.emit(ctx, evs)
+		err := w.emit(ctx, evs, held)
+		held = false
 		if err == nil {
 			break
 		}
@@ -416,14 +434,23 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 
 // emit makes one Emit call once a slot is free: at most timing.emits run at once, so that
 // events waiting for the store wait in their queues, not in memory as commit batches.
-func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
-	select {
-	case w.s.emits <- struct{}{}:
-	case <-ctx.Done():
+// With held, the slot is taken already.
+func (w *worker) emit(ctx context.Context, evs []bridge.Event, held bool) error {
+	if !held && !w.takeEmit(ctx) {
 		return ctx.Err()
 	}
 	defer func() { <-w.s.emits }()
 	return w.f.emit.Emit(ctx, evs...)
+}
+
+// takeEmit takes an emit slot, or returns false when ctx is done first.
+func (w *worker) takeEmit(ctx context.Context) bool {
+	select {
+	case w.s.emits <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // setCheckpoint records the newest message handed over. A failure to store it costs only
@@ -678,7 +705,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 			batch = append(batch, ev)
 		}
 		if len(batch) == maxBatch || (len(fresh) == 0 && len(edits) == 0 && len(batch) > 0) {
-			if !w.emitAll(ctx, batch) {
+			if !w.emitAll(ctx, batch, false) {
 				return n, ctx.Err()
 			}
 			n += len(batch)

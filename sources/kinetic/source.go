@@ -52,6 +52,7 @@ type Source struct {
 	workers  atomic.Pointer[map[string]*worker] // those of the current Run, for Status
 	catchUps chan struct{}                      // a slot per catch-up running (see catchUpWithRetry)
 	emits    chan struct{}                      // a slot per Emit in progress (see emitAll)
+	decodes  chan struct{}                      // a slot per batch of live events decoded and not yet emitted (see deliver)
 	returned atomic.Bool                        // start-up's memory was returned to the OS (see watchRest)
 	// subscribing is set while the connection has subscribes queued behind its window, and
 	// closed when the queue is empty: catch-ups wait for it a while (see fleet.starter).
@@ -204,6 +205,7 @@ func (s *Source) setTiming(t timing) {
 	s.t = t
 	s.catchUps = make(chan struct{}, max(t.catchUps, 1))
 	s.emits = make(chan struct{}, max(t.emits, 1))
+	s.decodes = make(chan struct{}, 2*max(t.emits, 1))
 	s.rest.retry = t.rest
 	s.bad = newRateLog(s.log, t.badLogEvery, s.st)
 }

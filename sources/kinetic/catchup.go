@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -772,58 +771,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// ring is a bounded map that forgets its oldest keys. Its zero value (with limit set) is
-// empty and allocates nothing: every subscribed discussion has two, and most discussions are
-// quiet. It grows as keys arrive, since preallocating the bound would cost hundreds of
-// kilobytes per discussion (gigabytes at 10,000 discussions).
-//
-// Keys and values are held as 128-bit hashes (seeded per process), not strings: an entry
-// costs ~40 bytes instead of ~110, and the maps hold no pointers for the garbage collector to
-// follow. A catch-up of 50,000 messages kept 9 MB of ID strings live in the two rings. Two
-// different strings get the same hash with a chance of about 2^-128 per comparison, far
-// below anything else that could go wrong; and the ring only saves work, since the store
-// deduplicates exactly by ID.
-type ring struct {
-	m     map[hash128]hash128
-	keys  []hash128
-	next  int
-	limit int
-}
-
-// hash128 is a string's two 64-bit hashes under independent seeds.
-type hash128 [2]uint64
-
-var ringSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
-
-func hashString(s string) hash128 {
-	return hash128{maphash.String(ringSeeds[0], s), maphash.String(ringSeeds[1], s)}
-}
-
-func (r *ring) has(k string) bool { _, ok := r.m[hashString(k)]; return ok }
-
-// holds reports whether k is there with the value v.
-func (r *ring) holds(k, v string) (found, same bool) {
-	h, ok := r.m[hashString(k)]
-	return ok, ok && h == hashString(v)
-}
-
-func (r *ring) add(k, v string) {
-	if r.m == nil {
-		r.m = map[hash128]hash128{}
-	}
-	hk, hv := hashString(k), hashString(v)
-	if _, ok := r.m[hk]; ok {
-		r.m[hk] = hv
-		return
-	}
-	if len(r.keys) < r.limit {
-		r.keys = append(r.keys, hk)
-	} else {
-		delete(r.m, r.keys[r.next])
-		r.keys[r.next] = hk
-		r.next = (r.next + 1) % r.limit
-	}
-	r.m[hk] = hv
 }

@@ -268,6 +268,45 @@ func TestE2EFailoverKillLeader(t *testing.T) {
 		tookOver.Round(time.Millisecond), resumed.Round(time.Millisecond), total, len(ids), len(recv.deliveries()), dups)
 }
 
+// TestE2EFailoverBeforeFirstCatchUp: the first leader dies before any of its first
+// catch-ups ends (the Discussions REST API fails until then), after messages were posted
+// while it ran. No discussion has a checkpoint, but the first-start mark it stored before
+// subscribing makes the new leader catch them up from then, not from its own start: every
+// message is delivered, in order.
+func TestE2EFailoverBeforeFirstCatchUp(t *testing.T) {
+	sim, recv, ids := failoverSetup(t, 5)
+	dsn := pgtest.DB(t)
+	sim.FailREST(1<<30, 503)
+	a := startReplica(t, "alpha", writeConfig(t, haConfig(sim, recv.URL, dsn, "alpha", ids)))
+	a.listening(t)
+	waitFor(t, "alpha leads", 60*time.Second, a.leads)
+	waitFor(t, "alpha's subscribes", 30*time.Second, func() bool { return sim.Stats().Subscribes >= int64(len(ids)) })
+	b := startReplica(t, "beta", writeConfig(t, haConfig(sim, recv.URL, dsn, "beta", ids)))
+	b.listening(t)
+	waitFor(t, "beta a follower", 30*time.Second, func() bool { _, body := b.readyz(); return strings.Contains(body, "leader: alpha") })
+
+	const total = 50
+	posted := startBurst(t, sim, ids, total)
+	explainMissing(t, posted, recv)
+	<-posted.done
+	// Older than the new leader's own "now" (its first subscribe, less 2 s) will be.
+	time.Sleep(3 * time.Second)
+	if n := recv.distinct(); n != 0 {
+		t.Fatalf("alpha delivered %d messages, want none before a catch-up", n)
+	}
+	a.proc.kill(t)
+	sim.FailREST(0, 0)
+	waitFor(t, "beta leads", 60*time.Second, b.leads)
+	waitFor(t, "every message delivered", 60*time.Second, func() bool { return recv.distinct() >= total })
+	if code := b.proc.terminate(t); code != 0 {
+		t.Errorf("beta's exit code after SIGTERM = %d, want 0", code)
+	}
+	posted.verify(t, recv)
+	if !strings.Contains(b.log.String(), "an earlier start ended before every discussion had a checkpoint") {
+		t.Errorf("beta did not report alpha's pending first-start mark")
+	}
+}
+
 // TestE2EFailoverPostgresOutage: a replica started while PostgreSQL is down waits for it
 // (the reason on /readyz), then PostgreSQL stops for 15 s in the middle of a burst: the
 // replica keeps running, says so on /readyz, and once PostgreSQL is back every message is

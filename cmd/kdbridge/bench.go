@@ -374,6 +374,7 @@ func benchSummarize(rs []benchResult) benchSummary {
 	s.CPUTotal = d(func(r benchResult) time.Duration { return r.CPUTotal })
 	s.HarnessCPU = d(func(r benchResult) time.Duration { return r.HarnessCPU })
 	s.PeakRSS = i64(func(r benchResult) int64 { return r.PeakRSS })
+	s.PeakAnon = i64(func(r benchResult) int64 { return r.PeakAnon })
 	s.EndRSS = i64(func(r benchResult) int64 { return r.EndRSS })
 	s.StoreBytes = i64(func(r benchResult) int64 { return r.StoreBytes })
 	s.HeapInuse = i64(func(r benchResult) int64 { return r.HeapInuse })
@@ -410,7 +411,7 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 	}
 	fmt.Fprintln(w, "Results")
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, " scenario\t mode\t delivered\t dup\t order\t events/s\t × raw\t p50\t p90\t p99\t max\t time\t CPU s\t CPU/msg\t peak RSS\t RSS end\t store\t")
+	fmt.Fprintln(tw, " scenario\t mode\t delivered\t dup\t order\t events/s\t × raw\t p50\t p90\t p99\t max\t time\t CPU s\t CPU/msg\t peak RSS\t peak anon\t RSS end\t store\t")
 	for _, sc := range scenarios {
 		for _, m := range modes {
 			s, ok := get(sc, m)
@@ -442,15 +443,16 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 			if m == benchKdbridge {
 				store = benchMB(s.StoreBytes)
 			}
-			fmt.Fprintf(tw, " %s\t %s\t %s\t %d\t %d\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %.2f\t %s\t %s\t %s\t %s\t\n",
+			fmt.Fprintf(tw, " %s\t %s\t %s\t %d\t %d\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %.2f\t %s\t %s\t %s\t %s\t %s\t\n",
 				sc, m, delivered, s.Duplicates, s.OrderViolations, eps, ratio, lat[0], lat[1], lat[2], lat[3],
-				benchDur(s.Elapsed), s.CPU.Seconds(), cpuMsg, benchMB(s.PeakRSS), benchMB(s.EndRSS), store)
+				benchDur(s.Elapsed), s.CPU.Seconds(), cpuMsg, benchMB(s.PeakRSS), benchMB(s.PeakAnon), benchMB(s.EndRSS), store)
 		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n  time: burst, steady, fanout: first post → last arrival; scale: start → all subscribed; catchup: restart → last arrival.")
 	fmt.Fprintln(w, "  CPU: the system under test's, user+sys, in that window (scale: until subscribed); CPU/msg per message posted.")
 	fmt.Fprintln(w, "  × raw: events/s as a fraction of the raw client's (scale: raw subscribe time / kdbridge's).")
+	fmt.Fprintln(w, "  peak RSS: the kernel's (VmHWM), file pages mapped in included (the store's files, the binary); peak anon: the largest RssAnon sampled every 20 ms.")
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "  %-8s %s\n", sc+":", desc[sc])
 	}

@@ -89,6 +89,7 @@ type benchResult struct {
 	CPUTotal     time.Duration `json:"cpu_total_ns"`   // its CPU over its whole life (the last process, for catch-up)
 	HarnessCPU   time.Duration `json:"harness_cpu_ns"` // this process's CPU (simulator, posters, receiver) in the measured window
 	PeakRSS      int64         `json:"peak_rss"`       // VmHWM
+	PeakAnon     int64         `json:"peak_anon"`      // the largest RssAnon sampled every 20 ms: the peak without file pages
 	EndRSS       int64         `json:"end_rss"`        // VmRSS at the end (scale: at rest)
 	StoreBytes   int64         `json:"store_bytes"`    // kdbridge.db at the end
 	SlowKills    int64         `json:"slow_kills"`     // connections the simulator dropped as slow consumers
@@ -377,6 +378,7 @@ func (res *benchResult) collect(sim *kinetictest.Server, ids []string, recv *ben
 // -memprofile, kdbridge's heap profile is taken first, from its loopback /debug/pprof.
 func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
 	res.EndRSS, res.PeakRSS = sut.mem()
+	res.PeakAnon = sut.anonPeak()
 	var perr error
 	if r.mode != benchRaw && !r.inProcess && sut.addr() != "" {
 		res.goMemory("http://" + sut.addr() + "/metrics")

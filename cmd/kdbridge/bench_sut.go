@@ -62,6 +62,7 @@ type benchSUTReport struct {
 type benchSUT interface {
 	cpu() time.Duration      // CPU time used so far
 	mem() (rss, hwm int64)   // resident set now and at its peak, bytes
+	anonPeak() int64         // the largest anonymous resident set sampled (see benchAnonPeak)
 	exited() <-chan struct{} // closed if it ends before stop
 	stop() (benchSUTReport, error)
 	logTail() string // the last lines it logged, for a failure report
@@ -196,6 +197,7 @@ type benchChild struct {
 	dir    string
 	mu     sync.Mutex
 	http   string
+	anon   benchAnonPeak
 }
 
 func benchStartChild(spec benchSpec) (*benchChild, error) {
@@ -225,6 +227,7 @@ func benchStartChild(spec benchSpec) (*benchChild, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	go c.anon.watch(strconv.Itoa(cmd.Process.Pid), c.done)
 	go func() {
 		sc := bufio.NewScanner(out)
 		readyOnce := sync.Once{}
@@ -256,6 +259,8 @@ func benchStartChild(spec benchSpec) (*benchChild, error) {
 func (c *benchChild) cpu() time.Duration { return benchProcCPU(c.cmd.Process.Pid) }
 
 func (c *benchChild) mem() (rss, hwm int64) { return benchProcMem(strconv.Itoa(c.cmd.Process.Pid)) }
+
+func (c *benchChild) anonPeak() int64 { return c.anon.peak.Load() }
 
 func (c *benchChild) exited() <-chan struct{} { return c.done }
 
@@ -298,6 +303,7 @@ type benchInProcess struct {
 	err     error
 	stopCPU func()
 	http    atomic.Value // string: kdbridge's HTTP address
+	anon    benchAnonPeak
 }
 
 func benchStartInProcess(ctx context.Context, spec benchSpec) (*benchInProcess, error) {
@@ -316,6 +322,7 @@ func benchStartInProcess(ctx context.Context, spec benchSpec) (*benchInProcess, 
 		}
 		p.stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 	}
+	go p.anon.watch("self", p.done) // the whole process: the harness too, as with the RSS
 	go func() {
 		defer close(p.done)
 		p.rep, p.err = benchRunSUT(ctx, spec, p.log, func(addr string) { p.http.Store(addr) })
@@ -326,6 +333,8 @@ func benchStartInProcess(ctx context.Context, spec benchSpec) (*benchInProcess, 
 func (p *benchInProcess) cpu() time.Duration { return benchSelfCPU() }
 
 func (p *benchInProcess) mem() (rss, hwm int64) { return benchProcMem("self") }
+
+func (p *benchInProcess) anonPeak() int64 { return p.anon.peak.Load() }
 
 func (p *benchInProcess) exited() <-chan struct{} { return p.done }
 
@@ -364,6 +373,46 @@ func benchProcMem(pid string) (rss, hwm int64) {
 		}
 	}
 	return rss, hwm
+}
+
+// benchAnonPeak is the largest anonymous resident set (RssAnon: the heap, stacks, the
+// runtime) of a process among samples taken every benchAnonEvery. The kernel keeps a peak
+// only of the whole resident set (VmHWM), which also counts the file pages mapped in — the
+// bbolt files read through their maps, the binary — so the peak RSS alone does not say what
+// the process itself needed. Sampled, it can miss a spike shorter than the interval.
+type benchAnonPeak struct{ peak atomic.Int64 }
+
+const benchAnonEvery = 20 * time.Millisecond
+
+// watch samples pid until done is closed.
+func (a *benchAnonPeak) watch(pid string, done <-chan struct{}) {
+	t := time.NewTicker(benchAnonEvery)
+	defer t.Stop()
+	for {
+		if v := benchProcAnon(pid); v > a.peak.Load() {
+			a.peak.Store(v)
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// benchProcAnon reads RssAnon of a process from /proc, in bytes; 0 where there is none.
+func benchProcAnon(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v << 10
+		}
+	}
+	return 0
 }
 
 // benchTail keeps the last 64 KiB written to it: a child's log, shown when a scenario fails.

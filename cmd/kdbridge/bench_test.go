@@ -81,6 +81,10 @@ func benchSmoke(t *testing.T, args ...string) map[string]bool {
 		if r.Mode == benchKdbridge && r.StoreBytes <= 0 {
 			t.Errorf("%s: no store size", name)
 		}
+		// The sampled anonymous peak is there, and within the kernel's peak, which counts it.
+		if benchFileExists("/proc/self/status") && (r.PeakAnon <= 0 || r.PeakAnon > r.PeakRSS) {
+			t.Errorf("%s: peak anon %d bytes, peak RSS %d", name, r.PeakAnon, r.PeakRSS)
+		}
 		if r.Scenario == "scale" {
 			if r.EndRSS <= 0 && r.PeakRSS <= 0 && benchFileExists("/proc/self/status") {
 				t.Errorf("%s: no RSS", name)

@@ -373,26 +373,20 @@ func (w *worker) deliver(ctx context.Context, ds []decoded) {
 		ev.Discussion.Title, ev.Discussion.Related = w.title, w.related
 		evs = append(evs, ev)
 	}
-	w.emitAll(ctx, evs, false)
+	w.emitAll(ctx, evs)
 }
 
 // emitAll emits evs (in one call) until the emitter accepts them or ctx ends (false). Events
 // that were not accepted are never skipped: everything behind them in this discussion
 // waits. Once accepted, the checkpoint moves to the newest message created among them.
-// With held, the caller has taken an emit slot (takeEmit) for the first attempt; emitAll
-// gives it back.
-func (w *worker) emitAll(ctx context.Context, evs []bridge.Event, held bool) bool {
+func (w *worker) emitAll(ctx context.Context, evs []bridge.Event) bool {
 	if len(evs) == 0 {
-		if held {
-			<-w.s.emits
-		}
 		return true
 	}
 	failed := false
 	b := w.s.backoff(w.s.t.emitFirst, w.s.t.emitMax)
 	for {
-		err := w.emit(ctx, evs, held)
-		held = false
+		err := w.emit(ctx, evs)
 		if err == nil {
 			break
 		}
@@ -433,23 +427,14 @@ func (w *worker) emitAll(ctx context.Context, evs []bridge.Event, held bool) boo
 
 // emit makes one Emit call once a slot is free: at most timing.emits run at once, so that
 // events waiting for the store wait in their queues, not in memory as commit batches.
-// With held, the slot is taken already.
-func (w *worker) emit(ctx context.Context, evs []bridge.Event, held bool) error {
-	if !held && !w.takeEmit(ctx) {
+func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
+	select {
+	case w.s.emits <- struct{}{}:
+	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-w.s.emits }()
 	return w.f.emit.Emit(ctx, evs...)
-}
-
-// takeEmit takes an emit slot, or returns false when ctx is done first.
-func (w *worker) takeEmit(ctx context.Context) bool {
-	select {
-	case w.s.emits <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // setCheckpoint records the newest message handed over. A failure to store it costs only
@@ -704,7 +689,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 			batch = append(batch, ev)
 		}
 		if len(batch) == maxBatch || (len(fresh) == 0 && len(edits) == 0 && len(batch) > 0) {
-			if !w.emitAll(ctx, batch, false) {
+			if !w.emitAll(ctx, batch) {
 				return n, ctx.Err()
 			}
 			n += len(batch)

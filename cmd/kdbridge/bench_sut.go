@@ -355,24 +355,25 @@ func (p *benchInProcess) stop() (benchSUTReport, error) {
 // benchProcMem reads VmRSS and VmHWM of a process ("self" or a pid) from /proc, in bytes;
 // zeros where there is no /proc.
 func benchProcMem(pid string) (rss, hwm int64) {
+	m := benchProcStatus(pid)
+	return m["VmRSS:"], m["VmHWM:"]
+}
+
+// benchProcStatus reads the sizes in /proc/PID/status, in bytes, by field name ("VmRSS:");
+// empty where there is no /proc.
+func benchProcStatus(pid string) map[string]int64 {
+	m := map[string]int64{}
 	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		return 0, 0
+		return m
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v << 10
-		case "VmHWM:":
-			hwm = v << 10
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			m[f[0]] = v << 10
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 // benchAnonPeak is the largest anonymous resident set (RssAnon: the heap, stacks, the
@@ -389,7 +390,7 @@ func (a *benchAnonPeak) watch(pid string, done <-chan struct{}) {
 	t := time.NewTicker(benchAnonEvery)
 	defer t.Stop()
 	for {
-		if v := benchProcAnon(pid); v > a.peak.Load() {
+		if v := benchProcStatus(pid)["RssAnon:"]; v > a.peak.Load() {
 			a.peak.Store(v)
 		}
 		select {
@@ -398,21 +399,6 @@ func (a *benchAnonPeak) watch(pid string, done <-chan struct{}) {
 		case <-t.C:
 		}
 	}
-}
-
-// benchProcAnon reads RssAnon of a process from /proc, in bytes; 0 where there is none.
-func benchProcAnon(pid string) int64 {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v << 10
-		}
-	}
-	return 0
 }
 
 // benchTail keeps the last 64 KiB written to it: a child's log, shown when a scenario fails.

@@ -84,6 +84,16 @@ func (b *backlog) removed(q Queue) {
 	b.sink(q.Target.Sink).pending--
 }
 
+// pending is how many deliveries of the named sink wait.
+func (b *backlog) pending(sink string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := b.sinks[sink]; s != nil {
+		return s.pending
+	}
+	return 0
+}
+
 // head records what the dispatcher read at the head of q: a delivery stored at storedAt, or
 // (ok false) nothing.
 func (b *backlog) head(q Queue, storedAt time.Time, ok bool) {

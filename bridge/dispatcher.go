@@ -25,6 +25,9 @@ type DispatcherOptions struct {
 	Now    func() time.Time // default time.Now
 	// Observer, if set, hears about each delivery outcome (metrics, tests).
 	Observer func(Outcome)
+	// HoldBackAt is how many deliveries a sink must have waiting before Behind tells a
+	// catch-up to hold back for it (holdback.go); default 2048.
+	HoldBackAt int
 }
 
 // Outcome is the result of one delivery attempt.
@@ -66,6 +69,9 @@ func NewDispatcher(store Store, router *Router, sinks []SinkSpec, opts Dispatche
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.HoldBackAt <= 0 {
+		opts.HoldBackAt = defaultHoldBackAt
 	}
 	d := &Dispatcher{store: store, log: opts.Logger, opts: opts, now: opts.Now, sinks: map[string]*sinkRunner{}}
 	d.router.Store(router)

@@ -121,7 +121,7 @@ func notReady(sources []bridge.Source) []string {
 				// service.
 			case d.State != kinetic.StateSubscribed:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: %s", src.Name(), d.ID, d.State))
-			case !d.CaughtUp:
+			case !d.CaughtUp && !d.HeldBack:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: catching up", src.Name(), d.ID))
 			}
 		}
@@ -130,7 +130,8 @@ func notReady(sources []bridge.Source) []string {
 }
 
 // notices lists the discussions that are left out while the daemon is ready: refused by
-// Kinetic (retried slowly) or removed by the server (until a reload).
+// Kinetic (retried slowly) or removed by the server (until a reload), and how many wait to
+// catch up while their sinks are far behind (see kinetic's worker.holdBack).
 func notices(sources []bridge.Source) []string {
 	var out []string
 	for _, src := range sources {
@@ -138,13 +139,21 @@ func notices(sources []bridge.Source) []string {
 		if !ok {
 			continue
 		}
+		held := 0
 		for _, d := range ks.Status().Discussions {
+			if d.HeldBack {
+				held++
+			}
 			switch d.State {
 			case kinetic.StateRefused:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: refused (%s); retried every few minutes", src.Name(), d.ID, d.Error))
 			case kinetic.StateRemoved:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: removed (kdbridge's user was removed from it); subscribed again on reload", src.Name(), d.ID))
 			}
+		}
+		if held > 0 {
+			// One line, not one a discussion: after a restart it can be most of them.
+			out = append(out, fmt.Sprintf("source %s: %d discussion(s) to catch up once the sinks they go to have delivered more of their backlog", src.Name(), held))
 		}
 	}
 	return out

@@ -92,6 +92,13 @@ func (c countingEmitter) Emit(ctx context.Context, events ...bridge.Event) error
 	return c.next.Emit(ctx, events...)
 }
 
+// Behind passes on the dispatcher's advice to hold catch-ups back (bridge.Dispatcher.Behind):
+// a source finds it by asking its emitter, which is this.
+func (c countingEmitter) Behind(events ...bridge.Event) bool {
+	p, ok := c.next.(interface{ Behind(...bridge.Event) bool })
+	return ok && p.Behind(events...)
+}
+
 // sourceCollector reads each source's status at scrape time.
 type sourceCollector struct{ sources func() []bridge.Source }
 
@@ -107,10 +114,11 @@ var (
 	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
 	descTokens     = prometheus.NewDesc("kdbridge_source_token_refreshes_total", "Requests to the OAuth token endpoint (the first token and every renewal), by result (ok, refused, error).", []string{"source", "result"}, nil)
 	descCatchUp    = prometheus.NewDesc("kdbridge_source_catchup_messages_total", "Message events emitted by REST catch-ups (after a (re)subscribe or a queue overflow).", []string{"source"}, nil)
+	descHeldBack   = prometheus.NewDesc("kdbridge_source_catchups_held_back_total", "Times a catch-up waited before reading its messages because every sink they go to was far behind and delivering.", []string{"source"}, nil)
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered, descTokens, descCatchUp} {
+	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered, descTokens, descCatchUp, descHeldBack} {
 		ch <- d
 	}
 }
@@ -134,6 +142,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.Refusals), name)
 		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions), name)
 		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.CounterValue, float64(s.CatchUpEvents), name)
+		ch <- prometheus.MustNewConstMetric(descHeldBack, prometheus.CounterValue, float64(s.CatchUpsHeldBack), name)
 		for result, n := range s.TokenRequests {
 			ch <- prometheus.MustNewConstMetric(descTokens, prometheus.CounterValue, float64(n), name, result)
 		}

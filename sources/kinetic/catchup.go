@@ -3,6 +3,7 @@ package kinetic
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -488,6 +489,7 @@ func (w *worker) publishCheckpoint() {
 }
 
 func (w *worker) catchUpWithRetry(ctx context.Context) {
+	defer w.s.st.update(w.id, func(d *DiscussionStatus) { d.HeldBack = false })
 	logged := false
 	b := w.s.backoff(w.s.t.catchUpFirst, w.s.t.catchUpMax)
 	for {
@@ -513,6 +515,13 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 		}
 		n, err := w.catchUpOnce(ctx)
 		<-w.s.catchUps
+		if errors.Is(err, errHeldBack) {
+			// Wait without the slot: other discussions' catch-ups may go to sinks with room.
+			if !w.holdBack(ctx) {
+				return
+			}
+			continue
+		}
 		w.s.st.mu.Lock()
 		w.s.st.catchUpEvents += uint64(n) // emitted, also when a shutdown cut the catch-up short
 		w.s.st.mu.Unlock()
@@ -567,6 +576,9 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 		}
 	}
 	w.publishCheckpoint()
+	if w.shouldHoldBack() {
+		return 0, errHeldBack
+	}
 
 	cp, have := w.cp, w.haveCP
 	backfill := s.cfg.Backfill.D()
@@ -709,6 +721,67 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// pacer is an emitter that can advise a catch-up to hold back (bridge.Dispatcher.Behind):
+// every sink its events would go to is far behind and delivering.
+type pacer interface {
+	Behind(events ...bridge.Event) bool
+}
+
+// errHeldBack ends a catch-up before it reads any message: its sinks are far behind (see
+// holdBack). It is no failure: the catch-up runs again once they have room.
+var errHeldBack = errors.New("held back: the sinks are far behind")
+
+// shouldHoldBack reports whether the catch-up about to read the discussion's messages should
+// wait instead. A restart's catch-ups read from the REST API far faster than sinks deliver,
+// and whatever they read goes to the store at once: the whole backlog would be on disk (and,
+// through bbolt's map, in memory) at the peak. Messages not read yet stay in Kinetic, and the
+// checkpoint does not move past them, so waiting loses nothing. It does not wait once live
+// events of the discussion fill a quarter of its queue behind the catch-up (a full one would
+// overflow, and its events other than messages be lost), but a few do not stop it: every
+// subscribe posts a "joined" message of its own, which arrives during the catch-up. The
+// emitter decides for whom waiting is free (bridge.Dispatcher.Behind: never for a sink with
+// room, a failing one or a halted one). The question is asked with the event a new message of
+// the discussion would be, so routes select as they would for it.
+func (w *worker) shouldHoldBack() bool {
+	if w.f.pace == nil || w.queued() >= w.s.t.queueCap/4 {
+		return false
+	}
+	return w.f.pace.Behind(bridge.Event{
+		Source: w.s.name,
+		Type:   bridge.MessageCreated,
+		Discussion: bridge.Discussion{
+			ID:      w.id,
+			Title:   w.title,
+			Related: w.related,
+		},
+	})
+}
+
+// holdBack waits, holding no catch-up slot, until the catch-up should go on: its sinks have
+// room (or stopped delivering), or a live event of the discussion queued behind it. It
+// returns false when ctx ends. Each wait is counted in Status.CatchUpsHeldBack.
+func (w *worker) holdBack(ctx context.Context) bool {
+	w.s.st.mu.Lock()
+	w.s.st.heldBack++
+	w.s.st.mu.Unlock()
+	w.s.log.Debug("kinetic: catch-up held back while its sinks deliver what waits", "discussion", w.id)
+	// Ready meanwhile, and until this catch-up ends (catchUpWithRetry clears it): readiness
+	// says whether kdbridge is connected and reads what it should, not how fast the sinks
+	// take it — a stored backlog never made it unready either — and must not flap as
+	// held-back catch-ups take turns while a long backlog drains.
+	w.s.st.update(w.id, func(d *DiscussionStatus) { d.HeldBack = true })
+	t := time.NewTicker(w.s.t.holdBackPoll)
+	defer t.Stop()
+	for w.shouldHoldBack() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // editedSince reports whether m, a message at or before the checkpoint, has a version that

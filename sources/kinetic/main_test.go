@@ -162,6 +162,7 @@ type harness struct {
 	srv  *kinetictest.Server
 	src  *Source
 	rec  *recorder
+	emit bridge.Emitter // what Run emits into: rec unless a test sets another (around rec)
 	logs *logBuffer
 	cps  Checkpoints
 	tr   *http.Transport
@@ -216,7 +217,11 @@ func (h *harness) run() {
 	t := h.t
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.src.Run(ctx, h.rec) }()
+	var emit bridge.Emitter = h.rec
+	if h.emit != nil {
+		emit = h.emit
+	}
+	go func() { done <- h.src.Run(ctx, emit) }()
 	var once sync.Once
 	h.stop = func() {
 		once.Do(func() {

@@ -89,6 +89,7 @@ type timing struct {
 	catchUps                     int           // catch-ups of the source running at once
 	catchUpYield                 time.Duration // the longest a catch-up waits for the queued subscribes to be sent
 	emits                        int           // Emit calls of the source in progress at once
+	holdBackPoll                 time.Duration // how often a held-back catch-up asks again (see worker.holdBack)
 }
 
 func defaultTiming() timing {
@@ -106,6 +107,7 @@ func defaultTiming() timing {
 		emitMax:        30 * time.Second,
 		catchUpFirst:   time.Second,
 		catchUpMax:     2 * time.Minute,
+		holdBackPoll:   20 * time.Millisecond,
 		rest:           retryPolicy{initial: 500 * time.Millisecond, max: 10 * time.Second, tries: 5},
 		badLogEvery:    10 * time.Second,
 		queueCap:       10000,

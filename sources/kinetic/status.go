@@ -32,6 +32,9 @@ type Status struct {
 
 	// CatchUpEvents counts the events emitted by REST catch-ups (they are among Emitted).
 	CatchUpEvents uint64
+	// CatchUpsHeldBack counts the catch-ups that waited before reading their messages
+	// because every sink they go to was far behind and delivering (see worker.holdBack).
+	CatchUpsHeldBack uint64
 	// TokenRequests counts requests to the OAuth token endpoint (the first token and every
 	// renewal) by result: TokenOK, TokenRefused (credentials rejected), TokenError.
 	TokenRequests map[string]uint64
@@ -53,6 +56,7 @@ type DiscussionStatus struct {
 	State      string    // one of the State constants
 	Error      string    // the ack-error payload when refused
 	CaughtUp   bool      // the catch-up after the latest subscribe is done
+	HeldBack   bool      // that catch-up was held back until the sinks it goes to, far behind, deliver more (worker.holdBack), and has not ended; counts as caught up for Ready
 	Queued     int       // live events waiting to be emitted (behind a catch-up or a refusing emitter)
 	Checkpoint string    // id of the newest message handed over
 	CheckedAt  time.Time // CreatedAt of that message
@@ -66,7 +70,7 @@ func (s Status) Ready() bool {
 		return false
 	}
 	for _, d := range s.Discussions {
-		if d.State != StateSubscribed || !d.CaughtUp {
+		if d.State != StateSubscribed || (!d.CaughtUp && !d.HeldBack) {
 			return false
 		}
 	}
@@ -99,6 +103,7 @@ type status struct {
 	discErr     string
 
 	catchUpEvents uint64
+	heldBack      uint64
 }
 
 func newStatus(ids []string) *status {
@@ -152,7 +157,8 @@ func (st *status) snapshot() Status {
 		LastDiscovery:  st.lastDisc,
 		DiscoveryError: st.discErr,
 
-		CatchUpEvents: st.catchUpEvents,
+		CatchUpEvents:    st.catchUpEvents,
+		CatchUpsHeldBack: st.heldBack,
 	}
 	for _, id := range st.order {
 		out.Discussions = append(out.Discussions, *st.discussions[id])

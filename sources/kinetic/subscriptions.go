@@ -171,6 +171,7 @@ type fleet struct {
 	s       *Source
 	ctx     context.Context
 	emit    bridge.Emitter
+	pace    pacer // emit's advice to hold catch-ups back; nil when it gives none
 	wg      *sync.WaitGroup
 	byID    map[string]*worker
 	retired map[string]<-chan struct{} // done channels of stopped workers that may still be running
@@ -193,6 +194,7 @@ type pendingStart struct {
 func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
 	f := &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{},
 		firsts: firstStarts{s: s}, startReq: make(chan struct{}, 1)}
+	f.pace, _ = emit.(pacer)
 	wg.Go(f.starter)
 	return f
 }

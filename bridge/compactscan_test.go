@@ -1,0 +1,92 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// kineticPayload is a message as the Topic Hub sends it: compact, with escapes and non-ASCII text.
+const kineticPayload = `{"id":"0f5c1c6e-6a43-4c4b-9d59-3c1f0e7b2a11","versionId":"5d1e0c1a-1b2c-4d3e-8f90-a1b2c3d4e5f6",` +
+	`"type":"User","content":[{"type":"text","value":"The database is down again; paging the on-call \u003c@here\u003e — “quotes” and ünïcödé.\n"},` +
+	`{"type":"mention","value":{"username":"bob","displayName":"Bob \"B\" Stone"}},{"type":"number","value":-12.5e+3}],` +
+	`"createdBy":{"username":"alice","displayName":"Alice Moreau","email":"alice@example.com"},` +
+	`"createdAt":"2026-11-26T17:00:00.000Z","updatedAt":"2026-11-26T17:00:00.000Z",` +
+	`"updatedBy":{"username":"alice","displayName":"Alice Moreau","email":"alice@example.com"},"parent":null,"deleted":false,"attachments":[]}`
+
+func scanAccepts(b []byte) bool {
+	s := compactScan{b: b}
+	return s.value(0) && s.i == len(b)
+}
+
+func TestCompactScan(t *testing.T) {
+	accept := []string{
+		kineticPayload, `null`, `true`, `false`, `0`, `-0`, `12`, `-1.5`, `1e9`, `1E-9`, `2.5e+10`,
+		`""`, `"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00"`, "\"\xff\xfe invalid UTF-8 is kept\"", "\"\u2028\"",
+		`[]`, `{}`, `[[],{}]`, `{"a":{"b":[1,"x",null]}}`, strings.Repeat("[", 64) + strings.Repeat("]", 64),
+	}
+	for _, in := range accept {
+		if !scanAccepts([]byte(in)) {
+			t.Errorf("turned down %.60q: compact and valid, it should not need json.Compact", in)
+		}
+	}
+	// Left to json.Compact: whitespace to remove, JSON it rejects, nesting past the bound.
+	reject := []string{
+		``, ` null`, `null `, "{\"a\": 1}", "[1, 2]", "{\n}", `{"a":1,}`, `[1,]`, `{"a"}`, `{"a":}`, `{a:1}`,
+		`01`, `-`, `1.`, `.5`, `1e`, `1e+`, `+1`, `0x10`, `nul`, `truex`, `nullnull`, `"abc`, `"\x"`, `"\u12"`,
+		`"\u12G4"`, "\"tab\there\"", "\"\x00\"", `[1 2]`, `{"a":1 "b":2}`, `]`, `}`, `[`, `{"a":1`, `"a"b`,
+		strings.Repeat("[", 65) + strings.Repeat("]", 65),
+	}
+	for _, in := range reject {
+		if scanAccepts([]byte(in)) {
+			t.Errorf("accepted %.60q", in)
+		}
+	}
+}
+
+// FuzzCompactScan: whatever compactScan accepts, json.Compact accepts too and writes
+// unchanged — so taking the fast path never changes what an envelope says.
+func FuzzCompactScan(f *testing.F) {
+	for _, s := range []string{kineticPayload, `{"a":[1,-2.5e3,true,null,"\u00e9"]}`, `"\"`, `[1,]`, "{\"a\": 1}", `-01`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !scanAccepts(b) {
+			return
+		}
+		var out bytes.Buffer
+		if err := json.Compact(&out, b); err != nil {
+			t.Fatalf("accepted %q, which json.Compact rejects: %v", b, err)
+		}
+		if !bytes.Equal(out.Bytes(), b) {
+			t.Fatalf("accepted %q, which json.Compact writes as %q", b, out.Bytes())
+		}
+	})
+}
+
+// BenchmarkAppendCompactJSON: a Kinetic message's raw JSON into an envelope, through the
+// compact check and through json.Compact alone (what every delivery paid before).
+func BenchmarkAppendCompactJSON(b *testing.B) {
+	raw := []byte(kineticPayload)
+	buf := make([]byte, 0, 2*len(raw))
+	b.Run("check", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			var err error
+			if buf, err = appendCompactJSON(buf[:0], raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Compact", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			out := bytes.NewBuffer(buf[:0])
+			if err := json.Compact(out, raw); err != nil {
+				b.Fatal(err)
+			}
+			buf = out.Bytes()
+		}
+	})
+}

@@ -27,7 +27,9 @@ type fence struct {
 
 // queue puts the fence at the head of batch b: the batch (one implicit transaction) fails
 // with SQLSTATE fencedCode unless this replica holds the lease with its epoch, and holds
-// the lease row share-locked, so that a takeover (an UPDATE of the row) waits for it.
+// the lease row locked FOR KEY SHARE, so that a takeover (an UPDATE of the row's epoch, a
+// key column) waits for it, while this replica's own renewal (expires_at only) does not
+// (schema version 2).
 func (f *fence) queue(b *pgx.Batch) error {
 	epoch := f.epoch.Load()
 	if epoch == 0 {

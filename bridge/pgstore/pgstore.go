@@ -34,7 +34,7 @@ import (
 )
 
 // SchemaVersion is the schema this binary writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	// ErrFenced is returned by a write of a replica that no longer leads (or never did) when

@@ -99,6 +99,25 @@ BEGIN
 END
 $f$;
 `,
+	// 2: the fence share-locks the lease row FOR KEY SHARE, and epoch is a key column (in a
+	// unique index with name). A takeover changes epoch, so its UPDATE still takes the row
+	// FOR UPDATE and waits for the leader's fenced transactions; the leader's renewal changes
+	// expires_at only, a FOR NO KEY UPDATE that no longer waits for them. Under FOR SHARE a
+	// stream of overlapping writes could keep the renewal waiting until its timeout, and
+	// the leader lose its lease while busy (PostgreSQL's log showed renewals cancelled
+	// while waiting for the row in a bench catch-up that redelivered 16,434 messages).
+	`
+CREATE UNIQUE INDEX kdbridge_lease_epoch ON kdbridge_lease (name, epoch);
+CREATE OR REPLACE FUNCTION kdbridge_fence(p_holder text, p_epoch bigint) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	PERFORM 1 FROM kdbridge_lease
+	WHERE name = 'leader' AND holder = p_holder AND epoch = p_epoch AND expires_at > now() FOR KEY SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'replica % does not hold the leader lease of epoch %', p_holder, p_epoch USING ERRCODE = 'KB001';
+	END IF;
+END
+$f$;
+`,
 }
 
 // tables are kdbridge's tables, for the privilege check.

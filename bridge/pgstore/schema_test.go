@@ -54,7 +54,7 @@ func TestSchemaTooNew(t *testing.T) {
 	openT(t, dsn).Close()
 	pgtest.Exec(t, dsn, `UPDATE kdbridge_schema SET version = 99`)
 	_, err := Open(context.Background(), dsn, Options{})
-	if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), "version 1") {
+	if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), fmt.Sprintf("version %d", SchemaVersion)) {
 		t.Fatalf("Open of a newer schema: %v", err)
 	}
 	if _, err := Probe(context.Background(), dsn); !errors.Is(err, ErrSchemaTooNew) {

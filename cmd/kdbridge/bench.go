@@ -312,6 +312,9 @@ func benchProgress(r benchResult) string {
 	if r.Err != "" {
 		s += " — " + strings.SplitN(r.Err, "\n", 2)[0]
 	}
+	if r.LogFile != "" {
+		s += fmt.Sprintf(" — %d duplicates, %d out of order, %d unexpected: its log is in %s", r.Duplicates, r.OrderViolations, r.Unexpected, r.LogFile)
+	}
 	return s
 }
 

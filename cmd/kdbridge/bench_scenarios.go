@@ -101,6 +101,10 @@ type benchResult struct {
 	StackInuse int64  `json:"stack_inuse"` // go_memstats_stack_inuse_bytes
 	Goroutines int64  `json:"goroutines"`  // go_goroutines
 	Err        string `json:"err,omitempty"`
+	// LogFile keeps the system under test's log tail when a run delivered a message twice,
+	// out of order or unexpectedly: not a failed run (redeliveries are allowed), but one to
+	// look into.
+	LogFile string `json:"log_file,omitempty"`
 }
 
 // CPUPerEvent is the measured window's CPU per message posted.
@@ -394,6 +398,22 @@ func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
 	return errors.Join(err, perr)
 }
 
+// keepLog writes the log tail of the system under test to a file of its own, and names it
+// in LogFile, when the run delivered a message twice, out of order or unexpectedly.
+func (res *benchResult) keepLog(sut interface{ logTail() string }) {
+	if res.Duplicates+res.OrderViolations+res.Unexpected == 0 {
+		return
+	}
+	f, err := os.CreateTemp("", fmt.Sprintf("kdbridge-bench-%s-%s-%d-*.log", res.Scenario, res.Mode, res.Run))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(sut.logTail()); err == nil {
+		res.LogFile = f.Name()
+	}
+}
+
 // goMemory reads the Go runtime's memory figures from kdbridge's /metrics.
 func (res *benchResult) goMemory(url string) {
 	resp, err := http.Get(url)
@@ -477,6 +497,7 @@ func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets,
 	stopped = true
 	ferr := r.finish(&res, sut)
 	res.collect(sim, ids, recv, sent)
+	res.keepLog(sut)
 	if sent.errs > 0 {
 		return res, fmt.Errorf("%d posts failed", sent.errs)
 	}
@@ -593,6 +614,7 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	stopped = true
 	ferr := r.finish(&res, sut)
 	res.collect(sim, ids, recv, sent)
+	res.keepLog(sut)
 	// Measured from the restart: the messages were posted while nothing was running.
 	res.Elapsed = 0
 	var last time.Time

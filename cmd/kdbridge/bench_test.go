@@ -118,3 +118,27 @@ func benchFileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+type logTailStub string
+
+func (l logTailStub) logTail() string { return string(l) }
+
+// A run with duplicates keeps the daemon's log for a look, and says where; a clean run
+// keeps nothing.
+func TestBenchKeepsTheLogOfARunWithDuplicates(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	clean := benchResult{Scenario: "catchup", Mode: "kdbridge", Run: 1}
+	clean.keepLog(logTailStub("nothing to see"))
+	if clean.LogFile != "" {
+		t.Errorf("a clean run kept its log in %s", clean.LogFile)
+	}
+	dup := benchResult{Scenario: "catchup", Mode: "kdbridge-pg", Run: 2, Duplicates: 3}
+	dup.keepLog(logTailStub("level=WARN msg=\"pgstore: leadership lost\"\n"))
+	b, err := os.ReadFile(dup.LogFile)
+	if err != nil || !strings.Contains(string(b), "leadership lost") {
+		t.Fatalf("kept log %q: %q, %v", dup.LogFile, b, err)
+	}
+	if line := benchProgress(dup); !strings.Contains(line, "3 duplicates") || !strings.Contains(line, dup.LogFile) {
+		t.Errorf("progress line does not point at the log: %s", line)
+	}
+}

@@ -760,7 +760,8 @@ func (w *worker) shouldHoldBack() bool {
 }
 
 // holdBack waits, holding no catch-up slot, until the catch-up should go on: its sinks have
-// room (or stopped delivering), or a live event of the discussion queued behind it. It
+// room (or stopped delivering), or live events of the discussion fill a quarter of its queue
+// behind it (see shouldHoldBack). It
 // returns false when ctx ends. Each wait is counted in Status.CatchUpsHeldBack.
 func (w *worker) holdBack(ctx context.Context) bool {
 	w.s.st.mu.Lock()

@@ -15,7 +15,7 @@ import (
 // TestE2ECatchUpHeldBackBehindABacklog: a restart that finds a stored backlog of more than
 // 2,048 deliveries for a webhook that is taking them (slowly: here not at all yet, without
 // failing) holds the catch-ups of the messages it missed back — they stay in Kinetic, not in
-// the store — stays ready, says so on /readyz and in
+// the store — stays ready, says so on /readyz, the console and in
 // kdbridge_source_catchups_held_back_total, and once the webhook takes the backlog, catches
 // up and delivers everything once, in order.
 func TestE2ECatchUpHeldBackBehindABacklog(t *testing.T) {
@@ -99,6 +99,9 @@ func TestE2ECatchUpHeldBackBehindABacklog(t *testing.T) {
 	})
 	if !strings.Contains(ready, "discussion(s) to catch up once the sinks they go to have delivered more of their backlog") {
 		t.Errorf("/readyz does not mention the held-back catch-ups:\n%s", ready)
+	}
+	if page := httpGet(t, "http://"+addr+"/discussions"); !strings.Contains(page, "catch-up held back") {
+		t.Errorf("the console's discussions page does not show the held-back catch-up:\n%.2000s", page)
 	}
 	if v := scrapeValue(t, addr, depth); v != stored {
 		t.Errorf("%s = %v while held back, want %d: the missed messages were read into the store", depth, v, stored)

@@ -560,6 +560,13 @@ func (w *worker) catchUpWithRetry(ctx context.Context) {
 // newest message. It returns the number of events emitted.
 func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 	s := w.s
+	// A catch-up let go after a wait asks again before it reads anything: several take
+	// their slots when the sinks have room, the first ones fill it, and the others would
+	// each read their discussion only to wait again. The title and related items it asks
+	// with are those read last time (w.related is nil until a first read).
+	if w.related != nil && w.shouldHoldBack() {
+		return 0, errHeldBack
+	}
 	// The title and related items go with every event: routes select discussions by them
 	// (match:), so events wait until they are known, like any catch-up that fails.
 	d, err := s.rest.discussion(ctx, w.id)

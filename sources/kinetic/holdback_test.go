@@ -141,3 +141,52 @@ func discussionStatus(st Status, id string) DiscussionStatus {
 	}
 	return DiscussionStatus{}
 }
+
+// scriptedPacer answers Behind from answers, call by call, then with then.
+type scriptedPacer struct {
+	*recorder
+	mu      sync.Mutex
+	answers []bool
+	then    atomic.Bool
+}
+
+func (p *scriptedPacer) Behind(...bridge.Event) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.answers) > 0 {
+		a := p.answers[0]
+		p.answers = p.answers[1:]
+		return a
+	}
+	return p.then.Load()
+}
+
+// A catch-up let go after a wait asks again before reading its discussion: when the room
+// its sinks had is gone by the time it has a slot (other catch-ups took it), it waits again
+// without a REST call.
+func TestHeldBackCatchUpAsksAgainBeforeReading(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{})
+	a := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "held"})
+	cps := &MemoryCheckpoints{}
+	missed := restartWithMissed(t, srv, cps, 10, a.ID)
+	rest0 := srv.Stats().RESTRequests
+
+	h := build(t, srv, []string{a.ID}, func(c *Config, o *Options, tm *timing) {
+		o.Checkpoints = cps
+		tm.holdBackPoll = 5 * time.Millisecond
+	})
+	// Behind after the discussion is read; room at the next ask (the wait ends); behind
+	// again once the catch-up has its slot; then behind until the test says otherwise.
+	sp := &scriptedPacer{recorder: h.rec, answers: []bool{true, false, true}}
+	sp.then.Store(true)
+	h.emit = sp
+	h.run()
+	h.waitStatus("a second wait", func(st Status) bool { return st.CatchUpsHeldBack >= 2 })
+	if n := srv.Stats().RESTRequests - rest0; n != 1 {
+		t.Errorf("%d REST calls by the second wait, want 1 (the first read of the discussion)", n)
+	}
+	sp.then.Store(false)
+	h.waitMessages(a.ID, len(missed[a.ID]))
+	h.stop()
+	exactlyOnce(t, h.rec.all(), a.ID, missed[a.ID])
+}

@@ -39,6 +39,7 @@ type backlog struct {
 type sinkBacklog struct {
 	pending int
 	heads   map[queueID]time.Time // non-empty queues → when their head was stored (zero: not read yet)
+	targets map[Target]int        // pending deliveries per target with any (for Behind)
 }
 
 func (b *backlog) sink(name string) *sinkBacklog {
@@ -47,7 +48,7 @@ func (b *backlog) sink(name string) *sinkBacklog {
 	}
 	s := b.sinks[name]
 	if s == nil {
-		s = &sinkBacklog{heads: map[queueID]time.Time{}}
+		s = &sinkBacklog{heads: map[queueID]time.Time{}, targets: map[Target]int{}}
 		b.sinks[name] = s
 	}
 	return s
@@ -61,6 +62,7 @@ func (b *backlog) load(qs []QueueBacklog) {
 	for _, q := range qs {
 		s := b.sink(q.Queue.Target.Sink)
 		s.pending += q.Pending
+		s.count(q.Queue.Target, q.Pending)
 		s.heads[idOf(q.Queue)] = q.OldestAt
 	}
 }
@@ -71,6 +73,7 @@ func (b *backlog) added(q Queue, n int, at time.Time) {
 	defer b.mu.Unlock()
 	s := b.sink(q.Target.Sink)
 	s.pending += n
+	s.count(q.Target, n)
 	if _, ok := s.heads[idOf(q)]; !ok && n > 0 {
 		s.heads[idOf(q)] = at
 	}
@@ -81,15 +84,26 @@ func (b *backlog) added(q Queue, n int, at time.Time) {
 func (b *backlog) removed(q Queue) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.sink(q.Target.Sink).pending--
+	s := b.sink(q.Target.Sink)
+	s.pending--
+	s.count(q.Target, -1)
 }
 
-// pending is how many deliveries of the named sink wait.
-func (b *backlog) pending(sink string) int {
+// count adds n to t's pending deliveries, forgetting t when none is left.
+func (s *sinkBacklog) count(t Target, n int) {
+	if v := s.targets[t] + n; v > 0 {
+		s.targets[t] = v
+	} else {
+		delete(s.targets, t)
+	}
+}
+
+// targetPending is how many deliveries to t wait.
+func (b *backlog) targetPending(t Target) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if s := b.sinks[sink]; s != nil {
-		return s.pending
+	if s := b.sinks[t.Sink]; s != nil {
+		return s.targets[t]
 	}
 	return 0
 }

@@ -11,16 +11,17 @@ const defaultHoldBackAt = 2048
 
 // Behind reports whether a source should hold back events it can read again later (a
 // catch-up, whose messages stay in Kinetic and whose checkpoint does not move until they are
-// emitted): every target events are routed to belongs to a sink that already has at least
-// DispatcherOptions.HoldBackAt deliveries waiting and is delivering them. Holding back then
-// costs those sinks no delivery time, and the store does not grow with the whole backlog of a
+// emitted): every target events are routed to already has at least
+// DispatcherOptions.HoldBackAt deliveries waiting and is taking them. Holding back then costs
+// those targets no delivery time, and the store does not grow with the whole backlog of a
 // restart, which a catch-up reads far faster than a sink takes it.
 //
-// It is false — emit now — when any target's sink has room, so that a slow sink never holds
-// back another sink's events; when a target's sink is failing or halted, so that what a
-// failing sink cannot take yet is kept in our store, where nothing can take it away; when
-// no route selects the events; and when the dispatcher is not running. It reads counters and
-// flags only, never the store.
+// It is false — emit now — when any target has room, so that a slow target never holds
+// back another's events (not even another channel of the same sink); when a target is
+// failing (its last attempt failed), disabled, or its sink halted, so that what it cannot
+// take yet is kept in our store, where nothing can take it away; when no route selects the
+// events; and when the dispatcher is not running. It reads counters and flags only, never
+// the store.
 func (d *Dispatcher) Behind(events ...Event) bool {
 	d.mu.RLock()
 	running := d.runCtx != nil
@@ -29,34 +30,36 @@ func (d *Dispatcher) Behind(events ...Event) bool {
 		return false
 	}
 	router := d.router.Load()
-	var sinks []string
+	var targets []Target
 	for _, e := range events {
 		for _, t := range router.Targets(e) {
-			if !slices.Contains(sinks, t.Sink) {
-				sinks = append(sinks, t.Sink)
+			if !slices.Contains(targets, t) {
+				targets = append(targets, t)
 			}
 		}
 	}
-	if len(sinks) == 0 {
+	if len(targets) == 0 {
 		return false
 	}
-	for _, name := range sinks {
+	for _, t := range targets {
 		d.mu.RLock()
-		r := d.sinks[name]
+		r := d.sinks[t.Sink]
 		d.mu.RUnlock()
-		if r == nil || !r.delivering() || d.backlog.pending(name) < d.opts.HoldBackAt {
+		if r == nil || !r.delivering(t) || d.backlog.targetPending(t) < d.opts.HoldBackAt {
 			return false
 		}
 	}
 	return true
 }
 
-// delivering reports whether the sink's last attempt did not fail and it is not halted.
-func (r *sinkRunner) delivering() bool {
+// delivering reports whether t is taking deliveries: its sink is not halted, and t is not
+// disabled and its last attempt did not fail.
+func (r *sinkRunner) delivering(t Target) bool {
 	if r.isHalted.Load() {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.failingSince.IsZero()
+	ts := r.targets[t.Key()]
+	return ts == nil || (ts.failSince.IsZero() && ts.disabled == "")
 }

@@ -114,7 +114,7 @@ var (
 	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
 	descTokens     = prometheus.NewDesc("kdbridge_source_token_refreshes_total", "Requests to the OAuth token endpoint (the first token and every renewal), by result (ok, refused, error).", []string{"source", "result"}, nil)
 	descCatchUp    = prometheus.NewDesc("kdbridge_source_catchup_messages_total", "Message events emitted by REST catch-ups (after a (re)subscribe or a queue overflow).", []string{"source"}, nil)
-	descHeldBack   = prometheus.NewDesc("kdbridge_source_catchups_held_back_total", "Times a catch-up waited before reading its messages because every sink they go to was far behind and delivering.", []string{"source"}, nil)
+	descHeldBack   = prometheus.NewDesc("kdbridge_source_catchups_held_back_total", "Times a catch-up waited before reading its messages because every target they go to was far behind and taking deliveries.", []string{"source"}, nil)
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -731,7 +731,7 @@ func (w *worker) catchUpOnce(ctx context.Context) (int, error) {
 }
 
 // pacer is an emitter that can advise a catch-up to hold back (bridge.Dispatcher.Behind):
-// every sink its events would go to is far behind and delivering.
+// every target its events would go to is far behind and taking deliveries.
 type pacer interface {
 	Behind(events ...bridge.Event) bool
 }
@@ -748,8 +748,8 @@ var errHeldBack = errors.New("held back: the sinks are far behind")
 // events of the discussion fill a quarter of its queue behind the catch-up (a full one would
 // overflow, and its events other than messages be lost), but a few do not stop it: every
 // subscribe posts a "joined" message of its own, which arrives during the catch-up. The
-// emitter decides for whom waiting is free (bridge.Dispatcher.Behind: never for a sink with
-// room, a failing one or a halted one). The question is asked with the event a new message of
+// emitter decides for whom waiting is free (bridge.Dispatcher.Behind: never for a target
+// with room, nor a failing, disabled or halted one). The question is asked with the event a new message of
 // the discussion would be, so routes select as they would for it.
 func (w *worker) shouldHoldBack() bool {
 	if w.f.pace == nil || w.queued() >= w.s.t.queueCap/4 {
@@ -766,8 +766,8 @@ func (w *worker) shouldHoldBack() bool {
 	})
 }
 
-// holdBack waits, holding no catch-up slot, until the catch-up should go on: its sinks have
-// room (or stopped delivering), or live events of the discussion fill a quarter of its queue
+// holdBack waits, holding no catch-up slot, until the catch-up should go on: its targets
+// have room (or stopped taking deliveries), or live events of the discussion fill a quarter of its queue
 // behind it (see shouldHoldBack). It
 // returns false when ctx ends. Each wait is counted in Status.CatchUpsHeldBack.
 func (w *worker) holdBack(ctx context.Context) bool {

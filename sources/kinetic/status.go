@@ -33,7 +33,7 @@ type Status struct {
 	// CatchUpEvents counts the events emitted by REST catch-ups (they are among Emitted).
 	CatchUpEvents uint64
 	// CatchUpsHeldBack counts the catch-ups that waited before reading their messages
-	// because every sink they go to was far behind and delivering (see worker.holdBack).
+	// because every target they go to was far behind and taking deliveries (see worker.holdBack).
 	CatchUpsHeldBack uint64
 	// TokenRequests counts requests to the OAuth token endpoint (the first token and every
 	// renewal) by result: TokenOK, TokenRefused (credentials rejected), TokenError.

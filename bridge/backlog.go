@@ -24,7 +24,7 @@ type SinkBacklog struct {
 
 // backlog keeps each sink's pending count and the store time of each non-empty queue's head
 // up to date as the dispatcher works, so that reading them costs no store access and nothing
-// that grows with the backlog: one counter per sink and one time per non-empty queue. The
+// that grows with the backlog: one counter per target and one time per non-empty queue. The
 // counts start from the store's own (BacklogCounter) when Run starts.
 type backlog struct {
 	// gate keeps the start-up count and the changes made meanwhile apart: Emit and Replay
@@ -37,9 +37,20 @@ type backlog struct {
 }
 
 type sinkBacklog struct {
-	pending int
-	heads   map[queueID]time.Time // non-empty queues → when their head was stored (zero: not read yet)
-	targets map[Target]int        // pending deliveries per target with any (for Behind)
+	heads map[queueID]time.Time // non-empty queues → when their head was stored (zero: not read yet)
+	// targets counts pending deliveries per target (for Behind); the sink's are their sum.
+	// A count may be negative for a moment: a delivery can be done before the Emit that
+	// stored it has counted it (a worker draining the queue reads the new event at once).
+	targets map[Target]int
+}
+
+// pending is how many of the sink's deliveries wait.
+func (s *sinkBacklog) pending() int {
+	n := 0
+	for _, v := range s.targets {
+		n += v
+	}
+	return n
 }
 
 func (b *backlog) sink(name string) *sinkBacklog {
@@ -61,7 +72,6 @@ func (b *backlog) load(qs []QueueBacklog) {
 	b.sinks = nil
 	for _, q := range qs {
 		s := b.sink(q.Queue.Target.Sink)
-		s.pending += q.Pending
 		s.count(q.Queue.Target, q.Pending)
 		s.heads[idOf(q.Queue)] = q.OldestAt
 	}
@@ -72,7 +82,6 @@ func (b *backlog) added(q Queue, n int, at time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.sink(q.Target.Sink)
-	s.pending += n
 	s.count(q.Target, n)
 	if _, ok := s.heads[idOf(q)]; !ok && n > 0 {
 		s.heads[idOf(q)] = at
@@ -84,14 +93,12 @@ func (b *backlog) added(q Queue, n int, at time.Time) {
 func (b *backlog) removed(q Queue) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.sink(q.Target.Sink)
-	s.pending--
-	s.count(q.Target, -1)
+	b.sink(q.Target.Sink).count(q.Target, -1)
 }
 
 // count adds n to t's pending deliveries, forgetting t when none is left.
 func (s *sinkBacklog) count(t Target, n int) {
-	if v := s.targets[t] + n; v > 0 {
+	if v := s.targets[t] + n; v != 0 {
 		s.targets[t] = v
 	} else {
 		delete(s.targets, t)
@@ -130,10 +137,11 @@ func (b *backlog) snapshot(names []string) []SinkBacklog {
 	out := make([]SinkBacklog, 0, len(b.sinks)+len(names))
 	for _, name := range slices.Sorted(maps.Keys(b.sinks)) {
 		s := b.sinks[name]
-		if s.pending <= 0 && !slices.Contains(names, name) {
+		pending := s.pending()
+		if pending <= 0 && !slices.Contains(names, name) {
 			continue
 		}
-		sb := SinkBacklog{Sink: name, Pending: max(s.pending, 0)}
+		sb := SinkBacklog{Sink: name, Pending: max(pending, 0)}
 		if sb.Pending > 0 {
 			for _, at := range s.heads {
 				if !at.IsZero() && (sb.OldestAt.IsZero() || at.Before(sb.OldestAt)) {

@@ -121,7 +121,7 @@ func notReady(sources []bridge.Source) []string {
 				// service.
 			case d.State != kinetic.StateSubscribed:
 				out = append(out, fmt.Sprintf("source %s: discussion %s: %s", src.Name(), d.ID, d.State))
-			case !d.CaughtUp && !d.HeldBack:
+			case d.CatchingUp():
 				out = append(out, fmt.Sprintf("source %s: discussion %s: catching up", src.Name(), d.ID))
 			}
 		}

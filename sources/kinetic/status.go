@@ -70,12 +70,16 @@ func (s Status) Ready() bool {
 		return false
 	}
 	for _, d := range s.Discussions {
-		if d.State != StateSubscribed || (!d.CaughtUp && !d.HeldBack) {
+		if d.State != StateSubscribed || d.CatchingUp() {
 			return false
 		}
 	}
 	return true
 }
+
+// CatchingUp reports whether the discussion's catch-up is still running: not done, and not
+// held back for its sinks (which counts as caught up, see DiscussionStatus.HeldBack).
+func (d DiscussionStatus) CatchingUp() bool { return !d.CaughtUp && !d.HeldBack }
 
 // Results of token requests, as Status.TokenRequests counts them.
 const (

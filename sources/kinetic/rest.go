@@ -156,15 +156,15 @@ var messagesPageKeys = []string{"messages", "nextPageToken"}
 // slices of body, which is the page's own (read for this answer alone) and never changed.
 // FuzzMessagesPage holds it to json.Unmarshal.
 func (p *messagesPage) scanJSON(body []byte) bool {
-	s := scanner{b: body}
+	s := newScanner(body)
 	var msgs []json.RawMessage
 	var token *string
 	ok := s.fields(messagesPageKeys, 1, func(k int) bool {
 		if k == 1 {
-			if s.peek() == 'n' {
-				return s.literal("null")
+			if s.Peek() == 'n' {
+				return s.Literal("null")
 			}
-			inner, plain, ok := s.str()
+			inner, plain, ok := s.Str()
 			if !ok || !plain {
 				return false
 			}
@@ -172,17 +172,17 @@ func (p *messagesPage) scanJSON(body []byte) bool {
 			token = &t
 			return true
 		}
-		if s.peek() == 'n' {
-			return s.literal("null")
+		if s.Peek() == 'n' {
+			return s.Literal("null")
 		}
 		msgs = []json.RawMessage{}
-		return s.array(func() bool {
-			v, ok := s.value(1)
+		return s.Array(func() bool {
+			v, ok := s.Value(1)
 			msgs = append(msgs, v)
 			return ok
 		})
 	})
-	if !ok || !s.end() {
+	if !ok || !s.End() {
 		return false
 	}
 	p.Messages, p.NextPageToken = msgs, token

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/internal/jsonscan"
 )
 
 // The fast path of frame and message decoding: one validating pass over the bytes, for the
@@ -15,234 +16,12 @@ import (
 // of another shape, deep nesting, invalid JSON — makes the fast path give up (ok false), and
 // the encoding/json path decides, with its exact results and errors. FuzzFastFrame and
 // FuzzFastMessage check that whenever the fast path succeeds it reads what that path reads.
+// The JSON grammar itself is jsonscan's, shared with the envelope's compactness check.
 
-// maxFastDepth is the deepest nesting the fast path follows; deeper frames take the
-// encoding/json path (which allows 10,000 levels).
-const maxFastDepth = 64
+// scanner is a jsonscan.Scanner with the readers of Kinetic's shapes.
+type scanner struct{ jsonscan.Scanner }
 
-// scanner reads one JSON text. Every method validates what it passes over.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// peek returns the next non-space byte (0 at the end).
-func (s *scanner) peek() byte {
-	s.ws()
-	if s.i >= len(s.b) {
-		return 0
-	}
-	return s.b[s.i]
-}
-
-// str reads a string and returns its bytes between the quotes, and whether they are plain:
-// free of escapes and valid UTF-8, so that they are the string's value.
-func (s *scanner) str() (inner []byte, plain, ok bool) {
-	if s.peek() != '"' {
-		return nil, false, false
-	}
-	s.i++
-	start := s.i
-	plain = true
-	ascii := true
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			inner = s.b[start:s.i]
-			s.i++
-			if !ascii && !utf8.Valid(inner) {
-				plain = false
-			}
-			return inner, plain, true
-		case c == '\\':
-			plain = false
-			s.i++
-			if s.i >= len(s.b) {
-				return nil, false, false
-			}
-			switch s.b[s.i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
-			case 'u':
-				if s.i+4 >= len(s.b) {
-					return nil, false, false
-				}
-				for _, h := range s.b[s.i+1 : s.i+5] {
-					if !isHex(h) {
-						return nil, false, false
-					}
-				}
-				s.i += 5
-			default:
-				return nil, false, false
-			}
-		case c < 0x20:
-			return nil, false, false
-		default:
-			if c >= utf8.RuneSelf {
-				ascii = false
-			}
-			s.i++
-		}
-	}
-	return nil, false, false
-}
-
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// number reads a number as JSON spells it.
-func (s *scanner) number() bool {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			return false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	s.i = i
-	return true
-}
-
-func (s *scanner) literal(lit string) bool {
-	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
-		return false
-	}
-	s.i += len(lit)
-	return true
-}
-
-// value passes over one value and returns its bytes.
-func (s *scanner) value(depth int) ([]byte, bool) {
-	if depth > maxFastDepth {
-		return nil, false
-	}
-	c := s.peek()
-	start := s.i
-	ok := false
-	switch {
-	case c == '"':
-		_, _, ok = s.str()
-	case c == '{':
-		ok = s.object(func([]byte) bool { _, ok := s.value(depth + 1); return ok })
-	case c == '[':
-		ok = s.array(func() bool { _, ok := s.value(depth + 1); return ok })
-	case c == 't':
-		ok = s.literal("true")
-	case c == 'f':
-		ok = s.literal("false")
-	case c == 'n':
-		ok = s.literal("null")
-	case c == '-' || isDigit(c):
-		ok = s.number()
-	}
-	if !ok {
-		return nil, false
-	}
-	return s.b[start:s.i], true
-}
-
-// object reads an object, calling member for each key (plain, else the fast path gives up)
-// with the scanner before the key's value, which member must read.
-func (s *scanner) object(member func(key []byte) bool) bool {
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		key, plain, ok := s.str()
-		if !ok || !plain || s.peek() != ':' {
-			return false
-		}
-		s.i++
-		if !member(key) {
-			return false
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// array reads an array, calling elem for each element.
-func (s *scanner) array(elem func() bool) bool {
-	if s.peek() != '[' {
-		return false
-	}
-	s.i++
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
-		if !elem() {
-			return false
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// end reports whether only space is left.
-func (s *scanner) end() bool { return s.peek() == 0 && s.i == len(s.b) }
+func newScanner(b []byte) scanner { return scanner{jsonscan.Scanner{B: b}} }
 
 // fields reads an object whose known keys are names: field reads the value of the k-th
 // name. An unknown key's value is passed over (nesting up to depth); a key given twice, or
@@ -250,13 +29,13 @@ func (s *scanner) end() bool { return s.peek() == 0 && s.i == len(s.b) }
 // one), gives up, for the encoding/json path to decide.
 func (s *scanner) fields(names []string, depth int, field func(k int) bool) bool {
 	var seen uint32 // bit k: names[k] was read
-	return s.object(func(key []byte) bool {
+	return s.Object(func(key []byte) bool {
 		k := keyIndex(key, names)
 		if k == -2 || k >= 0 && seen&(1<<k) != 0 {
 			return false
 		}
 		if k == -1 {
-			_, ok := s.value(depth)
+			_, ok := s.Value(depth)
 			return ok
 		}
 		seen |= 1 << k
@@ -292,17 +71,17 @@ func keyIndex(key []byte, names []string) int {
 // lenient reads a value as lenientString reads it: a plain string, a number or a boolean
 // as its literal, null as "". Strings with escapes and everything else give up.
 func (s *scanner) lenient() (string, bool) {
-	switch c := s.peek(); {
+	switch c := s.Peek(); {
 	case c == '"':
-		inner, plain, ok := s.str()
+		inner, plain, ok := s.Str()
 		if !ok || !plain {
 			return "", false
 		}
 		return string(inner), true
 	case c == 'n':
-		return "", s.literal("null")
-	case c == 't' || c == 'f' || c == '-' || isDigit(c):
-		v, ok := s.value(0)
+		return "", s.Literal("null")
+	case c == 't' || c == 'f' || c == '-' || jsonscan.IsDigit(c):
+		v, ok := s.Value(0)
 		return string(v), ok
 	}
 	return "", false
@@ -312,12 +91,12 @@ var frameKeys = []string{"topic", "event", "ref", "payload"}
 
 // scanFrame is decodeFrame's fast path.
 func scanFrame(data []byte) (frame, bool) {
-	s := scanner{b: data}
+	s := newScanner(data)
 	var f frame
 	var payload []byte
 	ok := s.fields(frameKeys, 1, func(k int) bool {
 		if k == 3 {
-			v, ok := s.value(1)
+			v, ok := s.Value(1)
 			payload = v
 			return ok
 		}
@@ -332,7 +111,7 @@ func scanFrame(data []byte) (frame, bool) {
 		}
 		return ok
 	})
-	if !ok || !s.end() || f.Event == "" {
+	if !ok || !s.End() || f.Event == "" {
 		return frame{}, false
 	}
 	if len(payload) > 0 && payload[0] != 'n' {
@@ -347,7 +126,7 @@ var messageKeysNames = []string{"id", "versionId", "type", "action", "content", 
 // scanMessage is the fast path of message's typed pass: it reads what typedMessage.parsed
 // reads.
 func scanMessage(raw []byte) (parsedMessage, bool) {
-	s := scanner{b: raw}
+	s := newScanner(raw)
 	var p parsedMessage
 	var parent string
 	ok := s.fields(messageKeysNames, 1, func(k int) bool {
@@ -367,7 +146,7 @@ func scanMessage(raw []byte) (parsedMessage, bool) {
 			p.author, ok = s.user()
 		case 6, 7:
 			var v []byte
-			if v, ok = s.value(1); ok {
+			if v, ok = s.Value(1); ok {
 				if k == 6 {
 					p.createdAt = parseTime(v)
 				} else {
@@ -381,7 +160,7 @@ func scanMessage(raw []byte) (parsedMessage, bool) {
 		}
 		return ok
 	})
-	if !ok || !s.end() {
+	if !ok || !s.End() {
 		return parsedMessage{}, false
 	}
 	if p.parentID == "" {
@@ -394,11 +173,11 @@ var tokenKeys = []string{"type", "name", "value"}
 
 // tokens reads content as typedTokens does: null, or an array of token objects.
 func (s *scanner) tokens() ([]bridge.Token, bool) {
-	if s.peek() == 'n' {
-		return nil, s.literal("null")
+	if s.Peek() == 'n' {
+		return nil, s.Literal("null")
 	}
 	tokens := []bridge.Token{}
-	ok := s.array(func() bool {
+	ok := s.Array(func() bool {
 		var t bridge.Token
 		ok := s.fields(tokenKeys, 3, func(k int) bool {
 			var ok bool
@@ -409,7 +188,7 @@ func (s *scanner) tokens() ([]bridge.Token, bool) {
 				t.Name, ok = s.lenient()
 			case 2:
 				var v []byte
-				if v, ok = s.value(3); ok && string(v) != "null" {
+				if v, ok = s.Value(3); ok && string(v) != "null" {
 					t.Value = append(json.RawMessage(nil), v...)
 				}
 			}
@@ -428,11 +207,11 @@ var userKeys = []string{"username", "displayName", "email", "unknown"}
 // user reads createdBy as wireUser does: null, a plain username string, or an object.
 func (s *scanner) user() (bridge.User, bool) {
 	var u bridge.User
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
-		return u, s.literal("null")
+		return u, s.Literal("null")
 	case '"':
-		inner, plain, ok := s.str()
+		inner, plain, ok := s.Str()
 		if !ok || !plain {
 			return u, false
 		}
@@ -449,7 +228,7 @@ func (s *scanner) user() (bridge.User, bool) {
 		case 2:
 			u.Email, ok = s.lenient()
 		case 3:
-			ok = s.literal("true") || s.literal("false") || s.literal("null")
+			ok = s.Literal("true") || s.Literal("false") || s.Literal("null")
 		}
 		return ok
 	})
@@ -458,8 +237,8 @@ func (s *scanner) user() (bridge.User, bool) {
 
 // parent reads parent as typedParent does: null, or an object with an id.
 func (s *scanner) parent() (string, bool) {
-	if s.peek() == 'n' {
-		return "", s.literal("null")
+	if s.Peek() == 'n' {
+		return "", s.Literal("null")
 	}
 	var id string
 	ok := s.fields(idKey, 2, func(int) bool {
@@ -478,7 +257,7 @@ var messageKeyNames = []string{"id", "versionId", "createdAt", "updatedAt", "typ
 // scanMessageKeys is readMessageKeys's fast path: the keys as scanMessage reads them, every
 // other value passed over.
 func scanMessageKeys(raw []byte) (messageKeys, bool) {
-	s := scanner{b: raw}
+	s := newScanner(raw)
 	var k messageKeys
 	ok := s.fields(messageKeyNames, 1, func(i int) bool {
 		var ok bool
@@ -491,7 +270,7 @@ func scanMessageKeys(raw []byte) (messageKeys, bool) {
 			k.versionID, ok = s.lenient()
 		case 2, 3:
 			var v []byte
-			if v, ok = s.value(1); ok {
+			if v, ok = s.Value(1); ok {
 				if i == 2 {
 					k.createdAt = parseTime(v)
 				} else {
@@ -501,7 +280,7 @@ func scanMessageKeys(raw []byte) (messageKeys, bool) {
 		}
 		return ok
 	})
-	if !ok || !s.end() {
+	if !ok || !s.End() {
 		return messageKeys{}, false
 	}
 	return k, true

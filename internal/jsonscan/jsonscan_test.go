@@ -1,4 +1,4 @@
-package bridge
+package jsonscan
 
 import (
 	"bytes"
@@ -15,19 +15,14 @@ const kineticPayload = `{"id":"0f5c1c6e-6a43-4c4b-9d59-3c1f0e7b2a11","versionId"
 	`"createdAt":"2026-11-26T17:00:00.000Z","updatedAt":"2026-11-26T17:00:00.000Z",` +
 	`"updatedBy":{"username":"alice","displayName":"Alice Moreau","email":"alice@example.com"},"parent":null,"deleted":false,"attachments":[]}`
 
-func scanAccepts(b []byte) bool {
-	s := compactScan{b: b}
-	return s.value(0) && s.i == len(b)
-}
-
-func TestCompactScan(t *testing.T) {
+func TestCompact(t *testing.T) {
 	accept := []string{
 		kineticPayload, `null`, `true`, `false`, `0`, `-0`, `12`, `-1.5`, `1e9`, `1E-9`, `2.5e+10`,
 		`""`, `"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00"`, "\"\xff\xfe invalid UTF-8 is kept\"", "\"\u2028\"",
 		`[]`, `{}`, `[[],{}]`, `{"a":{"b":[1,"x",null]}}`, strings.Repeat("[", 64) + strings.Repeat("]", 64),
 	}
 	for _, in := range accept {
-		if !scanAccepts([]byte(in)) {
+		if !Compact([]byte(in)) {
 			t.Errorf("turned down %.60q: compact and valid, it should not need json.Compact", in)
 		}
 	}
@@ -39,20 +34,20 @@ func TestCompactScan(t *testing.T) {
 		strings.Repeat("[", 65) + strings.Repeat("]", 65),
 	}
 	for _, in := range reject {
-		if scanAccepts([]byte(in)) {
+		if Compact([]byte(in)) {
 			t.Errorf("accepted %.60q", in)
 		}
 	}
 }
 
-// FuzzCompactScan: whatever compactScan accepts, json.Compact accepts too and writes
-// unchanged — so taking the fast path never changes what an envelope says.
-func FuzzCompactScan(f *testing.F) {
+// FuzzCompact: whatever Compact accepts, json.Compact accepts too and writes
+// unchanged — so the envelope's fast path never changes what an envelope says.
+func FuzzCompact(f *testing.F) {
 	for _, s := range []string{kineticPayload, `{"a":[1,-2.5e3,true,null,"\u00e9"]}`, `"\"`, `[1,]`, "{\"a\": 1}", `-01`, "\"\xff\""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if !scanAccepts(b) {
+		if !Compact(b) {
 			return
 		}
 		var out bytes.Buffer
@@ -61,32 +56,6 @@ func FuzzCompactScan(f *testing.F) {
 		}
 		if !bytes.Equal(out.Bytes(), b) {
 			t.Fatalf("accepted %q, which json.Compact writes as %q", b, out.Bytes())
-		}
-	})
-}
-
-// BenchmarkAppendCompactJSON: a Kinetic message's raw JSON into an envelope, through the
-// compact check and through json.Compact alone (what every delivery paid before).
-func BenchmarkAppendCompactJSON(b *testing.B) {
-	raw := []byte(kineticPayload)
-	buf := make([]byte, 0, 2*len(raw))
-	b.Run("check", func(b *testing.B) {
-		b.SetBytes(int64(len(raw)))
-		for b.Loop() {
-			var err error
-			if buf, err = appendCompactJSON(buf[:0], raw); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("json.Compact", func(b *testing.B) {
-		b.SetBytes(int64(len(raw)))
-		for b.Loop() {
-			out := bytes.NewBuffer(buf[:0])
-			if err := json.Compact(out, raw); err != nil {
-				b.Fatal(err)
-			}
-			buf = out.Bytes()
 		}
 	})
 }

@@ -274,7 +274,13 @@ func TestEndToEndWebhook(t *testing.T) {
 			t.Errorf("discussion %s: %d messages delivered, want %d", id, next[id], perDiscussion)
 		}
 	}
-	metrics := httpGet(t, "http://"+addr+"/metrics")
+	// A delivery is counted once the receiver's answer is back, which may be just after the
+	// receiver has recorded it: wait for the last ones to be counted.
+	var metrics string
+	waitFor(t, "the deliveries counted", 10*time.Second, func() bool {
+		metrics = httpGet(t, "http://"+addr+"/metrics")
+		return strings.Contains(metrics, `kdbridge_delivery_latency_seconds_count{sink="hook"} 300`)
+	})
 	// 300 user messages plus the System "Participant Joined" messages of kdbridge's own joins.
 	if !regexp.MustCompile(`(?m)^kdbridge_events_received_total\{source="acme",type="message.created"\} 30[0-9]$`).MatchString(metrics) {
 		t.Errorf("/metrics: events received not counted:\n%s", metrics)

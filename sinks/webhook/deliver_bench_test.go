@@ -2,8 +2,10 @@ package webhook_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -27,4 +29,32 @@ func BenchmarkDeliver(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDeliverSinkOnly is the sink's own work around one delivery — envelope, signature,
+// request, the answer's classification — with a transport that answers 204 at once: what a
+// delivery costs beyond the HTTP exchange itself.
+func BenchmarkDeliverSinkOnly(b *testing.B) {
+	s := newSink(b, webhook.Config{URL: "http://127.0.0.1:9/hook", Secret: secrets(newSecret(b, 32))},
+		webhook.Options{Client: &http.Client{Transport: answerAtOnce{}}})
+	d := bridge.Delivery{Event: messageEvent(), Target: bridge.Target{Route: "r", Sink: "hook"}, Attempt: 1, Shared: new(bridge.Shared)}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Deliver(ctx, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// answerAtOnce reads the request's body and answers 204 No Content.
+type answerAtOnce struct{}
+
+func (answerAtOnce) RoundTrip(r *http.Request) (*http.Response, error) {
+	_, err := io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: http.StatusNoContent, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 }

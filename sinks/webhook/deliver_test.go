@@ -278,3 +278,31 @@ func TestTLSIsVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The URL's user info goes as Basic credentials, as net/http's client would send it, unless
+// a configured header gives Authorization.
+func TestURLUserInfoIsSentAsBasicAuth(t *testing.T) {
+	srv, got := receiver(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tt := range []struct {
+		name, url string
+		headers   map[string]string
+		want      string
+	}{
+		{"user and password", "http://alice:s3cret@" + host + "/hook", nil, "Basic YWxpY2U6czNjcmV0"},
+		{"user alone", "http://alice@" + host + "/hook", nil, "Basic YWxpY2U6"},
+		{"a configured header wins", "http://alice:s3cret@" + host + "/hook", map[string]string{"Authorization": "Bearer tok"}, "Bearer tok"},
+		{"no user info", srv.URL + "/hook", nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSink(t, webhook.Config{URL: tt.url, Headers: tt.headers}, webhook.Options{})
+			if err := deliver(t, s, messageEvent()); err != nil {
+				t.Fatal(err)
+			}
+			r := next(t, got)
+			if a := r.Header.Values("Authorization"); len(a) > 1 || r.Header.Get("Authorization") != tt.want {
+				t.Errorf("Authorization = %q, want %q", a, tt.want)
+			}
+		})
+	}
+}

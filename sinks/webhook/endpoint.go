@@ -20,6 +20,9 @@ type endpoint struct {
 	// such as `Post "https://host/p?token=…"` then names the endpoint without its secrets,
 	// and a URL with no secret is not turned into "<secret>".
 	whole []string
+	// basic is the Authorization header for the URL's user info ("Basic …"), sent unless a
+	// configured header gives Authorization; "" when the URL has none.
+	basic string
 }
 
 // parseEndpoint checks raw. hidePath is set for a URL read from url_file, whose path may be a
@@ -46,10 +49,13 @@ func parseEndpoint(raw string, hidePath bool) (endpoint, error) {
 	ep.hidden = append(ep.hidden, u.RawQuery)
 	if u.User != nil {
 		ep.hidden = append(ep.hidden, u.User.String(), u.User.Username())
-		if p, ok := u.User.Password(); ok {
-			// The client sends user info as Basic credentials, which a receiver may echo.
-			basic := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + p))
-			ep.hidden = append(ep.hidden, p, url.QueryEscape(p), basic)
+		// Sent as Basic credentials (as net/http's client does), which a receiver may echo.
+		p, hasPassword := u.User.Password()
+		basic := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + p))
+		ep.basic = "Basic " + basic
+		ep.hidden = append(ep.hidden, basic)
+		if hasPassword {
+			ep.hidden = append(ep.hidden, p, url.QueryEscape(p))
 		}
 	}
 	for k, vs := range u.Query() {

@@ -30,8 +30,8 @@ import (
 type Options struct {
 	Logger    *slog.Logger // default: discard
 	UserAgent string       // default "kdbridge"; the daemon passes "kdbridge/<version>"
-	// Client, if set, is copied and used for its transport (tests: a TLS test server's
-	// client). The copy always has the configured timeout and never follows redirects.
+	// Client, if set, lends its transport (tests: a TLS test server's client); nothing else
+	// of it is used: the configured timeout applies and redirects are never followed.
 	Client *http.Client
 }
 
@@ -39,9 +39,10 @@ type Options struct {
 type Sink struct {
 	name    string
 	c       *compiled
-	sign    *signer // nil without secrets
-	client  *http.Client
-	limiter *rate.Limiter // nil: unlimited
+	sign    *signer           // nil without secrets
+	rt      http.RoundTripper // the sink's own transport (see newTransport)
+	timeout time.Duration     // of a whole attempt: request, answer and its body
+	limiter *rate.Limiter     // nil: unlimited
 	log     *slog.Logger
 	ua      string
 	hidden  []string    // never shown in errors: secrets, URL parts, header values
@@ -71,7 +72,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		// drains after an outage.
 		s.limiter = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
 	}
-	s.client = newClient(opts.Client, c.cfg.Timeout.D(), c.cfg.MaxInFlight)
+	s.rt, s.timeout = newTransport(opts.Client, c.cfg.MaxInFlight), c.cfg.Timeout.D()
 	if len(c.keys) > 0 {
 		s.sign = newSigner(c.keys)
 	}
@@ -91,25 +92,29 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	return s, nil
 }
 
-// newClient builds the sink's own client, so that keep-alive connections to the endpoint are
-// pooled per sink and sized for its concurrency.
-func newClient(base *http.Client, timeout time.Duration, maxInFlight int) *http.Client {
-	var c http.Client
+// newTransport returns the sink's own transport, so that keep-alive connections to the
+// endpoint are pooled per sink and sized for its concurrency; with base set, base's.
+//
+// Deliveries call its RoundTrip, not an http.Client's Do: the client's work around the
+// exchange was a twentieth of a burst delivery's CPU (docs/performance.md, seventh round)
+// and none of it is wanted — a redirect is a failure (Standard Webhooks; following it could
+// also carry a signed body to a host the operator never configured), there are no cookies,
+// and the timeout is the attempt's context. What the client did that is wanted, deliver
+// does itself: Basic credentials from the URL's user info, and naming the URL in errors.
+func newTransport(base *http.Client, maxInFlight int) http.RoundTripper {
 	if base != nil {
-		c = *base
-	} else if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		if base.Transport != nil {
+			return base.Transport
+		}
+		return http.DefaultTransport
+	}
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		t := dt.Clone()
 		t.MaxIdleConnsPerHost = maxInFlight
-		c.Transport = t
-	} else {
-		c.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxInFlight,
-			ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
+		return t
 	}
-	c.Timeout = timeout
-	// Standard Webhooks: a redirect is a failure; following it could also carry a signed
-	// body to a host the operator never configured.
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &c
+	return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxInFlight,
+		ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
 }
 
 // Name returns the sink's name from the configuration.
@@ -120,7 +125,9 @@ func (s *Sink) MaxInFlight() int { return s.c.cfg.MaxInFlight }
 
 // Close releases idle keep-alive connections.
 func (s *Sink) Close() error {
-	s.client.CloseIdleConnections()
+	if c, ok := s.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -152,6 +159,12 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 			return fmt.Errorf("webhook %s: waiting for the rate limit: %w", ep, err)
 		}
 	}
+	parent := ctx
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel() // after the answer's body is read: the timeout covers it
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.c.endpoint.url, bytes.NewReader(body))
 	if err != nil {
 		return bridge.Permanent(fmt.Errorf("webhook %s: %w", ep, err))
@@ -175,15 +188,16 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 	for i := 1; i < n; i++ {
 		req.Header[keys[i]] = all[i : i+1 : i+1]
 	}
+	if s.c.endpoint.basic != "" && req.Header.Get("Authorization") == "" {
+		req.Header["Authorization"] = []string{s.c.endpoint.basic}
+	}
 
-	resp, err := s.client.Do(req)
+	resp, err := s.rt.RoundTrip(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = ep // the client quotes the full URL, query string included
-		}
+		// Named as http.Client names it, by the URL that errors may show.
+		err = &url.Error{Op: "Post", URL: ep, Err: err}
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+		if errors.As(err, &ne) && ne.Timeout() && parent.Err() == nil {
 			return fmt.Errorf("webhook %s: timed out after %s: %w", ep, s.c.cfg.Timeout, err)
 		}
 		return fmt.Errorf("webhook: %w", err)

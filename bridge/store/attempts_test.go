@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -173,7 +174,7 @@ func TestHistoryMovesOutOfMainFile(t *testing.T) {
 			r := attempt(fmt.Sprintf("d%d", i%3), fmt.Sprintf("e%d", i), "hook", bridge.OutcomeDelivered, t0.Add(time.Duration(i)*time.Millisecond))
 			n, _ := b.NextSequence()
 			k := binary.BigEndian.AppendUint64(stamp(r.At), n)
-			v, err := encodeAttempt(r)
+			v, err := encodeAttemptJSON(r)
 			if err != nil {
 				return err
 			}
@@ -282,7 +283,7 @@ func TestAttemptIndexListsAndOlderEntries(t *testing.T) {
 		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 		for i := range 10 {
 			r := rec(i)
-			v, err := encodeAttempt(r)
+			v, err := encodeAttemptJSON(r)
 			if err != nil {
 				return err
 			}
@@ -386,4 +387,12 @@ func TestAttemptIndexListsAndOlderEntries(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// encodeAttemptJSON is how kdbridge stored an attempt before attemptBinary: for histories
+// written by an older kdbridge.
+func encodeAttemptJSON(r bridge.AttemptRecord) ([]byte, error) {
+	return json.Marshal(attemptJSON{Seq: r.Seq, Route: r.Queue.Target.Route, Sink: r.Queue.Target.Sink, Channel: r.Queue.Target.Channel,
+		Discussion: r.Queue.Discussion, EventID: r.EventID, EventType: r.EventType, Attempt: r.Attempt, At: r.At, Latency: r.Latency,
+		Outcome: r.Outcome, Status: r.Status, Error: r.Error, Response: r.Response, NextTry: r.NextTry, DeadLetter: r.DeadLetter})
 }

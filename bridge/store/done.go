@@ -106,22 +106,27 @@ func (s *Bolt) closeDones() {
 }
 
 // applyDones removes delivered pending entries in tx.
+// One cursor per bucket for all of them: each key is sought once and deleted where the
+// cursor found it (Get then Delete searched the tree twice, with a new cursor each time).
 func (s *Bolt) applyDones(tx *bolt.Tx, keys []string) error {
-	pending := tx.Bucket(bucketPending)
+	if len(keys) == 0 {
+		return nil
+	}
+	pending := tx.Bucket(bucketPending).Cursor()
+	rel := newReleaser(tx)
 	for _, k := range keys {
-		key := []byte(k)
-		v := pending.Get(key)
-		if v == nil {
+		found, v := pending.Seek([]byte(k))
+		if string(found) != k {
 			continue // dead-lettered or done meanwhile
 		}
 		eventSeq, _, err := splitEventSeq(v)
 		if err != nil {
 			return err
 		}
-		if err := pending.Delete(key); err != nil {
+		if err := pending.Delete(); err != nil {
 			return err
 		}
-		if err := s.release(tx, eventSeq); err != nil {
+		if err := s.releaseWith(rel, eventSeq); err != nil {
 			return err
 		}
 	}

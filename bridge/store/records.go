@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -90,28 +91,44 @@ func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
 // released bucket. Schema 1 rewrote the body with a smaller count instead, once per target's
 // Done; its files have no released entries, so their counts read the same here.
 func (s *Bolt) release(tx *bolt.Tx, eventSeq uint64) error {
-	events, released := tx.Bucket(bucketEvents), tx.Bucket(bucketReleased)
-	k := seqKey(eventSeq)
-	v := events.Get(k)
-	if len(v) < 4 {
+	return s.releaseWith(newReleaser(tx), eventSeq)
+}
+
+// releaser holds the cursors that release uses, for a transaction that releases many events
+// (applyDones): a cursor's seek finds the body and then deletes it, where Get and Delete
+// each made a cursor and searched the tree again.
+type releaser struct {
+	events   *bolt.Cursor
+	released *bolt.Bucket
+}
+
+func newReleaser(tx *bolt.Tx) releaser {
+	return releaser{events: tx.Bucket(bucketEvents).Cursor(), released: tx.Bucket(bucketReleased)}
+}
+
+func (s *Bolt) releaseWith(r releaser, eventSeq uint64) error {
+	var kb [8]byte
+	k := binary.BigEndian.AppendUint64(kb[:0], eventSeq)
+	found, v := r.events.Seek(k)
+	if !bytes.Equal(found, k) || len(v) < 4 {
 		return nil // already gone: nothing left to release
 	}
 	refs := binary.BigEndian.Uint32(v)
 	var n uint32
-	if r := released.Get(k); len(r) == 4 {
-		n = binary.BigEndian.Uint32(r)
+	if rv := r.released.Get(k); len(rv) == 4 {
+		n = binary.BigEndian.Uint32(rv)
 	}
 	n++
 	if n < refs {
-		return released.Put(k, binary.BigEndian.AppendUint32(nil, n))
+		return r.released.Put(seqKey(eventSeq), binary.BigEndian.AppendUint32(nil, n))
 	}
 	s.cache.remove(eventSeq)
 	if n > 1 {
-		if err := released.Delete(k); err != nil {
+		if err := r.released.Delete(k); err != nil {
 			return err
 		}
 	}
-	return events.Delete(k)
+	return r.events.Delete() // the cursor is still on the body: released is another bucket
 }
 
 // stamp encodes a time for the dedupe index.

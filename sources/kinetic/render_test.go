@@ -81,3 +81,21 @@ func FuzzRenderContent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONString holds jsonString's fast path to encoding/json: whatever value it gives for a
+// string is the one json.Unmarshal gives, and it gives one whenever json.Unmarshal does.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{`"plain"`, ` "spaced" `, `"esc\"aped\u00e9"`, `"é ✓"`, "\"bad \xff utf8\"", `"ctl` + "\x01" + `"`,
+		`12.5`, `true`, `null`, `"unterminated`, `"a" "b"`, `{"x":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := jsonString(raw)
+		var want string
+		if json.Unmarshal(raw, &want) == nil {
+			if !ok || got != want {
+				t.Fatalf("jsonString(%q) = %q, %v; encoding/json gives %q", raw, got, ok, want)
+			}
+		}
+	})
+}

@@ -52,9 +52,10 @@ var _ bridge.AttemptLog = (*Bolt)(nil)
 // attemptBinary starts a record in the binary form encodeAttempt writes. Records written
 // before it are JSON (attemptJSON), which starts with '{'; both are read.
 //
-// The binary form is two thirds of the JSON's size (~140 bytes for a delivery instead of
-// ~210: the history file grows by a quarter less an attempt) and a tenth of its encoding
-// cost, which was a third of writing the history (docs/performance.md, seventh round).
+// The binary form is about two thirds of the JSON's size (106 bytes for a delivery's record
+// instead of 169: the history file grows by a third less an attempt) and a tenth of its
+// encoding cost, which was a third of writing the history (docs/performance.md, seventh
+// round).
 const attemptBinary byte = 1
 
 // encodeAttempt returns r's stored form: attemptBinary, then its fields in the order below,

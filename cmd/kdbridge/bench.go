@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "warn", "log level of the daemon under test (its log is shown when a run fails)")
 	from := fs.String("from", "", "print the report of runs saved with -json instead of running anything")
 	stateFlag := fs.String("state", "bbolt", "bbolt, or postgres: also run the kdbridge scenarios on PostgreSQL (the database in "+benchPGEnv+"; a schema per run), beside bbolt")
+	listDelay := fs.Duration("list-delay", 0, "catch-up: how long the simulator takes to answer each listing of a discussion's messages, as a real Kinetic's REST latency would")
 	sut := fs.String("sut", "", "internal: bench starts itself with this to run the system under test a file describes")
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
@@ -88,6 +89,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *smoke {
 		sizes = benchSmokeSizes
 	}
+	if *listDelay < 0 {
+		return fmt.Errorf("%w: -list-delay must not be negative", errUsage)
+	}
+	sizes.ListDelay = *listDelay
 	base := *stateDir
 	if base == "" {
 		if base, err = os.MkdirTemp("", "kdbridge-bench-"); err != nil {
@@ -410,7 +415,7 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 		"steady":  fmt.Sprintf("%d msgs/s for %s, %d discussions", sizes.SteadyRate, sizes.SteadyFor, sizes.SteadyDiscussions),
 		"fanout":  fmt.Sprintf("burst to %d webhook targets", sizes.FanoutTargets),
 		"scale":   fmt.Sprintf("%d discussions subscribed", sizes.ScaleDiscussions),
-		"catchup": fmt.Sprintf("%d msgs in %d discussions missed while stopped", sizes.CatchupMessages, sizes.CatchupDiscussions),
+		"catchup": fmt.Sprintf("%d msgs in %d discussions missed while stopped", sizes.CatchupMessages, sizes.CatchupDiscussions) + listDelayNote(sizes.ListDelay),
 	}
 	fmt.Fprintln(w, "Results")
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
@@ -589,4 +594,12 @@ func benchMB(b int64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+}
+
+// listDelayNote is the catch-up's description's mention of -list-delay, if any.
+func listDelayNote(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", each listing of messages answered after %s", d)
 }

@@ -33,6 +33,10 @@ type benchSizes struct {
 	FanoutTargets                       int
 	ScaleDiscussions                    int
 	CatchupMessages, CatchupDiscussions int
+	// ListDelay is how long the simulator takes to answer each listing of a discussion's
+	// messages in the catch-up: a real Kinetic's REST latency, which the catch-up's reading
+	// ahead and holding back meet (-list-delay). Zero: at once.
+	ListDelay time.Duration
 	// Quiet is how long the simulator must see no REST call, and the system under test use
 	// almost no CPU, for it to count as at rest (its start-up catch-ups done).
 	Quiet time.Duration
@@ -151,11 +155,11 @@ func (r *benchRun) result() benchResult {
 	return benchResult{Scenario: r.scenario, Mode: r.mode, Run: r.run}
 }
 
-func benchSim(discussions int) (*kinetictest.Server, []string) {
+func benchSim(discussions int, listDelay time.Duration) (*kinetictest.Server, []string) {
 	// A send buffer deep enough for a whole burst: the simulator drops a connection whose
 	// buffer fills (a slow consumer), and what we measure here is the daemon, not the
 	// recovery from that (which the table would show as slow-consumer kills).
-	sim := kinetictest.NewServer(kinetictest.Options{SendBuffer: 1 << 17})
+	sim := kinetictest.NewServer(kinetictest.Options{SendBuffer: 1 << 17, ListDelay: listDelay})
 	ids := make([]string, discussions)
 	for i := range ids {
 		ids[i] = sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Bench discussion " + strconv.Itoa(i)}).ID
@@ -458,7 +462,7 @@ func benchFetch(url, file string) error {
 // delivery is burst (rate 0: back to back), steady (paced at rate) and fan-out (targets > 1).
 func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets, rate int) (res benchResult, err error) {
 	res = r.result()
-	sim, ids := benchSim(discussions)
+	sim, ids := benchSim(discussions, 0)
 	defer sim.Close()
 	recv, err := startBenchReceiver(targets, messages)
 	if err != nil {
@@ -508,7 +512,7 @@ func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets,
 // the start-up catch-ups are over.
 func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 	res = r.result()
-	sim, ids := benchSim(r.sizes.ScaleDiscussions)
+	sim, ids := benchSim(r.sizes.ScaleDiscussions, 0)
 	defer sim.Close()
 	recv, err := startBenchReceiver(1, 0)
 	if err != nil {
@@ -551,7 +555,7 @@ func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	res = r.result()
 	s := r.sizes
-	sim, ids := benchSim(s.CatchupDiscussions)
+	sim, ids := benchSim(s.CatchupDiscussions, s.ListDelay)
 	defer sim.Close()
 	recv, err := startBenchReceiver(1, s.CatchupMessages)
 	if err != nil {

@@ -27,16 +27,32 @@ func TestBenchSmoke(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		// kdbridge on PostgreSQL beside bbolt, a schema per run in this database.
 		t.Setenv(benchPGEnv, pgtest.DB(t))
-		seen := benchSmoke(t, "-state", "postgres", "-scenario", "burst,steady,catchup")
+		seen, _, _ := benchSmoke(t, "-state", "postgres", "-scenario", "burst,steady,catchup")
 		for _, sc := range []string{"burst", "steady", "catchup"} {
 			if !seen[sc+"/"+benchKdbridgePG] || !seen[sc+"/"+benchKdbridge] {
 				t.Errorf("%s: not run on both backends: %v", sc, seen)
 			}
 		}
 	})
+	t.Run("list-delay", func(t *testing.T) {
+		// Each listing of messages answered after 400ms, several times what a smoke
+		// catch-up takes without it: a catch-up lists every discussion's missed messages,
+		// so neither kdbridge nor the raw client can end sooner.
+		_, results, report := benchSmoke(t, "-scenario", "catchup", "-list-delay", "400ms")
+		if !strings.Contains(report, "each listing of messages answered after 400ms") {
+			t.Errorf("the report does not say so:\n%s", report)
+		}
+		for _, r := range results {
+			if r.Elapsed < 400*time.Millisecond {
+				t.Errorf("%s/%s: caught up in %s, less than one listing takes", r.Scenario, r.Mode, r.Elapsed)
+			}
+		}
+	})
 }
 
-func benchSmoke(t *testing.T, args ...string) map[string]bool {
+// benchSmoke runs the smoke scenarios with args and checks every result; it returns which
+// scenario/mode pairs ran, the results and the printed report.
+func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "results.json")
 	var stdout, stderr bytes.Buffer
@@ -104,7 +120,7 @@ func benchSmoke(t *testing.T, args ...string) map[string]bool {
 	if len(seen) == 0 {
 		t.Fatal("no results")
 	}
-	return seen
+	return seen, results, stdout.String()
 }
 
 func benchTargets(scenario string) int {

@@ -79,7 +79,13 @@ const FileName = "kdbridge.db"
 // watermark (everything it holds is merged); its bodies decode as they are. An older
 // kdbridge refuses a schema 4 file: it would miss the IDs not merged yet (and deliver those
 // events again), and could not decode compressed bodies.
-const schemaVersion = "4"
+//
+// Schema 5 writes the attempt history's records (history.db) in a binary form
+// (attempts.go) instead of JSON. Nothing in this file changes: Open upgrades a schema 4 file
+// by recording the version, and the JSON records already in history.db are read as they
+// are. An older kdbridge refuses a schema 5 file, as for every change of format, rather than
+// show a history it cannot read.
+const schemaVersion = "5"
 
 // initialMmapSize is the address space mapped for the file from the start. bbolt maps the
 // file and, as it grows, maps it again at double the size (32 KiB, 64 KiB, … 1 GiB): each
@@ -282,6 +288,9 @@ func initSchema(tx *bolt.Tx) error {
 		if err := meta.Put(metaIDsMerged, seqKey(tx.Bucket(bucketEvents).Sequence())); err != nil {
 			return err
 		}
+		return meta.Put([]byte("schema"), []byte(schemaVersion))
+	case string(v) == "4":
+		// Only history.db's new records differ, and its JSON ones still decode.
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("state was written by an incompatible kdbridge (schema %q, want %q)", v, schemaVersion)

@@ -20,23 +20,19 @@ func BenchmarkDeliver(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	s := newSink(b, webhook.Config{URL: srv.URL, Secret: secrets(newSecret(b, 32))}, webhook.Options{})
-	d := bridge.Delivery{Event: messageEvent(), Target: bridge.Target{Route: "r", Sink: "hook"}, Attempt: 1, Shared: new(bridge.Shared)}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := s.Deliver(ctx, d); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchDeliveries(b, newSink(b, webhook.Config{URL: srv.URL, Secret: secrets(newSecret(b, 32))}, webhook.Options{}))
 }
 
 // BenchmarkDeliverSinkOnly is the sink's own work around one delivery — envelope, signature,
 // request, the answer's classification — with a transport that answers 204 at once: what a
 // delivery costs beyond the HTTP exchange itself.
 func BenchmarkDeliverSinkOnly(b *testing.B) {
-	s := newSink(b, webhook.Config{URL: "http://127.0.0.1:9/hook", Secret: secrets(newSecret(b, 32))},
-		webhook.Options{Client: &http.Client{Transport: answerAtOnce{}}})
+	benchDeliveries(b, newSink(b, webhook.Config{URL: "http://127.0.0.1:9/hook", Secret: secrets(newSecret(b, 32))},
+		webhook.Options{Client: &http.Client{Transport: answerAtOnce{}}}))
+}
+
+// benchDeliveries delivers the same message event through s, its envelope shared.
+func benchDeliveries(b *testing.B, s *webhook.Sink) {
 	d := bridge.Delivery{Event: messageEvent(), Target: bridge.Target{Route: "r", Sink: "hook"}, Attempt: 1, Shared: new(bridge.Shared)}
 	ctx := context.Background()
 	b.ReportAllocs()

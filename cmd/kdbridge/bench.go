@@ -227,6 +227,9 @@ func benchReprint(file string, smoke bool, stdout io.Writer) error {
 	if smoke {
 		sizes = benchSmokeSizes
 	}
+	for _, r := range results {
+		sizes.ListDelay = max(sizes.ListDelay, r.ListDelay)
+	}
 	fmt.Fprintf(stdout, "kdbridge bench: the %d runs saved in %s\n\n", len(results), file)
 	benchPrint(stdout, scenarios, modes, results, sizes)
 	return nil

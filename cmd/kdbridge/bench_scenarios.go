@@ -80,25 +80,26 @@ type benchResult struct {
 	OrderViolations int `json:"order_violations"` // first deliveries older than one before them in the same discussion
 	Unexpected      int `json:"unexpected"`       // deliveries of messages not posted in the measured phase
 
-	Elapsed      time.Duration `json:"elapsed_ns"`     // the measured window
-	EventsPerSec float64       `json:"events_per_s"`   // Delivered / Elapsed
-	PostedPerSec float64       `json:"posted_per_s"`   // how fast the harness posted
-	P50          time.Duration `json:"p50_ns"`         // send → arrival
-	P90          time.Duration `json:"p90_ns"`         //
-	P99          time.Duration `json:"p99_ns"`         //
-	Max          time.Duration `json:"max_ns"`         //
-	Subscribe    time.Duration `json:"subscribe_ns"`   // start → every discussion subscribed
-	Settle       time.Duration `json:"settle_ns"`      // start → at rest (scale)
-	CPU          time.Duration `json:"cpu_ns"`         // the system under test's CPU in the measured window
-	CPUTotal     time.Duration `json:"cpu_total_ns"`   // its CPU over its whole life (the last process, for catch-up)
-	HarnessCPU   time.Duration `json:"harness_cpu_ns"` // this process's CPU (simulator, posters, receiver) in the measured window
-	PeakRSS      int64         `json:"peak_rss"`       // VmHWM
-	PeakAnon     int64         `json:"peak_anon"`      // the largest RssAnon sampled every 20 ms: the peak without file pages
-	EndRSS       int64         `json:"end_rss"`        // VmRSS at the end (scale: at rest)
-	StoreBytes   int64         `json:"store_bytes"`    // kdbridge.db at the end
-	SlowKills    int64         `json:"slow_kills"`     // connections the simulator dropped as slow consumers
-	Connections  int64         `json:"connections"`    // websockets the simulator accepted
-	FailedTries  int64         `json:"failed_tries"`   // failed delivery attempts the system under test reported
+	Elapsed      time.Duration `json:"elapsed_ns"`              // the measured window
+	EventsPerSec float64       `json:"events_per_s"`            // Delivered / Elapsed
+	PostedPerSec float64       `json:"posted_per_s"`            // how fast the harness posted
+	P50          time.Duration `json:"p50_ns"`                  // send → arrival
+	P90          time.Duration `json:"p90_ns"`                  //
+	P99          time.Duration `json:"p99_ns"`                  //
+	Max          time.Duration `json:"max_ns"`                  //
+	Subscribe    time.Duration `json:"subscribe_ns"`            // start → every discussion subscribed
+	Settle       time.Duration `json:"settle_ns"`               // start → at rest (scale)
+	CPU          time.Duration `json:"cpu_ns"`                  // the system under test's CPU in the measured window
+	CPUTotal     time.Duration `json:"cpu_total_ns"`            // its CPU over its whole life (the last process, for catch-up)
+	HarnessCPU   time.Duration `json:"harness_cpu_ns"`          // this process's CPU (simulator, posters, receiver) in the measured window
+	PeakRSS      int64         `json:"peak_rss"`                // VmHWM
+	PeakAnon     int64         `json:"peak_anon"`               // the largest RssAnon sampled every 20 ms: the peak without file pages
+	EndRSS       int64         `json:"end_rss"`                 // VmRSS at the end (scale: at rest)
+	StoreBytes   int64         `json:"store_bytes"`             // kdbridge.db at the end
+	SlowKills    int64         `json:"slow_kills"`              // connections the simulator dropped as slow consumers
+	Connections  int64         `json:"connections"`             // websockets the simulator accepted
+	FailedTries  int64         `json:"failed_tries"`            // failed delivery attempts the system under test reported
+	ListDelay    time.Duration `json:"list_delay_ns,omitempty"` // catch-up: -list-delay
 	// kdbridge's Go memory at the end (scale: at rest), from its /metrics.
 	HeapInuse  int64  `json:"heap_inuse"`  // go_memstats_heap_inuse_bytes
 	HeapKept   int64  `json:"heap_kept"`   // idle heap not yet returned to the OS (heap_idle − heap_released)
@@ -555,6 +556,7 @@ func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	res = r.result()
 	s := r.sizes
+	res.ListDelay = s.ListDelay
 	sim, ids := benchSim(s.CatchupDiscussions, s.ListDelay)
 	defer sim.Close()
 	recv, err := startBenchReceiver(1, s.CatchupMessages)

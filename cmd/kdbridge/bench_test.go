@@ -47,6 +47,22 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("%s/%s: caught up in %s, less than one listing takes", r.Scenario, r.Mode, r.Elapsed)
 			}
 		}
+		// The saved runs remember it: their report says so too.
+		saved := filepath.Join(t.TempDir(), "runs.json")
+		b, err := json.Marshal(results)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(saved, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if err := runBench(context.Background(), []string{"-from", saved}, &stdout, &stderr); err != nil {
+			t.Fatalf("bench -from: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "each listing of messages answered after 400ms") {
+			t.Errorf("the report of the saved runs does not say so:\n%s", stdout.String())
+		}
 	})
 }
 

@@ -51,8 +51,7 @@ func TestBacklog100k(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	stDir := t.TempDir()
-	cfg := writeConfig(t, strings.Replace(strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, stDir, ids),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1),
+	cfg := writeConfig(t, strings.Replace(listenAt(bridgeConfig(sim, "integration-secret", recv.URL, stDir, ids), addr),
 		"retry: {initial: 50ms, max_interval: 500ms}", "retry: {initial: 1s, max_interval: 2s}", 1))
 	log := &syncBuffer{}
 	defer func() {

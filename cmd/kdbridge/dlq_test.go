@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,8 +33,7 @@ func TestDeadLetterListReplayDrop(t *testing.T) {
 	disc := sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Refunds"})
 	state := t.TempDir()
 	// A fixed loopback port is needed so that `dlq` finds the running daemon from the config.
-	cfgText := strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, state, []string{disc.ID}),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", freeAddr(t)), 1)
+	cfgText := listenAt(bridgeConfig(sim, "integration-secret", recv.URL, state, []string{disc.ID}), freeAddr(t))
 	cfg := writeConfig(t, cfgText)
 	d := startDaemon(t, "-config", cfg)
 	waitFor(t, "the subscription", 15*time.Second, func() bool { return sim.Stats().Subscriptions >= 1 })

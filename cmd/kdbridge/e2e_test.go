@@ -180,6 +180,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// listenAt makes a configuration from bridgeConfig listen on addr instead of a port of its
+// own: for tests that reach the daemon's HTTP API, or start it again on the same address.
+func listenAt(cfg, addr string) string {
+	return strings.Replace(cfg, `listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1)
+}
+
 func bridgeConfig(sim *kinetictest.Server, secret, hookURL, stateDir string, ids []string) string {
 	return fmt.Sprintf(`
 log: {level: debug}
@@ -216,8 +222,7 @@ func TestEndToEndWebhook(t *testing.T) {
 		titles[d.ID] = d.Title
 	}
 	addr := freeAddr(t)
-	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+	cfg := writeConfig(t, listenAt(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids), addr))
 	d := startDaemon(t, "-config", cfg)
 	waitFor(t, "3 subscriptions", 15*time.Second, func() bool { return sim.Stats().Subscriptions >= 3 })
 	waitFor(t, "/readyz to say ready", 15*time.Second, func() bool { return httpGet(t, "http://"+addr+"/readyz") == "ready\n" })
@@ -321,8 +326,7 @@ func TestWrongCredentialsKeepTrying(t *testing.T) {
 	d0 := sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "x"})
 	const wrong = "wrong-secret-do-not-print"
 	addr := freeAddr(t)
-	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, wrong, recv.URL, t.TempDir(), []string{d0.ID}),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+	cfg := writeConfig(t, listenAt(bridgeConfig(sim, wrong, recv.URL, t.TempDir(), []string{d0.ID}), addr))
 
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"check", "-config", cfg}, &out, &errOut); err != nil {

@@ -54,8 +54,7 @@ func TestE2ECatchUpHeldBackBehindABacklog(t *testing.T) {
 	}
 	state := t.TempDir()
 	config := func(addr string) string {
-		return writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", gate.URL, state, ids),
-			`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+		return writeConfig(t, listenAt(bridgeConfig(sim, "integration-secret", gate.URL, state, ids), addr))
 	}
 	want := map[string][]string{} // texts per discussion, in posting order
 	postN := func(prefix string, n int) {

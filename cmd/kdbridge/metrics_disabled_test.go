@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,8 +18,7 @@ func TestMetricsTargetDisabled(t *testing.T) {
 	recv.statusFn = func(int) int { return http.StatusGone }
 	id := sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "Incident 1"}).ID
 	addr := freeAddr(t)
-	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), []string{id}),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+	cfg := writeConfig(t, listenAt(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), []string{id}), addr))
 	d := startDaemon(t, "-config", cfg)
 	const series = `kdbridge_targets_disabled{sink="hook"}`
 	waitFor(t, "/readyz to say ready", 15*time.Second, func() bool { return httpGet(t, "http://"+addr+"/readyz") == "ready\n" })

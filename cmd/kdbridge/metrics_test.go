@@ -69,8 +69,7 @@ func TestMetricsBacklogCatchUpAndTokens(t *testing.T) {
 	}
 	state := t.TempDir()
 	config := func(addr string) string {
-		return writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, state, ids),
-			`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+		return writeConfig(t, listenAt(bridgeConfig(sim, "integration-secret", recv.URL, state, ids), addr))
 	}
 	postN := func(prefix string, n int) {
 		for i := range n {
@@ -262,8 +261,7 @@ func TestRemovedDiscussionShown(t *testing.T) {
 		sim.CreateDiscussion(kinetictest.DiscussionSpec{Title: "b"}).ID,
 	}
 	addr := freeAddr(t)
-	cfg := writeConfig(t, strings.Replace(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids),
-		`listen: "127.0.0.1:0"`, fmt.Sprintf("listen: %q", addr), 1))
+	cfg := writeConfig(t, listenAt(bridgeConfig(sim, "integration-secret", recv.URL, t.TempDir(), ids), addr))
 	d := startDaemon(t, "-config", cfg)
 	base := "http://" + addr
 	waitFor(t, "/readyz to say ready", 15*time.Second, func() bool { return httpGet(t, base+"/readyz") == "ready\n" })

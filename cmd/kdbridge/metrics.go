@@ -114,11 +114,12 @@ var (
 	descDiscovered = prometheus.NewDesc("kdbridge_source_discovered", "Discussions matched by the last successful discovery poll.", []string{"source"}, nil)
 	descTokens     = prometheus.NewDesc("kdbridge_source_token_refreshes_total", "Requests to the OAuth token endpoint (the first token and every renewal), by result (ok, refused, error).", []string{"source", "result"}, nil)
 	descCatchUp    = prometheus.NewDesc("kdbridge_source_catchup_messages_total", "Message events emitted by REST catch-ups (after a (re)subscribe or a queue overflow).", []string{"source"}, nil)
+	descLiveWaits  = prometheus.NewDesc("kdbridge_source_live_waits_total", "Times reading a source's websocket waited for the store, because the live events it could not yet take held the source's memory budget.", []string{"source"}, nil)
 	descHeldBack   = prometheus.NewDesc("kdbridge_source_catchups_held_back_total", "Times a catch-up waited before reading its messages because every target they go to was far behind and taking deliveries.", []string{"source"}, nil)
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered, descTokens, descCatchUp, descHeldBack} {
+	for _, d := range []*prometheus.Desc{descIdentified, descConnects, descEmitted, descBadInput, descDropped, descSubs, descRefusals, descEvictions, descDiscovered, descTokens, descCatchUp, descHeldBack, descLiveWaits} {
 		ch <- d
 	}
 }
@@ -143,6 +144,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions), name)
 		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.CounterValue, float64(s.CatchUpEvents), name)
 		ch <- prometheus.MustNewConstMetric(descHeldBack, prometheus.CounterValue, float64(s.CatchUpsHeldBack), name)
+		ch <- prometheus.MustNewConstMetric(descLiveWaits, prometheus.CounterValue, float64(s.LiveWaits), name)
 		for result, n := range s.TokenRequests {
 			ch <- prometheus.MustNewConstMetric(descTokens, prometheus.CounterValue, float64(n), name, result)
 		}

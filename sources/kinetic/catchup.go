@@ -113,6 +113,15 @@ func (w *worker) stop() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stopped = true
+	// Its queued events are dropped: they no longer count against the live budget. A batch
+	// its goroutine took already is let go by deliver.
+	var held int64
+	for _, it := range w.queue {
+		if it.ev != nil {
+			held += liveCost(it.ev)
+		}
+	}
+	w.f.releaseLive(held)
 	if !w.running {
 		return closedChan
 	}
@@ -164,14 +173,17 @@ func (w *worker) live(d decoded) {
 	if len(w.queue) >= w.s.t.queueCap {
 		kept := w.queue[:0]
 		dropped := 0
+		var freed int64
 		for _, it := range w.queue {
 			if it.ev == nil {
 				kept = append(kept, it)
 			} else {
 				dropped++
+				freed += liveCost(it.ev)
 			}
 		}
 		w.queue = kept
+		w.f.releaseLive(freed)
 		w.queueCatchUpLocked()
 		w.startLocked()
 		w.mu.Unlock()
@@ -183,6 +195,7 @@ func (w *worker) live(d decoded) {
 		return
 	}
 	w.queue = append(w.queue, item{ev: &d})
+	w.f.liveBytes.Add(liveCost(&d))
 	w.startLocked()
 	w.mu.Unlock()
 }
@@ -221,9 +234,12 @@ func (w *worker) release() {
 }
 
 func (w *worker) releaseLocked() {
+	var held int64
 	for i := range w.held {
 		w.queue = append(w.queue, item{ev: &w.held[i]})
+		held += liveCost(&w.held[i])
 	}
+	w.f.liveBytes.Add(held)
 	w.held, w.holding = nil, false
 }
 
@@ -348,9 +364,20 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 // once, they would wait for an emit slot in memory. Twice as many keep the next emits
 // decoded and ready when a commit ends.
 func (w *worker) deliver(ctx context.Context, ds []decoded) {
+	// The batch counts against the live budget (see fleet.paceLive) until it has a decoding
+	// slot: from then on it is one of the few batches the slots bound.
+	release := func() {
+		var n int64
+		for i := range ds {
+			n += liveCost(&ds[i])
+		}
+		w.f.releaseLive(n)
+	}
 	select {
 	case w.s.decodes <- struct{}{}:
+		release()
 	case <-ctx.Done():
+		release()
 		return
 	}
 	defer func() { <-w.s.decodes }()
@@ -434,7 +461,10 @@ func (w *worker) emit(ctx context.Context, evs []bridge.Event) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-w.s.emits }()
+	defer func() {
+		<-w.s.emits
+		w.f.signalDrained() // a reader waiting for a free slot (see paceLive) may go on
+	}()
 	return w.f.emit.Emit(ctx, evs...)
 }
 

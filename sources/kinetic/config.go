@@ -27,6 +27,10 @@ const (
 	// opens only while acks come back well within ack_timeout (see subscribeWindow); this is
 	// its ceiling.
 	DefaultSubscribesInFlight = 512
+	// DefaultReadAhead bounds the live events a source reads ahead of the store: far above
+	// what a burst of 20,000 messages over 200 discussions reads ahead (~19 MiB), so that only a
+	// burst several times that makes reading wait (see Config.ReadAhead).
+	DefaultReadAhead = 64 << 20
 )
 
 // Config is the YAML configuration of one Kinetic source (the keys of a `sources:` entry
@@ -46,6 +50,10 @@ type Config struct {
 	// SubscribesInFlight caps the subscribes sent and not yet acknowledged (the ceiling of
 	// the adaptive window, which starts at 16); default 512.
 	SubscribesInFlight int `yaml:"subscribes_in_flight"`
+	// ReadAhead bounds, in bytes, the live events held beyond the batches being handed to
+	// the store: while the source holds more and the store is busy with a batch in every
+	// emit slot, reading the websocket waits for the store; default 64 MiB.
+	ReadAhead int64 `yaml:"read_ahead"`
 }
 
 // Defaults fills the settings left empty. Call it before Validate.
@@ -65,6 +73,9 @@ func (c *Config) Defaults() {
 	}
 	if c.SubscribesInFlight == 0 {
 		c.SubscribesInFlight = DefaultSubscribesInFlight
+	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = DefaultReadAhead
 	}
 	if c.Discover != nil {
 		c.Discover.defaults()
@@ -118,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadLimit < 1024 || c.ReadLimit > 1<<30 {
 		add("read_limit", "%d bytes is out of range (1024 to 1 GiB)", c.ReadLimit)
+	}
+	if c.ReadAhead < 1024 || c.ReadAhead > 1<<40 {
+		add("read_ahead", "%d bytes is out of range (1024 to 1 TiB)", c.ReadAhead)
 	}
 	if c.Backfill.D() < 0 {
 		add("backfill", "must not be negative")

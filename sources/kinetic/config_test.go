@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.URL != "https://acme.kinops.io" || c.Heartbeat.D() != 30*time.Second || c.ReadLimit != 1<<20 ||
-		c.AckTimeout.D() != 10*time.Second || c.PageSize != 100 || c.Backfill != 0 || c.SubscribesInFlight != 512 {
+		c.AckTimeout.D() != 10*time.Second || c.PageSize != 100 || c.Backfill != 0 || c.SubscribesInFlight != 512 || c.ReadAhead != 64<<20 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -59,7 +59,8 @@ func TestConfigValidate(t *testing.T) {
 			c.AckTimeout = config.Duration(time.Hour)
 			c.Backfill = config.Duration(-time.Second)
 		}, []string{"heartbeat", "ack_timeout", "backfill"}},
-		{"sizes", func(c *Config) { c.ReadLimit, c.PageSize = 10, 5000 }, []string{"read_limit", "page_size"}},
+		{"sizes", func(c *Config) { c.ReadLimit, c.PageSize, c.ReadAhead = 10, 5000, 512 }, []string{"read_limit", "read_ahead", "page_size"}},
+		{"read ahead", func(c *Config) { c.ReadAhead = -1 }, []string{"read_ahead"}},
 		{"subscribes in flight", func(c *Config) { c.SubscribesInFlight = -1 }, []string{"subscribes_in_flight"}},
 		{"too many subscribes in flight", func(c *Config) { c.SubscribesInFlight = 5000 }, []string{"subscribes_in_flight"}},
 		{"everything", func(c *Config) { *c = Config{} }, []string{"url", "client_id", "client_secret", "discussions"}},
@@ -125,6 +126,7 @@ backfill: 24h
 page_size: 50
 read_limit: 65536
 subscribes_in_flight: 4
+read_ahead: 4194304
 `
 	n, ps := config.Parse([]byte(doc))
 	if ps != nil {
@@ -139,7 +141,7 @@ subscribes_in_flight: 4
 		t.Fatal(err)
 	}
 	if c.ClientSecret.Reveal() != "from-file" || c.Heartbeat.D() != 15*time.Second || c.AckTimeout.D() != 5*time.Second ||
-		c.Backfill.D() != 24*time.Hour || c.PageSize != 50 || c.ReadLimit != 65536 || c.SubscribesInFlight != 4 {
+		c.Backfill.D() != 24*time.Hour || c.PageSize != 50 || c.ReadLimit != 65536 || c.SubscribesInFlight != 4 || c.ReadAhead != 4<<20 {
 		t.Errorf("decoded %+v", c)
 	}
 

@@ -90,6 +90,7 @@ type timing struct {
 	catchUpYield                 time.Duration // the longest a catch-up waits for the queued subscribes to be sent
 	emits                        int           // Emit calls of the source in progress at once
 	holdBackPoll                 time.Duration // how often a held-back catch-up asks again (see worker.holdBack)
+	liveWaitMax                  time.Duration // the longest wait of reading for the store (see fleet.paceLive)
 }
 
 func defaultTiming() timing {
@@ -125,7 +126,8 @@ func defaultTiming() timing {
 		// store has made it durable. Without a bound, a burst over 200 discussions put the
 		// whole burst in the store's commit queue at once, decoded; eight keep a group
 		// commit full (up to 2,048 events) while the rest wait undecoded in their queues.
-		emits: 8,
+		emits:       8,
+		liveWaitMax: 100 * time.Millisecond,
 	}
 }
 
@@ -710,8 +712,8 @@ func (ss *session) armTimer() {
 	}
 }
 
-// handle dispatches one inbound frame. Nothing here blocks: events go to their
-// discussion's queue.
+// handle dispatches one inbound frame. Events go to their discussion's queue; the only wait
+// is paceLive's, for the store, while it is the bottleneck.
 func (ss *session) handle(in inbound) {
 	s := ss.s
 	if in.err != nil {
@@ -768,6 +770,7 @@ func (ss *session) handle(in inbound) {
 		s.bad.badInput(badDiscussion, bad(badDiscussion, "%s for discussion %s", f.Event, hf.discussion), "discussion", hf.discussion)
 		return
 	}
+	ss.fleet.paceLive()
 	w.live(hf.decoded)
 }
 

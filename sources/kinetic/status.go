@@ -35,6 +35,9 @@ type Status struct {
 	// CatchUpsHeldBack counts the catch-ups that waited before reading their messages
 	// because every target they go to was far behind and taking deliveries (see worker.holdBack).
 	CatchUpsHeldBack uint64
+	// LiveWaits counts the times reading the websocket waited for the store, because live
+	// events it could not yet take held the source's budget (see fleet.paceLive).
+	LiveWaits uint64
 	// TokenRequests counts requests to the OAuth token endpoint (the first token and every
 	// renewal) by result: TokenOK, TokenRefused (credentials rejected), TokenError.
 	TokenRequests map[string]uint64
@@ -108,6 +111,7 @@ type status struct {
 
 	catchUpEvents uint64
 	heldBack      uint64
+	liveWaits     uint64
 }
 
 func newStatus(ids []string) *status {
@@ -163,6 +167,7 @@ func (st *status) snapshot() Status {
 
 		CatchUpEvents:    st.catchUpEvents,
 		CatchUpsHeldBack: st.heldBack,
+		LiveWaits:        st.liveWaits,
 	}
 	for _, id := range st.order {
 		out.Discussions = append(out.Discussions, *st.discussions[id])

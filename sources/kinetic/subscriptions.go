@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -182,6 +183,12 @@ type fleet struct {
 	startMu  sync.Mutex
 	toStart  []pendingStart
 	startReq chan struct{} // 1-buffered: toStart has an entry
+
+	// liveBytes estimates the memory of the live events the workers hold, from the moment
+	// one is queued until its batch has a decoding slot (liveCost); paceLive keeps it near
+	// Config.ReadAhead while the emitter is the bottleneck.
+	liveBytes atomic.Int64
+	drained   chan struct{} // 1-buffered: live events were let go, or an emit slot came free
 }
 
 // pendingStart is a worker waiting in the starter, since queued.
@@ -193,7 +200,7 @@ type pendingStart struct {
 // newFleet makes the fleet of a Run and starts its starter, which ends with ctx.
 func (s *Source) newFleet(ctx context.Context, emit bridge.Emitter, wg *sync.WaitGroup) *fleet {
 	f := &fleet{s: s, ctx: ctx, emit: emit, wg: wg, byID: map[string]*worker{}, retired: map[string]<-chan struct{}{},
-		firsts: firstStarts{s: s}, startReq: make(chan struct{}, 1)}
+		firsts: firstStarts{s: s}, startReq: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
 	f.pace, _ = emit.(pacer)
 	wg.Go(f.starter)
 	return f
@@ -407,4 +414,64 @@ func (ss *session) unsubscribeAcked(id string, f frame) {
 	}
 	// Nothing to retry: the server does not send the discussion's events either way.
 	ss.s.log.Info("kinetic: unsubscribe answered with an error", "discussion", id, "answer", payloadText(f.Payload))
+}
+
+// liveOverhead is what a queued live event costs besides its payload: the decoded, item and
+// lazyEvent structures, and its share of the batch it is emitted in.
+const liveOverhead = 512
+
+// liveCost estimates the memory a live event costs while the source holds it. It depends
+// only on d, so that the cost added when the event is queued is the cost released later.
+func liveCost(d *decoded) int64 {
+	if d.lazy != nil {
+		return int64(len(d.lazy.payload)) + liveOverhead
+	}
+	return int64(len(d.event.Raw)) + liveOverhead
+}
+
+// releaseLive counts n bytes of live events off the fleet's budget.
+func (f *fleet) releaseLive(n int64) {
+	if n == 0 {
+		return
+	}
+	f.liveBytes.Add(-n)
+	f.signalDrained()
+}
+
+func (f *fleet) signalDrained() {
+	select {
+	case f.drained <- struct{}{}:
+	default:
+	}
+}
+
+// paceLive is called by the session before it queues a live event. While the workers hold
+// more than read_ahead bytes of live events and every emit slot is taken — the store is the
+// bottleneck — it waits for live events to be let go or a slot to come free: events read
+// ahead of the store only wait in memory (the bench's burst over 200 discussions reads
+// ~19 MiB ahead by this count when nothing bounds it). Meanwhile the session reads no frame,
+// so what follows waits in the socket's buffers and the server's, and the reader is paced at
+// the store's speed. One wait lasts at most timing.liveWaitMax: a store that takes no events
+// at all slows reading to a trickle, which keeps the connection alive (its read deadline is
+// renewed by every frame), rather than stopping it. A discussion whose queue waits for its
+// own catch-up takes no emit slot, so it never holds the others' events back.
+func (f *fleet) paceLive() {
+	s := f.s
+	if f.liveBytes.Load() <= s.cfg.ReadAhead || len(s.emits) < cap(s.emits) {
+		return
+	}
+	s.st.mu.Lock()
+	s.st.liveWaits++
+	s.st.mu.Unlock()
+	t := time.NewTimer(s.t.liveWaitMax)
+	defer t.Stop()
+	for f.liveBytes.Load() > s.cfg.ReadAhead && len(s.emits) == cap(s.emits) {
+		select {
+		case <-f.drained:
+		case <-t.C:
+			return
+		case <-f.ctx.Done():
+			return
+		}
+	}
 }

@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "warn", "log level of the daemon under test (its log is shown when a run fails)")
 	from := fs.String("from", "", "print the report of runs saved with -json instead of running anything")
 	stateFlag := fs.String("state", "bbolt", "bbolt, or postgres: also run the kdbridge scenarios on PostgreSQL (the database in "+benchPGEnv+"; a schema per run), beside bbolt")
+	readAhead := fs.Int64("read-ahead", 0, "kdbridge's read_ahead (bytes of live events its Kinetic source reads ahead of the store); 0: its default")
 	listDelay := fs.Duration("list-delay", 0, "catch-up: how long the simulator takes to answer each listing of a discussion's messages, as a real Kinetic's REST latency would")
 	sut := fs.String("sut", "", "internal: bench starts itself with this to run the system under test a file describes")
 	switch err := fs.Parse(args); {
@@ -93,6 +94,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: -list-delay must not be negative", errUsage)
 	}
 	sizes.ListDelay = *listDelay
+	if *readAhead != 0 && (*readAhead < 1024 || *readAhead > 1<<40) {
+		return fmt.Errorf("%w: -read-ahead: %d bytes is out of range (1024 to 1 TiB; 0: the default)", errUsage, *readAhead)
+	}
+	sizes.ReadAhead = *readAhead
 	base := *stateDir
 	if base == "" {
 		if base, err = os.MkdirTemp("", "kdbridge-bench-"); err != nil {
@@ -229,6 +234,7 @@ func benchReprint(file string, smoke bool, stdout io.Writer) error {
 	}
 	for _, r := range results {
 		sizes.ListDelay = max(sizes.ListDelay, r.ListDelay)
+		sizes.ReadAhead = max(sizes.ReadAhead, r.ReadAhead)
 	}
 	fmt.Fprintf(stdout, "kdbridge bench: the %d runs saved in %s\n\n", len(results), file)
 	benchPrint(stdout, scenarios, modes, results, sizes)
@@ -466,6 +472,9 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 	fmt.Fprintln(w, "  peak RSS: the kernel's (VmHWM), file pages mapped in included (the store's files, the binary); peak anon: the largest RssAnon sampled every 20 ms.")
 	for _, sc := range scenarios {
 		fmt.Fprintf(w, "  %-8s %s\n", sc+":", desc[sc])
+	}
+	if sizes.ReadAhead > 0 {
+		fmt.Fprintf(w, "  kdbridge: its Kinetic source's read_ahead set to %d bytes (-read-ahead)\n", sizes.ReadAhead)
 	}
 	if s, ok := get("scale", benchKdbridge); ok {
 		fmt.Fprintf(w, "  scale kdbridge: at rest (catch-ups done) %s after start; CPU to rest %.2fs", benchDur(s.Settle), s.CPUTotal.Seconds())

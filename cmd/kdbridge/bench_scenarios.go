@@ -37,6 +37,8 @@ type benchSizes struct {
 	// messages in the catch-up: a real Kinetic's REST latency, which the catch-up's reading
 	// ahead and holding back meet (-list-delay). Zero: at once.
 	ListDelay time.Duration
+	// ReadAhead is kdbridge's read_ahead (-read-ahead); zero: the default.
+	ReadAhead int64
 	// Quiet is how long the simulator must see no REST call, and the system under test use
 	// almost no CPU, for it to count as at rest (its start-up catch-ups done).
 	Quiet time.Duration
@@ -100,6 +102,7 @@ type benchResult struct {
 	Connections  int64         `json:"connections"`             // websockets the simulator accepted
 	FailedTries  int64         `json:"failed_tries"`            // failed delivery attempts the system under test reported
 	ListDelay    time.Duration `json:"list_delay_ns,omitempty"` // catch-up: -list-delay
+	ReadAhead    int64         `json:"read_ahead,omitempty"`    // kdbridge: -read-ahead
 	// kdbridge's Go memory at the end (scale: at rest), from its /metrics.
 	HeapInuse  int64  `json:"heap_inuse"`  // go_memstats_heap_inuse_bytes
 	HeapKept   int64  `json:"heap_kept"`   // idle heap not yet returned to the OS (heap_idle − heap_released)
@@ -153,7 +156,11 @@ func (r *benchRun) do(ctx context.Context) (benchResult, error) {
 }
 
 func (r *benchRun) result() benchResult {
-	return benchResult{Scenario: r.scenario, Mode: r.mode, Run: r.run}
+	res := benchResult{Scenario: r.scenario, Mode: r.mode, Run: r.run}
+	if r.mode != benchRaw {
+		res.ReadAhead = r.sizes.ReadAhead
+	}
+	return res
 }
 
 func benchSim(discussions int, listDelay time.Duration) (*kinetictest.Server, []string) {
@@ -172,7 +179,7 @@ func (r *benchRun) spec(sim *kinetictest.Server, ids, targets []string, cps map[
 	return benchSpec{
 		Mode: r.mode, SimURL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret",
 		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, DSN: r.dsn, Checkpoints: cps,
-		CPUProfile: r.profile, LogLevel: r.logLevel,
+		CPUProfile: r.profile, LogLevel: r.logLevel, ReadAhead: r.sizes.ReadAhead,
 	}
 }
 

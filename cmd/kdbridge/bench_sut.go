@@ -48,6 +48,7 @@ type benchSpec struct {
 	Checkpoints  map[string]string `json:"checkpoints,omitempty"` // raw: discussion → newest message already seen
 	CPUProfile   string            `json:"cpu_profile,omitempty"`
 	LogLevel     string            `json:"log_level"`
+	ReadAhead    int64             `json:"read_ahead,omitempty"` // kdbridge: the source's read_ahead; 0: the default
 }
 
 // benchSUTReport is what a system under test reports when it stops.
@@ -117,7 +118,8 @@ func benchRunSUT(ctx context.Context, spec benchSpec, logw io.Writer, ready func
 // Kinetic source, one webhook sink per target, one route to all of them, the durable store in
 // the scenario's state directory (fsync on, as always).
 func benchConfig(spec benchSpec) (*Config, error) {
-	kc := &kinetic.Config{URL: spec.SimURL, ClientID: spec.ClientID, ClientSecret: config.Secret(spec.ClientSecret), Discussions: spec.Discussions}
+	kc := &kinetic.Config{URL: spec.SimURL, ClientID: spec.ClientID, ClientSecret: config.Secret(spec.ClientSecret), Discussions: spec.Discussions,
+		ReadAhead: spec.ReadAhead}
 	kc.Defaults()
 	if err := kc.Validate(); err != nil {
 		return nil, err

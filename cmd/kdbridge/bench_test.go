@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kdbridge/kdbridge/internal/pgtest"
+	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
 
 // TestBenchSmoke runs every scenario of `kdbridge bench` in miniature, kdbridge and the raw
@@ -48,22 +49,54 @@ func TestBenchSmoke(t *testing.T) {
 			}
 		}
 		// The saved runs remember it: their report says so too.
-		saved := filepath.Join(t.TempDir(), "runs.json")
-		b, err := json.Marshal(results)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(saved, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		if err := runBench(context.Background(), []string{"-from", saved}, &stdout, &stderr); err != nil {
-			t.Fatalf("bench -from: %v\n%s", err, stderr.String())
-		}
-		if !strings.Contains(stdout.String(), "each listing of messages answered after 400ms") {
-			t.Errorf("the report of the saved runs does not say so:\n%s", stdout.String())
+		if report := benchFrom(t, results); !strings.Contains(report, "each listing of messages answered after 400ms") {
+			t.Errorf("the report of the saved runs does not say so:\n%s", report)
 		}
 	})
+	t.Run("read-ahead", func(t *testing.T) {
+		// The smallest read_ahead there is: the daemon's reading waits for its store
+		// whenever the store is busy, and still delivers every message once, in order
+		// (benchSmoke checks each run).
+		_, results, report := benchSmoke(t, "-scenario", "burst,fanout", "-read-ahead", "1024")
+		if !strings.Contains(report, "read_ahead set to 1024 bytes") {
+			t.Errorf("the report does not say so:\n%s", report)
+		}
+		if report := benchFrom(t, results); !strings.Contains(report, "read_ahead set to 1024 bytes") {
+			t.Errorf("the report of the saved runs does not say so:\n%s", report)
+		}
+		for _, r := range results {
+			if want := map[bool]int64{true: 1024, false: 0}[r.Mode == benchKdbridge]; r.ReadAhead != want {
+				t.Errorf("%s/%s: read_ahead %d saved, want %d", r.Scenario, r.Mode, r.ReadAhead, want)
+			}
+		}
+		for ra, want := range map[int64]int64{0: kinetic.DefaultReadAhead, 1024: 1024} {
+			cfg, err := benchConfig(benchSpec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: ra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources[0].Kinetic.ReadAhead; got != want {
+				t.Errorf("-read-ahead %d: the daemon's read_ahead is %d, want %d", ra, got, want)
+			}
+		}
+	})
+}
+
+// benchFrom saves results as -json does and returns what -from prints of them.
+func benchFrom(t *testing.T, results []benchResult) string {
+	t.Helper()
+	saved := filepath.Join(t.TempDir(), "runs.json")
+	b, err := json.Marshal(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(saved, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := runBench(context.Background(), []string{"-from", saved}, &stdout, &stderr); err != nil {
+		t.Fatalf("bench -from: %v\n%s", err, stderr.String())
+	}
+	return stdout.String()
 }
 
 // benchSmoke runs the smoke scenarios with args and checks every result; it returns which

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/kdbridge/kdbridge/bridge"
 	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/bridge/store"
@@ -45,6 +47,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	containerMemoryLimit(log, memlimit.FromCgroup)
 	return serve(ctx, cfg, daemonDeps{log: log, stdout: stdout, reload: cf.load})
 }
 

@@ -398,6 +398,7 @@ func benchSummarize(rs []benchResult) benchSummary {
 	s.HeapKept = i64(func(r benchResult) int64 { return r.HeapKept })
 	s.StackInuse = i64(func(r benchResult) int64 { return r.StackInuse })
 	s.Goroutines = i64(func(r benchResult) int64 { return r.Goroutines })
+	s.LiveWaits = i64(func(r benchResult) int64 { return r.LiveWaits })
 	return s
 }
 
@@ -475,6 +476,15 @@ func benchPrint(w io.Writer, scenarios, modes []string, results []benchResult, s
 	}
 	if sizes.ReadAhead > 0 {
 		fmt.Fprintf(w, "  kdbridge: its Kinetic source's read_ahead set to %d bytes (-read-ahead)\n", sizes.ReadAhead)
+	}
+	var waits []string
+	for _, sc := range scenarios {
+		if s, ok := get(sc, benchKdbridge); ok && s.LiveWaits > 0 {
+			waits = append(waits, fmt.Sprintf("%s %d", sc, s.LiveWaits))
+		}
+	}
+	if len(waits) > 0 {
+		fmt.Fprintf(w, "  kdbridge: reading waited for the store (kdbridge_source_live_waits_total, medians): %s\n", strings.Join(waits, ", "))
 	}
 	if s, ok := get("scale", benchKdbridge); ok {
 		fmt.Fprintf(w, "  scale kdbridge: at rest (catch-ups done) %s after start; CPU to rest %.2fs", benchDur(s.Settle), s.CPUTotal.Seconds())

@@ -103,6 +103,7 @@ type benchResult struct {
 	FailedTries  int64         `json:"failed_tries"`            // failed delivery attempts the system under test reported
 	ListDelay    time.Duration `json:"list_delay_ns,omitempty"` // catch-up: -list-delay
 	ReadAhead    int64         `json:"read_ahead,omitempty"`    // kdbridge: -read-ahead
+	LiveWaits    int64         `json:"live_waits,omitempty"`    // kdbridge: times its reading waited for the store (kdbridge_source_live_waits_total)
 	// kdbridge's Go memory at the end (scale: at rest), from its /metrics.
 	HeapInuse  int64  `json:"heap_inuse"`  // go_memstats_heap_inuse_bytes
 	HeapKept   int64  `json:"heap_kept"`   // idle heap not yet returned to the OS (heap_idle − heap_released)
@@ -397,7 +398,7 @@ func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
 	res.PeakAnon = sut.anonPeak()
 	var perr error
 	if r.mode != benchRaw && !r.inProcess && sut.addr() != "" {
-		res.goMemory("http://" + sut.addr() + "/metrics")
+		res.readMetrics("http://" + sut.addr() + "/metrics")
 	}
 	if r.memProfile != "" && sut.addr() != "" {
 		perr = benchFetch("http://"+sut.addr()+"/debug/pprof/heap", r.memProfile)
@@ -426,8 +427,9 @@ func (res *benchResult) keepLog(sut interface{ logTail() string }) {
 	}
 }
 
-// goMemory reads the Go runtime's memory figures from kdbridge's /metrics.
-func (res *benchResult) goMemory(url string) {
+// readMetrics reads the Go runtime's memory figures, and how often reading waited for the
+// store, from kdbridge's /metrics.
+func (res *benchResult) readMetrics(url string) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return
@@ -445,6 +447,7 @@ func (res *benchResult) goMemory(url string) {
 	res.HeapKept = int64(m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"])
 	res.StackInuse = int64(m["go_memstats_stack_inuse_bytes"])
 	res.Goroutines = int64(m["go_goroutines"])
+	res.LiveWaits = int64(m[`kdbridge_source_live_waits_total{source="bench"}`])
 }
 
 func benchFetch(url, file string) error {

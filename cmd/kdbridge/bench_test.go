@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +71,25 @@ func TestBenchSmoke(t *testing.T) {
 			if want := map[bool]int64{true: 1024, false: 0}[r.Mode == benchKdbridge]; r.ReadAhead != want {
 				t.Errorf("%s/%s: read_ahead %d saved, want %d", r.Scenario, r.Mode, r.ReadAhead, want)
 			}
+		}
+		// How often reading waited is read from the daemon's metrics and printed.
+		var out bytes.Buffer
+		benchPrint(&out, []string{"burst"}, []string{benchKdbridge}, []benchResult{
+			{Scenario: "burst", Mode: benchKdbridge, Run: 1, LiveWaits: 7},
+			{Scenario: "burst", Mode: benchKdbridge, Run: 2, LiveWaits: 9},
+			{Scenario: "burst", Mode: benchKdbridge, Run: 3, LiveWaits: 8},
+		}, benchSmokeSizes)
+		if !strings.Contains(out.String(), "reading waited for the store (kdbridge_source_live_waits_total, medians): burst 8") {
+			t.Errorf("the report does not give the waits' median:\n%s", out.String())
+		}
+		metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, "# TYPE kdbridge_source_live_waits_total counter\nkdbridge_source_live_waits_total{source=\"bench\"} 5\ngo_goroutines 12\n")
+		}))
+		defer metrics.Close()
+		var res benchResult
+		res.readMetrics(metrics.URL)
+		if res.LiveWaits != 5 || res.Goroutines != 12 {
+			t.Errorf("from /metrics: %d waits, %d goroutines; want 5 and 12", res.LiveWaits, res.Goroutines)
 		}
 		for ra, want := range map[int64]int64{0: kinetic.DefaultReadAhead, 1024: 1024} {
 			cfg, err := benchConfig(benchSpec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: ra})

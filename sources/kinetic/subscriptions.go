@@ -416,8 +416,9 @@ func (ss *session) unsubscribeAcked(id string, f frame) {
 	ss.s.log.Info("kinetic: unsubscribe answered with an error", "discussion", id, "answer", payloadText(f.Payload))
 }
 
-// liveOverhead is what a queued live event costs besides its payload: the decoded, item and
-// lazyEvent structures, and its share of the batch it is emitted in.
+// liveOverhead is what a queued live event costs besides its payload: its decoded and
+// lazyEvent structures and its slot in the queue (~300 bytes), rounded up for the
+// allocator's size classes and the queue's spare capacity.
 const liveOverhead = 512
 
 // liveCost estimates the memory a live event costs while the source holds it. It depends

@@ -188,53 +188,38 @@ func (s *Scanner) Value(depth int) ([]byte, bool) {
 // Object reads an object, calling member for each key (plain, else the fast path gives up)
 // with the scanner before the key's value, which member must read.
 func (s *Scanner) Object(member func(key []byte) bool) bool {
-	if s.Peek() != '{' {
-		return false
-	}
-	s.I++
-	if s.Peek() == '}' {
-		s.I++
-		return true
-	}
-	for {
+	return s.list('{', '}', func() bool {
 		key, plain, ok := s.Str()
 		if !ok || !plain || s.Peek() != ':' {
 			return false
 		}
 		s.I++
-		if !member(key) {
-			return false
-		}
-		switch s.Peek() {
-		case ',':
-			s.I++
-		case '}':
-			s.I++
-			return true
-		default:
-			return false
-		}
-	}
+		return member(key)
+	})
 }
 
 // Array reads an array, calling elem for each element.
-func (s *Scanner) Array(elem func() bool) bool {
-	if s.Peek() != '[' {
+func (s *Scanner) Array(elem func() bool) bool { return s.list('[', ']', elem) }
+
+// list reads the items of an object or an array between open and close, separated by
+// commas, calling item for each.
+func (s *Scanner) list(open, close byte, item func() bool) bool {
+	if s.Peek() != open {
 		return false
 	}
 	s.I++
-	if s.Peek() == ']' {
+	if s.Peek() == close {
 		s.I++
 		return true
 	}
 	for {
-		if !elem() {
+		if !item() {
 			return false
 		}
 		switch s.Peek() {
 		case ',':
 			s.I++
-		case ']':
+		case close:
 			s.I++
 			return true
 		default:

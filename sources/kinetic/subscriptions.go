@@ -458,7 +458,8 @@ func (f *fleet) signalDrained() {
 // own catch-up takes no emit slot, so it never holds the others' events back.
 func (f *fleet) paceLive() {
 	s := f.s
-	if f.liveBytes.Load() <= s.cfg.ReadAhead || len(s.emits) < cap(s.emits) {
+	blocked := func() bool { return f.liveBytes.Load() > s.cfg.ReadAhead && len(s.emits) == cap(s.emits) }
+	if !blocked() {
 		return
 	}
 	s.st.mu.Lock()
@@ -466,7 +467,7 @@ func (f *fleet) paceLive() {
 	s.st.mu.Unlock()
 	t := time.NewTimer(s.t.liveWaitMax)
 	defer t.Stop()
-	for f.liveBytes.Load() > s.cfg.ReadAhead && len(s.emits) == cap(s.emits) {
+	for blocked() {
 		select {
 		case <-f.drained:
 		case <-t.C:

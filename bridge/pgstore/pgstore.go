@@ -201,6 +201,22 @@ func RedactDSN(dsn string) string {
 	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
+// ScrubDSN removes the DSN's password from a message; a parse error may quote part of the
+// DSN.
+func ScrubDSN(msg, dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
+			msg = strings.ReplaceAll(msg, v, "xxxxx")
+		}
+	}
+	return msg
+}
+
 // dsnPassword extracts the password of dsn, to scrub it from errors.
 func dsnPassword(dsn string) string {
 	cfg, err := pgx.ParseConfig(dsn)

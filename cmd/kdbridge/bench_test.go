@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kdbridge/kdbridge/internal/bench"
 	"github.com/kdbridge/kdbridge/internal/pgtest"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
@@ -30,10 +28,10 @@ func TestBenchSmoke(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		// kdbridge on PostgreSQL beside bbolt, a schema per run in this database.
-		t.Setenv(benchPGEnv, pgtest.DB(t))
+		t.Setenv(bench.PGEnv, pgtest.DB(t))
 		seen, _, _ := benchSmoke(t, "-state", "postgres", "-scenario", "burst,steady,catchup")
 		for _, sc := range []string{"burst", "steady", "catchup"} {
-			if !seen[sc+"/"+benchKdbridgePG] || !seen[sc+"/"+benchKdbridge] {
+			if !seen[sc+"/"+bench.ModeKdbridgePG] || !seen[sc+"/"+bench.ModeKdbridge] {
 				t.Errorf("%s: not run on both backends: %v", sc, seen)
 			}
 		}
@@ -68,31 +66,12 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("the report of the saved runs does not say so:\n%s", report)
 		}
 		for _, r := range results {
-			if want := map[bool]int64{true: 1024, false: 0}[r.Mode == benchKdbridge]; r.ReadAhead != want {
+			if want := map[bool]int64{true: 1024, false: 0}[r.Mode == bench.ModeKdbridge]; r.ReadAhead != want {
 				t.Errorf("%s/%s: read_ahead %d saved, want %d", r.Scenario, r.Mode, r.ReadAhead, want)
 			}
 		}
-		// How often reading waited is read from the daemon's metrics and printed.
-		var out bytes.Buffer
-		benchPrint(&out, []string{"burst"}, []string{benchKdbridge}, []benchResult{
-			{Scenario: "burst", Mode: benchKdbridge, Run: 1, LiveWaits: 7},
-			{Scenario: "burst", Mode: benchKdbridge, Run: 2, LiveWaits: 9},
-			{Scenario: "burst", Mode: benchKdbridge, Run: 3, LiveWaits: 8},
-		}, benchSmokeSizes)
-		if !strings.Contains(out.String(), "reading waited for the store (kdbridge_source_live_waits_total, medians): burst 8") {
-			t.Errorf("the report does not give the waits' median:\n%s", out.String())
-		}
-		metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			fmt.Fprint(w, "# TYPE kdbridge_source_live_waits_total counter\nkdbridge_source_live_waits_total{source=\"bench\"} 5\ngo_goroutines 12\n")
-		}))
-		defer metrics.Close()
-		var res benchResult
-		res.readMetrics(metrics.URL)
-		if res.LiveWaits != 5 || res.Goroutines != 12 {
-			t.Errorf("from /metrics: %d waits, %d goroutines; want 5 and 12", res.LiveWaits, res.Goroutines)
-		}
 		for ra, want := range map[int64]int64{0: kinetic.DefaultReadAhead, 1024: 1024} {
-			cfg, err := benchConfig(benchSpec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: ra})
+			cfg, err := benchConfig(bench.Spec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: ra})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +83,7 @@ func TestBenchSmoke(t *testing.T) {
 }
 
 // benchFrom saves results as -json does and returns what -from prints of them.
-func benchFrom(t *testing.T, results []benchResult) string {
+func benchFrom(t *testing.T, results []bench.Result) string {
 	t.Helper()
 	saved := filepath.Join(t.TempDir(), "runs.json")
 	b, err := json.Marshal(results)
@@ -123,7 +102,7 @@ func benchFrom(t *testing.T, results []benchResult) string {
 
 // benchSmoke runs the smoke scenarios with args and checks every result; it returns which
 // scenario/mode pairs ran, the results and the printed report.
-func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, string) {
+func benchSmoke(t *testing.T, args ...string) (map[string]bool, []bench.Result, string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "results.json")
 	var stdout, stderr bytes.Buffer
@@ -142,7 +121,7 @@ func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	var results []benchResult
+	var results []bench.Result
 	if err := json.Unmarshal(b, &results); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +132,7 @@ func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, s
 		if r.Err != "" {
 			t.Errorf("%s: %s", name, r.Err)
 		}
-		if r.Mode == benchKdbridgePG && r.Unexpected != 0 {
+		if r.Mode == bench.ModeKdbridgePG && r.Unexpected != 0 {
 			// Deliveries of the first run that a stop left uncommitted are made again on the
 			// restart (at least once); they are not this run's messages.
 			t.Logf("%s: %d redeliveries of the first run's messages", name, r.Unexpected)
@@ -165,7 +144,7 @@ func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, s
 		if r.Subscribe <= 0 {
 			t.Errorf("%s: no subscribe time", name)
 		}
-		if r.Mode == benchKdbridge && r.StoreBytes <= 0 {
+		if r.Mode == bench.ModeKdbridge && r.StoreBytes <= 0 {
 			t.Errorf("%s: no store size", name)
 		}
 		// The sampled anonymous peak is there, and within the kernel's peak, which counts it.
@@ -196,7 +175,7 @@ func benchSmoke(t *testing.T, args ...string) (map[string]bool, []benchResult, s
 
 func benchTargets(scenario string) int {
 	if scenario == "fanout" {
-		return benchSmokeSizes.FanoutTargets
+		return bench.SmokeSizes.FanoutTargets
 	}
 	return 1
 }
@@ -204,28 +183,4 @@ func benchTargets(scenario string) int {
 func benchFileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-type logTailStub string
-
-func (l logTailStub) logTail() string { return string(l) }
-
-// A run with duplicates keeps the daemon's log for a look, and says where; a clean run
-// keeps nothing.
-func TestBenchKeepsTheLogOfARunWithDuplicates(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir())
-	clean := benchResult{Scenario: "catchup", Mode: "kdbridge", Run: 1}
-	clean.keepLog(logTailStub("nothing to see"))
-	if clean.LogFile != "" {
-		t.Errorf("a clean run kept its log in %s", clean.LogFile)
-	}
-	dup := benchResult{Scenario: "catchup", Mode: "kdbridge-pg", Run: 2, Duplicates: 3}
-	dup.keepLog(logTailStub("level=WARN msg=\"pgstore: leadership lost\"\n"))
-	b, err := os.ReadFile(dup.LogFile)
-	if err != nil || !strings.Contains(string(b), "leadership lost") {
-		t.Fatalf("kept log %q: %q, %v", dup.LogFile, b, err)
-	}
-	if line := benchProgress(dup); !strings.Contains(line, "3 duplicates") || !strings.Contains(line, dup.LogFile) {
-		t.Errorf("progress line does not point at the log: %s", line)
-	}
 }

@@ -120,7 +120,7 @@ func checkPostgres(ctx context.Context, st stateConfig, w io.Writer) bool {
 	where := pgstore.RedactDSN(dsn)
 	switch {
 	case err != nil:
-		fmt.Fprintf(w, "online: state: postgres %s: %s\n", where, scrubSecret(err.Error(), dsn))
+		fmt.Fprintf(w, "online: state: postgres %s: %s\n", where, pgstore.ScrubDSN(err.Error(), dsn))
 		return false
 	case v == 0:
 		fmt.Fprintf(w, "online: state: postgres %s: reachable, schema not created yet (kdbridge run creates version %d)\n", where, pgstore.SchemaVersion)

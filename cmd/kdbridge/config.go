@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/pgstore"
 	"github.com/kdbridge/kdbridge/internal/config"
 	"github.com/kdbridge/kdbridge/internal/console"
 	kineticsink "github.com/kdbridge/kdbridge/sinks/kinetic"
@@ -441,7 +441,7 @@ func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 		if !c.State.DSN.IsSet() {
 			ps.Add(at("state"), "state.dsn", "backend postgres needs dsn (or dsn_file): the database to keep the state in")
 		} else if _, err := pgconn.ParseConfig(c.State.DSN.Reveal()); err != nil {
-			ps.Add(at("state.dsn"), "state.dsn", "not a PostgreSQL connection string: %s", scrubSecret(err.Error(), c.State.DSN.Reveal()))
+			ps.Add(at("state.dsn"), "state.dsn", "not a PostgreSQL connection string: %s", pgstore.ScrubDSN(err.Error(), c.State.DSN.Reveal()))
 		}
 		if c.State.Replica == "" {
 			ps.Add(at("state.replica"), "state.replica", "backend postgres needs a replica name (the host name could not be read)")
@@ -524,20 +524,4 @@ func otherTemplate(targets []bridge.TargetConfig, sink string) bool {
 		}
 	}
 	return false
-}
-
-// scrubSecret removes the DSN's password from a message; a parse error may quote part of the
-// DSN.
-func scrubSecret(msg, dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
-	}
-	for _, f := range strings.Fields(dsn) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
-			msg = strings.ReplaceAll(msg, v, "xxxxx")
-		}
-	}
-	return msg
 }

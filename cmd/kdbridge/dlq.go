@@ -184,7 +184,7 @@ func openDLQ(ctx context.Context, cfg *Config) (dlqStore, func(), error) {
 		st, err = pgstore.Open(octx, cfg.State.DSN.Reveal(), pgstore.Options{})
 		cancel()
 		if err != nil {
-			return dlqStore{}, nil, errors.New(scrubSecret(err.Error(), cfg.State.DSN.Reveal()))
+			return dlqStore{}, nil, errors.New(pgstore.ScrubDSN(err.Error(), cfg.State.DSN.Reveal()))
 		}
 	} else {
 		st, err = store.Open(cfg.State.Dir, store.Options{})

@@ -71,7 +71,7 @@ func (d *daemon) openPostgres(ctx context.Context, st stateConfig) (*pgstore.Sto
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		msg := "postgres unreachable (" + scrubSecret(err.Error(), st.DSN.Reveal()) + ")"
+		msg := "postgres unreachable (" + pgstore.ScrubDSN(err.Error(), st.DSN.Reveal()) + ")"
 		d.ha.setStateErr(msg)
 		if msg != last {
 			d.log.Error("state database not usable; retrying", "err", msg)
@@ -103,7 +103,7 @@ func (d *daemon) watchState(ctx context.Context, dsn string) {
 		}
 		d.ha.mu.Lock()
 		if err != nil {
-			d.ha.stateErr = "postgres unreachable (" + scrubSecret(err.Error(), dsn) + ")"
+			d.ha.stateErr = "postgres unreachable (" + pgstore.ScrubDSN(err.Error(), dsn) + ")"
 		} else {
 			d.ha.stateErr = ""
 			d.ha.holder, d.ha.holderEp = holder, epoch
@@ -111,7 +111,7 @@ func (d *daemon) watchState(ctx context.Context, dsn string) {
 		d.ha.mu.Unlock()
 		switch {
 		case err != nil && !wasDown:
-			d.log.Error("state database unreachable: sources pause, deliveries retry", "err", scrubSecret(err.Error(), dsn))
+			d.log.Error("state database unreachable: sources pause, deliveries retry", "err", pgstore.ScrubDSN(err.Error(), dsn))
 		case err == nil && wasDown:
 			d.log.Info("state database reachable again")
 		}

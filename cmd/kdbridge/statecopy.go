@@ -64,14 +64,14 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dst, err := pgstore.Open(octx, dsn, pgstore.Options{})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("%s", scrubSecret(err.Error(), dsn))
+		return fmt.Errorf("%s", pgstore.ScrubDSN(err.Error(), dsn))
 	}
 	defer dst.Close()
 	if err := dst.Import(ctx, snap, *force); err != nil {
 		if errors.Is(err, pgstore.ErrNotEmpty) {
 			return fmt.Errorf("%s already holds kdbridge state: nothing copied (-force replaces it)", pgstore.RedactDSN(dsn))
 		}
-		return fmt.Errorf("%s", scrubSecret(err.Error(), dsn))
+		return fmt.Errorf("%s", pgstore.ScrubDSN(err.Error(), dsn))
 	}
 	fmt.Fprintf(stdout, "copied %s to postgres %s:\n%s", dir, pgstore.RedactDSN(dsn), snap.Summary())
 	return nil

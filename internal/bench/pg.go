@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,27 +12,27 @@ import (
 	"github.com/kdbridge/kdbridge/bridge/pgstore"
 )
 
-// benchKdbridgePG is kdbridge on the PostgreSQL backend (bench -state postgres), run beside
-// benchKdbridge (bbolt) on the same scenarios.
-const benchKdbridgePG = "kdbridge-pg"
+// ModeKdbridgePG is kdbridge on the PostgreSQL backend (bench -state postgres), run beside
+// ModeKdbridge (bbolt) on the same scenarios.
+const ModeKdbridgePG = "kdbridge-pg"
 
-// benchPGEnv names the database bench -state postgres uses: each run gets a schema of its
+// PGEnv names the database bench -state postgres uses: each run gets a schema of its
 // own in it, dropped after the run.
-const benchPGEnv = "KDBRIDGE_BENCH_PG_DSN"
+const PGEnv = "KDBRIDGE_BENCH_PG_DSN"
 
-// benchPGSchema creates a fresh schema for one run and returns a DSN whose search_path is
+// pgSchema creates a fresh schema for one run and returns a DSN whose search_path is
 // it, and a function that drops it.
-func benchPGSchema(ctx context.Context, dsn, name string) (string, func(), error) {
+func pgSchema(ctx context.Context, dsn, name string) (string, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: %s", benchPGEnv, scrubSecret(err.Error(), dsn))
+		return "", nil, fmt.Errorf("%s: %s", PGEnv, pgstore.ScrubDSN(err.Error(), dsn))
 	}
 	defer conn.Close(context.Background())
 	schema := pgx.Identifier{name}.Sanitize()
 	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema); err != nil {
-		return "", nil, fmt.Errorf("create schema %s: %s", name, scrubSecret(err.Error(), dsn))
+		return "", nil, fmt.Errorf("create schema %s: %s", name, pgstore.ScrubDSN(err.Error(), dsn))
 	}
 	drop := func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -58,7 +58,7 @@ func withSearchPath(dsn, schema string) string {
 	return dsn + " search_path=" + schema
 }
 
-// benchPGDescribe is the state line of the report for the database.
-func benchPGDescribe(dsn string) string {
+// pgDescribe is the state line of the report for the database.
+func pgDescribe(dsn string) string {
 	return "PostgreSQL " + pgstore.RedactDSN(dsn) + " (a schema per run)"
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package bench
 
 import (
 	"os"
@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// benchSelfCPU is this process's CPU time so far, user plus system.
-func benchSelfCPU() time.Duration {
+// selfCPU is this process's CPU time so far, user plus system.
+func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
@@ -19,9 +19,9 @@ func benchSelfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchProcCPU is a process's CPU time so far, user plus system, from /proc (Linux; 0
+// procCPU is a process's CPU time so far, user plus system, from /proc (Linux; 0
 // elsewhere). The kernel counts in USER_HZ ticks, 100 a second on every Linux ABI.
-func benchProcCPU(pid int) time.Duration {
+func procCPU(pid int) time.Duration {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0

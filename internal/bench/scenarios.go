@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -23,8 +23,8 @@ import (
 // the system under test (kdbridge or the raw client) beside them, and measures from the
 // outside: send times are taken just before PostMessage, arrival times in the receiver.
 
-// benchSizes are the sizes of the scenarios: issue 8's, or tiny ones for the smoke test.
-type benchSizes struct {
+// Sizes are the sizes of the scenarios: issue 8's, or tiny ones for the smoke test.
+type Sizes struct {
 	BurstMessages, BurstDiscussions     int
 	Posters                             int // goroutines posting a burst
 	SteadyRate                          int // messages a second
@@ -46,7 +46,8 @@ type benchSizes struct {
 	Timeout time.Duration
 }
 
-var benchFullSizes = benchSizes{
+// fullSizes are the scenarios' sizes: issue 8's.
+var fullSizes = Sizes{
 	BurstMessages: 20000, BurstDiscussions: 200, Posters: 4,
 	SteadyRate: 1000, SteadyFor: 20 * time.Second, SteadyDiscussions: 200,
 	FanoutTargets:    3,
@@ -56,7 +57,9 @@ var benchFullSizes = benchSizes{
 	Timeout: 2 * time.Minute,
 }
 
-var benchSmokeSizes = benchSizes{
+// SmokeSizes are tiny scenarios that check the bench itself (Options.Smoke) and measure
+// nothing.
+var SmokeSizes = Sizes{
 	BurstMessages: 200, BurstDiscussions: 50, Posters: 4,
 	SteadyRate: 1000, SteadyFor: 200 * time.Millisecond, SteadyDiscussions: 50,
 	FanoutTargets:    3,
@@ -67,10 +70,10 @@ var benchSmokeSizes = benchSizes{
 }
 
 // Scenario names, in the order they run.
-var benchScenarios = []string{"burst", "steady", "fanout", "scale", "catchup"}
+var Scenarios = []string{"burst", "steady", "fanout", "scale", "catchup"}
 
-// benchResult is one run of one scenario in one mode.
-type benchResult struct {
+// Result is one run of one scenario in one mode.
+type Result struct {
 	Scenario string `json:"scenario"`
 	Mode     string `json:"mode"`
 	Run      int    `json:"run"`
@@ -117,20 +120,21 @@ type benchResult struct {
 }
 
 // CPUPerEvent is the measured window's CPU per message posted.
-func (r benchResult) CPUPerEvent() time.Duration {
+func (r Result) CPUPerEvent() time.Duration {
 	if r.Sent == 0 {
 		return 0
 	}
 	return r.CPU / time.Duration(r.Sent)
 }
 
-// benchRun runs one scenario once in one mode.
-type benchRun struct {
+// scenarioRun runs one scenario once in one mode.
+type scenarioRun struct {
 	scenario   string
 	mode       string
 	run        int
-	sizes      benchSizes
+	sizes      Sizes
 	inProcess  bool
+	sys        systems
 	stateDir   string // fresh, for this run only
 	dsn        string // kdbridge-pg: the run's database, fresh
 	profile    string // CPU profile file of kdbridge, or ""
@@ -139,7 +143,7 @@ type benchRun struct {
 	logLevel   string
 }
 
-func (r *benchRun) do(ctx context.Context) (benchResult, error) {
+func (r *scenarioRun) do(ctx context.Context) (Result, error) {
 	s := r.sizes
 	switch r.scenario {
 	case "burst":
@@ -153,18 +157,18 @@ func (r *benchRun) do(ctx context.Context) (benchResult, error) {
 	case "catchup":
 		return r.catchup(ctx)
 	}
-	return benchResult{}, fmt.Errorf("%w: unknown scenario %q", errUsage, r.scenario)
+	return Result{}, fmt.Errorf("unknown scenario %q", r.scenario)
 }
 
-func (r *benchRun) result() benchResult {
-	res := benchResult{Scenario: r.scenario, Mode: r.mode, Run: r.run}
-	if r.mode != benchRaw {
+func (r *scenarioRun) result() Result {
+	res := Result{Scenario: r.scenario, Mode: r.mode, Run: r.run}
+	if r.mode != ModeRaw {
 		res.ReadAhead = r.sizes.ReadAhead
 	}
 	return res
 }
 
-func benchSim(discussions int, listDelay time.Duration) (*kinetictest.Server, []string) {
+func newSim(discussions int, listDelay time.Duration) (*kinetictest.Server, []string) {
 	// A send buffer deep enough for a whole burst: the simulator drops a connection whose
 	// buffer fills (a slow consumer), and what we measure here is the daemon, not the
 	// recovery from that (which the table would show as slow-consumer kills).
@@ -176,16 +180,16 @@ func benchSim(discussions int, listDelay time.Duration) (*kinetictest.Server, []
 	return sim, ids
 }
 
-func (r *benchRun) spec(sim *kinetictest.Server, ids, targets []string, cps map[string]string) benchSpec {
-	return benchSpec{
+func (r *scenarioRun) spec(sim *kinetictest.Server, ids, targets []string, cps map[string]string) Spec {
+	return Spec{
 		Mode: r.mode, SimURL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret",
 		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, DSN: r.dsn, Checkpoints: cps,
 		CPUProfile: r.profile, LogLevel: r.logLevel, ReadAhead: r.sizes.ReadAhead,
 	}
 }
 
-// benchWait polls cond until it holds, the system under test ends, ctx ends or timeout passes.
-func benchWait(ctx context.Context, sut benchSUT, timeout time.Duration, what string, cond func() bool) error {
+// waitFor polls cond until it holds, the system under test ends, ctx ends or timeout passes.
+func waitFor(ctx context.Context, sut system, timeout time.Duration, what string, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
@@ -204,9 +208,9 @@ func benchWait(ctx context.Context, sut benchSUT, timeout time.Duration, what st
 	return nil
 }
 
-// benchRest waits until the simulator has had no REST call for quiet and the system under
+// settle waits until the simulator has had no REST call for quiet and the system under
 // test used under 5% of a core meanwhile: its start-up catch-ups are over.
-func benchRest(ctx context.Context, sim *kinetictest.Server, sut benchSUT, quiet, timeout time.Duration) error {
+func settle(ctx context.Context, sim *kinetictest.Server, sut system, quiet, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	rest, cpu, since := sim.Stats().RESTRequests, sut.cpu(), time.Now()
 	for {
@@ -230,25 +234,25 @@ func benchRest(ctx context.Context, sim *kinetictest.Server, sut benchSUT, quiet
 	}
 }
 
-var benchUser = kinetictest.User{Username: "alice", DisplayName: "Alice Example", Email: "alice@example.com"}
+var simUser = kinetictest.User{Username: "alice", DisplayName: "Alice Example", Email: "alice@example.com"}
 
-// benchText is a message of a realistic length.
-func benchText(n int) string {
+// messageText is a message of a realistic length.
+func messageText(n int) string {
 	return "Update " + strconv.Itoa(n) + ": the deploy finished, error rates are back to normal; closing the incident once the customer confirms."
 }
 
-// benchSent is what a posting phase sent: message id → time just before PostMessage.
-type benchSent struct {
+// posted is what a posting phase sent: message id → time just before PostMessage.
+type posted struct {
 	at          map[string]time.Time
 	first, last time.Time
 	errs        int
 }
 
-// benchPost posts total messages back to back from posters goroutines, each owning a
+// postBurst posts total messages back to back from posters goroutines, each owning a
 // disjoint share of the discussions, so a discussion's order is its poster's.
-func benchPost(sim *kinetictest.Server, ids []string, total, posters, offset int) benchSent {
+func postBurst(sim *kinetictest.Server, ids []string, total, posters, offset int) posted {
 	posters = max(1, min(posters, len(ids)))
-	parts := make([]benchSent, posters)
+	parts := make([]posted, posters)
 	var wg sync.WaitGroup
 	for g := range posters {
 		var mine []string
@@ -264,7 +268,7 @@ func benchPost(sim *kinetictest.Server, ids []string, total, posters, offset int
 			p.at = make(map[string]time.Time, n)
 			for k := range n {
 				t := time.Now()
-				m, err := sim.PostMessage(mine[k%len(mine)], benchUser, benchText(offset+k*posters+g))
+				m, err := sim.PostMessage(mine[k%len(mine)], simUser, messageText(offset+k*posters+g))
 				if err != nil {
 					p.errs++
 					continue
@@ -278,12 +282,12 @@ func benchPost(sim *kinetictest.Server, ids []string, total, posters, offset int
 		})
 	}
 	wg.Wait()
-	return benchMergeSent(parts)
+	return mergePosted(parts)
 }
 
-// benchPace posts total messages at rate a second from one goroutine, round-robin over ids.
-func benchPace(sim *kinetictest.Server, ids []string, total, rate int) benchSent {
-	s := benchSent{at: make(map[string]time.Time, total)}
+// postPaced posts total messages at rate a second from one goroutine, round-robin over ids.
+func postPaced(sim *kinetictest.Server, ids []string, total, rate int) posted {
+	s := posted{at: make(map[string]time.Time, total)}
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
 	for i := range total {
@@ -291,7 +295,7 @@ func benchPace(sim *kinetictest.Server, ids []string, total, rate int) benchSent
 			time.Sleep(d)
 		}
 		t := time.Now()
-		m, err := sim.PostMessage(ids[i%len(ids)], benchUser, benchText(i))
+		m, err := sim.PostMessage(ids[i%len(ids)], simUser, messageText(i))
 		if err != nil {
 			s.errs++
 			continue
@@ -305,8 +309,8 @@ func benchPace(sim *kinetictest.Server, ids []string, total, rate int) benchSent
 	return s
 }
 
-func benchMergeSent(parts []benchSent) benchSent {
-	var out benchSent
+func mergePosted(parts []posted) posted {
+	var out posted
 	n := 0
 	for _, p := range parts {
 		n += len(p.at)
@@ -330,7 +334,7 @@ func benchMergeSent(parts []benchSent) benchSent {
 // collect fills in what the receiver saw against what was sent: counts, order, latencies
 // from each send to the first arrival, and the window from the first send to the last
 // arrival.
-func (res *benchResult) collect(sim *kinetictest.Server, ids []string, recv *benchReceiver, sent benchSent) {
+func (res *Result) collect(sim *kinetictest.Server, ids []string, recv *receiver, sent posted) {
 	res.Sent = len(sent.at)
 	res.Expected = res.Sent * len(recv.targets)
 	var lats []time.Duration
@@ -393,15 +397,15 @@ func (res *benchResult) collect(sim *kinetictest.Server, ids []string, recv *ben
 
 // finish stops the system under test and records what only the end can tell; with
 // -memprofile, kdbridge's heap profile is taken first, from its loopback /debug/pprof.
-func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
+func (r *scenarioRun) finish(res *Result, sut system) error {
 	res.EndRSS, res.PeakRSS = sut.mem()
 	res.PeakAnon = sut.anonPeak()
 	var perr error
-	if r.mode != benchRaw && !r.inProcess && sut.addr() != "" {
+	if r.mode != ModeRaw && !r.inProcess && sut.addr() != "" {
 		res.readMetrics("http://" + sut.addr() + "/metrics")
 	}
 	if r.memProfile != "" && sut.addr() != "" {
-		perr = benchFetch("http://"+sut.addr()+"/debug/pprof/heap", r.memProfile)
+		perr = fetchTo("http://"+sut.addr()+"/debug/pprof/heap", r.memProfile)
 	}
 	rep, err := sut.stop()
 	res.FailedTries += rep.Failed
@@ -413,7 +417,7 @@ func (r *benchRun) finish(res *benchResult, sut benchSUT) error {
 
 // keepLog writes the log tail of the system under test to a file of its own, and names it
 // in LogFile, when the run delivered a message twice, out of order or unexpectedly.
-func (res *benchResult) keepLog(sut interface{ logTail() string }) {
+func (res *Result) keepLog(sut interface{ logTail() string }) {
 	if res.Duplicates+res.OrderViolations+res.Unexpected == 0 {
 		return
 	}
@@ -429,7 +433,7 @@ func (res *benchResult) keepLog(sut interface{ logTail() string }) {
 
 // readMetrics reads the Go runtime's memory figures, and how often reading waited for the
 // store, from kdbridge's /metrics.
-func (res *benchResult) readMetrics(url string) {
+func (res *Result) readMetrics(url string) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return
@@ -450,7 +454,7 @@ func (res *benchResult) readMetrics(url string) {
 	res.LiveWaits = int64(m[`kdbridge_source_live_waits_total{source="bench"}`])
 }
 
-func benchFetch(url, file string) error {
+func fetchTo(url, file string) error {
 	resp, err := http.Get(url)
 	if err != nil {
 		return err
@@ -471,9 +475,9 @@ func benchFetch(url, file string) error {
 }
 
 // delivery is burst (rate 0: back to back), steady (paced at rate) and fan-out (targets > 1).
-func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets, rate int) (res benchResult, err error) {
+func (r *scenarioRun) delivery(ctx context.Context, discussions, messages, targets, rate int) (res Result, err error) {
 	res = r.result()
-	sim, ids := benchSim(discussions, 0)
+	sim, ids := newSim(discussions, 0)
 	defer sim.Close()
 	recv, err := startBenchReceiver(targets, messages)
 	if err != nil {
@@ -481,7 +485,7 @@ func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets,
 	}
 	defer recv.close()
 	start := time.Now()
-	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
+	sut, err := r.sys.start(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
 	if err != nil {
 		return res, err
 	}
@@ -491,23 +495,23 @@ func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets,
 			_, _ = sut.stop()
 		}
 	}()
-	if err := benchWait(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
+	if err := waitFor(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
 		return res, err
 	}
 	res.Subscribe = time.Since(start)
-	if err := benchRest(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
+	if err := settle(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
 		return res, err
 	}
-	cpu0, self0 := sut.cpu(), benchSelfCPU()
-	var sent benchSent
+	cpu0, self0 := sut.cpu(), selfCPU()
+	var sent posted
 	if rate > 0 {
-		sent = benchPace(sim, ids, messages, rate)
+		sent = postPaced(sim, ids, messages, rate)
 	} else {
-		sent = benchPost(sim, ids, messages, r.sizes.Posters, 0)
+		sent = postBurst(sim, ids, messages, r.sizes.Posters, 0)
 	}
 	want := int64(len(sent.at) * targets)
-	werr := benchWait(ctx, sut, r.sizes.Timeout, "deliveries", func() bool { return recv.unique() >= want })
-	res.CPU, res.HarnessCPU = sut.cpu()-cpu0, benchSelfCPU()-self0
+	werr := waitFor(ctx, sut, r.sizes.Timeout, "deliveries", func() bool { return recv.unique() >= want })
+	res.CPU, res.HarnessCPU = sut.cpu()-cpu0, selfCPU()-self0
 	res.CPUTotal = sut.cpu()
 	stopped = true
 	ferr := r.finish(&res, sut)
@@ -521,9 +525,9 @@ func (r *benchRun) delivery(ctx context.Context, discussions, messages, targets,
 
 // scale subscribes to many discussions: the time until all are subscribed, and the RSS once
 // the start-up catch-ups are over.
-func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
+func (r *scenarioRun) scale(ctx context.Context) (res Result, err error) {
 	res = r.result()
-	sim, ids := benchSim(r.sizes.ScaleDiscussions, 0)
+	sim, ids := newSim(r.sizes.ScaleDiscussions, 0)
 	defer sim.Close()
 	recv, err := startBenchReceiver(1, 0)
 	if err != nil {
@@ -531,7 +535,7 @@ func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 	}
 	defer recv.close()
 	start := time.Now()
-	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
+	sut, err := r.sys.start(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
 	if err != nil {
 		return res, err
 	}
@@ -541,13 +545,13 @@ func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 			_, _ = sut.stop()
 		}
 	}()
-	if err := benchWait(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
+	if err := waitFor(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
 		return res, err
 	}
 	res.Subscribe = time.Since(start)
 	res.Elapsed = res.Subscribe
 	res.CPU = sut.cpu()
-	if err := benchRest(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
+	if err := settle(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
 		return res, err
 	}
 	// At rest since the quiet window began.
@@ -563,11 +567,11 @@ func (r *benchRun) scale(ctx context.Context) (res benchResult, err error) {
 // catchup delivers messages posted while the system under test was down. kdbridge gets its
 // checkpoints from a first run that delivered one message per discussion; the raw client is
 // handed the same message ids.
-func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
+func (r *scenarioRun) catchup(ctx context.Context) (res Result, err error) {
 	res = r.result()
 	s := r.sizes
 	res.ListDelay = s.ListDelay
-	sim, ids := benchSim(s.CatchupDiscussions, s.ListDelay)
+	sim, ids := newSim(s.CatchupDiscussions, s.ListDelay)
 	defer sim.Close()
 	recv, err := startBenchReceiver(1, s.CatchupMessages)
 	if err != nil {
@@ -576,20 +580,20 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	defer recv.close()
 
 	var cps map[string]string
-	if r.mode != benchRaw {
+	if r.mode != ModeRaw {
 		spec := r.spec(sim, ids, recv.URLs(), nil)
 		spec.CPUProfile = "" // the profile is of the catch-up
-		sut, err := benchStartSUT(ctx, spec, r.inProcess)
+		sut, err := r.sys.start(ctx, spec, r.inProcess)
 		if err != nil {
 			return res, err
 		}
-		err = benchWait(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
+		err = waitFor(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
 		if err == nil {
-			err = benchRest(ctx, sim, sut, s.Quiet, s.Timeout)
+			err = settle(ctx, sim, sut, s.Quiet, s.Timeout)
 		}
 		if err == nil {
-			benchPost(sim, ids, len(ids), 1, 0)
-			err = benchWait(ctx, sut, s.Timeout, "the first run's deliveries", func() bool { return recv.unique() >= int64(len(ids)) })
+			postBurst(sim, ids, len(ids), 1, 0)
+			err = waitFor(ctx, sut, s.Timeout, "the first run's deliveries", func() bool { return recv.unique() >= int64(len(ids)) })
 		}
 		_, serr := sut.stop()
 		if err := errors.Join(err, serr); err != nil {
@@ -598,7 +602,7 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 	} else {
 		cps = map[string]string{}
 		for _, d := range ids {
-			m, err := sim.PostMessage(d, benchUser, "checkpoint")
+			m, err := sim.PostMessage(d, simUser, "checkpoint")
 			if err != nil {
 				return res, err
 			}
@@ -606,10 +610,10 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 		}
 	}
 	recv.reset(s.CatchupMessages)
-	sent := benchPost(sim, ids, s.CatchupMessages, s.Posters, 0)
+	sent := postBurst(sim, ids, s.CatchupMessages, s.Posters, 0)
 
 	start := time.Now()
-	sut, err := benchStartSUT(ctx, r.spec(sim, ids, recv.URLs(), cps), r.inProcess)
+	sut, err := r.sys.start(ctx, r.spec(sim, ids, recv.URLs(), cps), r.inProcess)
 	if err != nil {
 		return res, err
 	}
@@ -620,10 +624,10 @@ func (r *benchRun) catchup(ctx context.Context) (res benchResult, err error) {
 		}
 	}()
 	want := int64(len(sent.at))
-	werr := benchWait(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
+	werr := waitFor(ctx, sut, s.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) })
 	res.Subscribe = time.Since(start)
 	if werr == nil {
-		werr = benchWait(ctx, sut, s.Timeout, "deliveries", func() bool { return recv.unique() >= want })
+		werr = waitFor(ctx, sut, s.Timeout, "deliveries", func() bool { return recv.unique() >= want })
 	}
 	res.CPU = sut.cpu()
 	res.CPUTotal = res.CPU

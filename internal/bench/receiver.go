@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -13,19 +13,19 @@ import (
 	"time"
 )
 
-// benchReceiver is the loopback webhook endpoint of a scenario: one path per target
+// receiver is the loopback webhook endpoint of a scenario: one path per target
 // (/hook/0, /hook/1, …). It records when each message first arrived, the order of arrivals
 // per discussion and every duplicate, and answers 204. It does not verify signatures: that
 // would be the receiver's CPU, which shares the machine with the daemon under test.
-type benchReceiver struct {
+type receiver struct {
 	srv     *http.Server
 	base    string
-	targets []*benchTarget
+	targets []*recvTarget
 	wg      sync.WaitGroup
 }
 
-// benchTarget is what one target received.
-type benchTarget struct {
+// recvTarget is what one target received.
+type recvTarget struct {
 	mu         sync.Mutex
 	first      map[string]time.Time // message id → first arrival
 	order      map[string][]string  // discussion → message ids, first arrivals in arrival order
@@ -35,16 +35,16 @@ type benchTarget struct {
 	unique     atomic.Int64
 }
 
-func newBenchTarget(expect int) *benchTarget {
-	return &benchTarget{first: make(map[string]time.Time, expect), order: map[string][]string{}}
+func newBenchTarget(expect int) *recvTarget {
+	return &recvTarget{first: make(map[string]time.Time, expect), order: map[string][]string{}}
 }
 
-func startBenchReceiver(targets, expect int) (*benchReceiver, error) {
+func startBenchReceiver(targets, expect int) (*receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &benchReceiver{base: "http://" + ln.Addr().String() + "/hook/"}
+	r := &receiver{base: "http://" + ln.Addr().String() + "/hook/"}
 	for range targets {
 		r.targets = append(r.targets, newBenchTarget(expect))
 	}
@@ -79,10 +79,10 @@ func startBenchReceiver(targets, expect int) (*benchReceiver, error) {
 }
 
 // URL is the address of target i.
-func (r *benchReceiver) URL(i int) string { return r.base + strconv.Itoa(i) }
+func (r *receiver) URL(i int) string { return r.base + strconv.Itoa(i) }
 
 // URLs are the addresses of every target.
-func (r *benchReceiver) URLs() []string {
+func (r *receiver) URLs() []string {
 	out := make([]string, len(r.targets))
 	for i := range out {
 		out[i] = r.URL(i)
@@ -91,7 +91,7 @@ func (r *benchReceiver) URLs() []string {
 }
 
 // reset forgets what was received, for the next phase of a scenario.
-func (r *benchReceiver) reset(expect int) {
+func (r *receiver) reset(expect int) {
 	for _, t := range r.targets {
 		t.mu.Lock()
 		t.first, t.order = make(map[string]time.Time, expect), map[string][]string{}
@@ -102,7 +102,7 @@ func (r *benchReceiver) reset(expect int) {
 }
 
 // unique is the number of distinct messages received, summed over the targets.
-func (r *benchReceiver) unique() int64 {
+func (r *receiver) unique() int64 {
 	var n int64
 	for _, t := range r.targets {
 		n += t.unique.Load()
@@ -110,12 +110,12 @@ func (r *benchReceiver) unique() int64 {
 	return n
 }
 
-func (r *benchReceiver) close() {
+func (r *receiver) close() {
 	_ = r.srv.Close()
 	r.wg.Wait()
 }
 
-func (t *benchTarget) record(discussion, message string, at time.Time, ok bool) {
+func (t *recvTarget) record(discussion, message string, at time.Time, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !ok || message == "" {

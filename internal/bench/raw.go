@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -26,20 +26,20 @@ import (
 // no fsync, no routing, no retries, no signature, no checkpoints. Each scenario states
 // kdbridge as a ratio of what this client reaches on the same machine.
 
-// benchRawPosters is the number of POSTing goroutines per target, as many as a webhook sink's
+// rawPosters is the number of POSTing goroutines per target, as many as a webhook sink's
 // default max_in_flight, so that the ceiling has the concurrency kdbridge has. A discussion
 // always goes to the same one, so order holds.
-const benchRawPosters = webhook.DefaultMaxInFlight
+const rawPosters = webhook.DefaultMaxInFlight
 
-const benchTopicPrefix = "discussions/discussion/"
+const topicPrefix = "discussions/discussion/"
 
-func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready func()) error {
+func rawRun(ctx context.Context, spec Spec, rep *SUTReport, ready func()) error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = benchRawPosters * max(1, len(spec.Targets))
+	tr.MaxIdleConnsPerHost = rawPosters * max(1, len(spec.Targets))
 	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	defer client.CloseIdleConnections()
 
-	tok, err := benchRawToken(ctx, client, spec)
+	tok, err := rawToken(ctx, client, spec)
 	if err != nil {
 		return err
 	}
@@ -64,9 +64,9 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 	// Posters, one set per target.
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
-	posters := make([][]*benchRawQueue, len(spec.Targets))
+	posters := make([][]*rawQueue, len(spec.Targets))
 	for t, target := range spec.Targets {
-		for range benchRawPosters {
+		for range rawPosters {
 			q := newBenchRawQueue()
 			posters[t] = append(posters[t], q)
 			wg.Go(func() { q.post(ctx, client, target, &ok, &failed) })
@@ -84,7 +84,7 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 	enqueue := func(discussion string, bodies ...[]byte) {
 		h := fnv.New32a()
 		h.Write([]byte(discussion))
-		i := int(h.Sum32() % benchRawPosters)
+		i := int(h.Sum32() % rawPosters)
 		for _, ps := range posters {
 			ps[i].push(bodies...)
 		}
@@ -97,9 +97,9 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 	if err := write("identify", map[string]string{"token": tok}, 1); err != nil {
 		return fmt.Errorf("raw: identify: %w", err)
 	}
-	var f benchRawFrame
+	var f rawFrame
 	for {
-		if err := benchRawRead(ws, &f); err != nil {
+		if err := rawRead(ws, &f); err != nil {
 			return fmt.Errorf("raw: identify: %w", err)
 		}
 		if f.Ref == "1" {
@@ -115,7 +115,7 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 	subErr := make(chan error, 1)
 	go func() {
 		for i, id := range spec.Discussions {
-			if err := write("subscribe", map[string]string{"topic": benchTopicPrefix + id}, i+2); err != nil {
+			if err := write("subscribe", map[string]string{"topic": topicPrefix + id}, i+2); err != nil {
 				subErr <- err
 				return
 			}
@@ -124,7 +124,7 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 	}()
 	defer func() { ws.Close(); <-subErr }()
 	if len(spec.Checkpoints) > 0 {
-		wg.Go(func() { benchRawCatchUp(ctx, client, spec, tok, enqueue) })
+		wg.Go(func() { rawCatchUp(ctx, client, spec, tok, enqueue) })
 	}
 
 	var msg struct {
@@ -135,7 +135,7 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 		} `json:"createdBy"`
 	}
 	for {
-		if err := benchRawRead(ws, &f); err != nil {
+		if err := rawRead(ws, &f); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -144,7 +144,7 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 		if f.Event != "message:created" {
 			continue
 		}
-		d, found := strings.CutPrefix(f.Topic, benchTopicPrefix)
+		d, found := strings.CutPrefix(f.Topic, topicPrefix)
 		if !found {
 			continue
 		}
@@ -152,29 +152,29 @@ func benchRawRun(ctx context.Context, spec benchSpec, rep *benchSUTReport, ready
 		if json.Unmarshal(f.Payload, &msg) != nil || msg.Type == "System" || msg.CreatedBy.Username == spec.ClientID {
 			continue // what a route drops: system messages and the bridge's own
 		}
-		enqueue(d, benchRawBody(d, f.Payload))
+		enqueue(d, rawBody(d, f.Payload))
 	}
 }
 
-type benchRawFrame struct {
+type rawFrame struct {
 	Topic   string          `json:"topic"`
 	Event   string          `json:"event"`
 	Ref     string          `json:"ref"`
 	Payload json.RawMessage `json:"payload"`
 }
 
-func benchRawRead(ws *websocket.Conn, f *benchRawFrame) error {
+func rawRead(ws *websocket.Conn, f *rawFrame) error {
 	_, b, err := ws.ReadMessage()
 	if err != nil {
 		return err
 	}
-	*f = benchRawFrame{}
+	*f = rawFrame{}
 	return json.Unmarshal(b, f)
 }
 
-// benchRawBody is what the raw client POSTs: the message as Kinetic sent it, in an envelope
+// rawBody is what the raw client POSTs: the message as Kinetic sent it, in an envelope
 // of the shape the receiver reads kdbridge's deliveries in.
-func benchRawBody(discussion string, message json.RawMessage) []byte {
+func rawBody(discussion string, message json.RawMessage) []byte {
 	b := make([]byte, 0, len(message)+len(discussion)+80)
 	b = append(b, `{"type":"message.created","data":{"discussion":{"id":`...)
 	b = strconv.AppendQuote(b, discussion)
@@ -183,7 +183,7 @@ func benchRawBody(discussion string, message json.RawMessage) []byte {
 	return append(b, "}}"...)
 }
 
-func benchRawToken(ctx context.Context, client *http.Client, spec benchSpec) (string, error) {
+func rawToken(ctx context.Context, client *http.Client, spec Spec) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, spec.SimURL+"/app/oauth/token?grant_type=client_credentials&response_type=token", nil)
 	if err != nil {
 		return "", err
@@ -203,15 +203,15 @@ func benchRawToken(ctx context.Context, client *http.Client, spec benchSpec) (st
 	return tok.AccessToken, nil
 }
 
-// benchRawCatchUp pages each discussion's messages (newest first) back to its checkpoint and
+// rawCatchUp pages each discussion's messages (newest first) back to its checkpoint and
 // queues what is newer, oldest first — the least a client must do to catch up.
-func benchRawCatchUp(ctx context.Context, client *http.Client, spec benchSpec, tok string, enqueue func(string, ...[]byte)) {
+func rawCatchUp(ctx context.Context, client *http.Client, spec Spec, tok string, enqueue func(string, ...[]byte)) {
 	ids := make(chan string)
 	var wg sync.WaitGroup
-	for range benchRawPosters {
+	for range rawPosters {
 		wg.Go(func() {
 			for id := range ids {
-				benchRawCatchUpOne(ctx, client, spec, tok, id, enqueue)
+				rawCatchUpOne(ctx, client, spec, tok, id, enqueue)
 			}
 		})
 	}
@@ -225,7 +225,7 @@ func benchRawCatchUp(ctx context.Context, client *http.Client, spec benchSpec, t
 	wg.Wait()
 }
 
-func benchRawCatchUpOne(ctx context.Context, client *http.Client, spec benchSpec, tok, id string, enqueue func(string, ...[]byte)) {
+func rawCatchUpOne(ctx context.Context, client *http.Client, spec Spec, tok, id string, enqueue func(string, ...[]byte)) {
 	cp := spec.Checkpoints[id]
 	var fresh [][]byte // newest first
 	pageToken := ""
@@ -266,7 +266,7 @@ func benchRawCatchUpOne(ctx context.Context, client *http.Client, spec benchSpec
 				break
 			}
 			if m.Type != "System" && m.CreatedBy.Username != spec.ClientID {
-				fresh = append(fresh, benchRawBody(id, raw))
+				fresh = append(fresh, rawBody(id, raw))
 			}
 		}
 		if reached || page.Next == nil || *page.Next == "" {
@@ -278,35 +278,35 @@ func benchRawCatchUpOne(ctx context.Context, client *http.Client, spec benchSpec
 	enqueue(id, fresh...)
 }
 
-// benchRawQueue is one poster's unbounded FIFO: the websocket reader never waits for HTTP.
-type benchRawQueue struct {
+// rawQueue is one poster's unbounded FIFO: the websocket reader never waits for HTTP.
+type rawQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	items  [][]byte
 	closed bool
 }
 
-func newBenchRawQueue() *benchRawQueue {
-	q := &benchRawQueue{}
+func newBenchRawQueue() *rawQueue {
+	q := &rawQueue{}
 	q.cond = sync.NewCond(&q.mu)
 	return q
 }
 
-func (q *benchRawQueue) push(bodies ...[]byte) {
+func (q *rawQueue) push(bodies ...[]byte) {
 	q.mu.Lock()
 	q.items = append(q.items, bodies...)
 	q.mu.Unlock()
 	q.cond.Signal()
 }
 
-func (q *benchRawQueue) close() {
+func (q *rawQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
 	q.cond.Broadcast()
 }
 
-func (q *benchRawQueue) pop() ([]byte, bool) {
+func (q *rawQueue) pop() ([]byte, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.items) == 0 && !q.closed {
@@ -321,7 +321,7 @@ func (q *benchRawQueue) pop() ([]byte, bool) {
 	return b, true
 }
 
-func (q *benchRawQueue) post(ctx context.Context, client *http.Client, target string, ok, failed *atomic.Int64) {
+func (q *rawQueue) post(ctx context.Context, client *http.Client, target string, ok, failed *atomic.Int64) {
 	for {
 		body, more := q.pop()
 		if !more {

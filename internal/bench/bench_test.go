@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The harness on its own: the raw client, in this process, through every scenario in
+// miniature, against the simulator and the receiver over loopback. kdbridge's runs need its
+// wiring, so cmd/kdbridge's TestBenchSmoke runs them (through `kdbridge bench`).
+func TestRawRunsEveryScenario(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "runs.json")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := Run(ctx, Options{Scenarios: Scenarios, Runs: 1, Raw: "only", StateDir: filepath.Join(dir, "state"),
+		InProcess: true, Smoke: true, JSON: out, LogLevel: "warn", Version: "test"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []Result
+	if err := json.Unmarshal(b, &results); err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	for _, r := range results {
+		ran = append(ran, r.Scenario)
+		if r.Mode != ModeRaw || r.Err != "" {
+			t.Errorf("%s/%s: %s", r.Scenario, r.Mode, r.Err)
+		}
+		if r.Scenario == "scale" {
+			if r.Subscribe <= 0 {
+				t.Errorf("scale: no subscribe time")
+			}
+			continue
+		}
+		targets := 1
+		if r.Scenario == "fanout" {
+			targets = SmokeSizes.FanoutTargets
+		}
+		if r.Sent == 0 || r.Delivered != r.Expected || r.Expected != r.Sent*targets {
+			t.Errorf("%s: sent %d, expected %d deliveries, delivered %d", r.Scenario, r.Sent, r.Expected, r.Delivered)
+		}
+		if r.Duplicates != 0 || r.OrderViolations != 0 || r.Unexpected != 0 {
+			t.Errorf("%s: %d duplicates, %d order violations, %d unexpected", r.Scenario, r.Duplicates, r.OrderViolations, r.Unexpected)
+		}
+	}
+	if !slices.Equal(ran, Scenarios) {
+		t.Errorf("ran %v, want %v", ran, Scenarios)
+	}
+	for _, want := range []string{"kdbridge: test", "Results", "catchup", "raw"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func TestParseScenarios(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                        Scenarios,
+		"all":                     Scenarios,
+		"catch-up, fan-out,burst": {"catchup", "fanout", "burst"},
+		"burst,burst":             {"burst"},
+	} {
+		got, err := ParseScenarios(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseScenarios(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseScenarios("burst,flood"); err == nil || !strings.Contains(err.Error(), `"flood"`) {
+		t.Errorf("an unknown scenario: %v", err)
+	}
+}
+
+// How often the daemon's reading waited for its store is read from its metrics, and the
+// report gives the median.
+func TestReportGivesLiveWaits(t *testing.T) {
+	var out bytes.Buffer
+	printReport(&out, []string{"burst"}, []string{ModeKdbridge}, []Result{
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 1, LiveWaits: 7},
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 2, LiveWaits: 9},
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 3, LiveWaits: 8},
+	}, SmokeSizes)
+	if !strings.Contains(out.String(), "reading waited for the store (kdbridge_source_live_waits_total, medians): burst 8") {
+		t.Errorf("the report does not give the waits' median:\n%s", out.String())
+	}
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# TYPE kdbridge_source_live_waits_total counter\nkdbridge_source_live_waits_total{source=\"bench\"} 5\ngo_goroutines 12\n")
+	}))
+	defer metrics.Close()
+	var res Result
+	res.readMetrics(metrics.URL)
+	if res.LiveWaits != 5 || res.Goroutines != 12 {
+		t.Errorf("from /metrics: %d waits, %d goroutines; want 5 and 12", res.LiveWaits, res.Goroutines)
+	}
+}
+
+type logTailStub string
+
+func (l logTailStub) logTail() string { return string(l) }
+
+// A run with duplicates keeps the daemon's log for a look, and says where; a clean run
+// keeps nothing.
+func TestKeepsTheLogOfARunWithDuplicates(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	clean := Result{Scenario: "catchup", Mode: "kdbridge", Run: 1}
+	clean.keepLog(logTailStub("nothing to see"))
+	if clean.LogFile != "" {
+		t.Errorf("a clean run kept its log in %s", clean.LogFile)
+	}
+	dup := Result{Scenario: "catchup", Mode: "kdbridge-pg", Run: 2, Duplicates: 3}
+	dup.keepLog(logTailStub("level=WARN msg=\"pgstore: leadership lost\"\n"))
+	b, err := os.ReadFile(dup.LogFile)
+	if err != nil || !strings.Contains(string(b), "leadership lost") {
+		t.Fatalf("kept log %q: %q, %v", dup.LogFile, b, err)
+	}
+	if line := progress(dup); !strings.Contains(line, "3 duplicates") || !strings.Contains(line, dup.LogFile) {
+		t.Errorf("progress line does not point at the log: %s", line)
+	}
+}

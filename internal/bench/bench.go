@@ -474,10 +474,6 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 	}
 
 	// The targets of issue 8.
-	type target struct {
-		name, got, ceiling string
-		met                bool
-	}
 	var ts []target
 	check := func(ok bool, s summary) bool {
 		return ok && s.Err == "" && s.OrderViolations == 0 && s.Delivered == s.Expected
@@ -498,7 +494,7 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 		ts = append(ts, target{"scale: ≤ 80 MB RSS at rest", mb(s.EndRSS), rawCol(get("scale", ModeRaw))(func(r summary) string { return mb(r.EndRSS) }), s.Err == "" && s.EndRSS <= 80<<20})
 	}
 	if s, ok := get("catchup", ModeKdbridge); ok {
-		ts = append(ts, target{"catch-up: 50,000 missed delivered ≤ 15s", dur(s.Elapsed), rawCol(get("catchup", ModeRaw))(func(r summary) string { return dur(r.Elapsed) }), check(s.Elapsed <= 15*time.Second, s)})
+		ts = append(ts, target{"catch-up: 50,000 missed delivered ≤ 15s", dur(s.Elapsed), rawCol(get("catchup", ModeRaw))(func(r summary) string { return dur(r.Elapsed) }), check(s.Elapsed > 0 && s.Elapsed <= 15*time.Second, s)})
 	}
 	if f, ok := get("fanout", ModeKdbridge); ok {
 		if b, ok := get("burst", ModeKdbridge); ok && b.CPUPerEvent() > 0 {
@@ -522,11 +518,23 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 	if p, ok := get("steady", ModeKdbridgePG); ok {
 		ts = append(ts, target{"postgres steady: p99 ≤ 50ms (issue 12)", dur(p.P99), "", check(p.P99 <= 50*time.Millisecond, p)})
 	}
+	printTargets(w, "Targets (issue 8)", ts)
+	printTargets(w, "Targets (issue 14: ratios to the raw client in this invocation; MB = 10⁶ bytes)", issue14Targets(get))
+}
+
+// target is a line of a report's targets: what kdbridge did, the raw client's figure beside
+// it, and whether the target was met.
+type target struct {
+	name, got, ceiling string
+	met                bool
+}
+
+func printTargets(w io.Writer, title string, ts []target) {
 	if len(ts) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nTargets (issue 8)")
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "\n"+title)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, " target\t kdbridge\t raw ceiling\t verdict\t")
 	for _, t := range ts {
 		verdict := "MISSED"
@@ -539,6 +547,75 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 		fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t\n", t.name, t.got, t.ceiling, verdict)
 	}
 	tw.Flush()
+}
+
+// issue14Targets are the targets of issue 14 that the runs in get measured. A target that is
+// a ratio to the raw client is there only when the raw client ran in the same invocation.
+func issue14Targets(get func(scenario, mode string) (summary, bool)) []target {
+	var ts []target
+	// whole: nothing lost, duplicated or out of order, and no error.
+	whole := func(s summary) bool {
+		return s.Err == "" && s.Delivered == s.Expected && s.Duplicates == 0 && s.OrderViolations == 0
+	}
+	ratio := func(sc string, want float64) (target, bool) {
+		k, ok := get(sc, ModeKdbridge)
+		rw, rok := get(sc, ModeRaw)
+		if !ok || !rok || rw.EventsPerSec <= 0 {
+			return target{}, false
+		}
+		r := k.EventsPerSec / rw.EventsPerSec
+		return target{got: fmt.Sprintf("%.0f/s = %.2f×", k.EventsPerSec, r), ceiling: fmt.Sprintf("%.0f/s", rw.EventsPerSec), met: r >= want && whole(k)}, true
+	}
+	peak := func(sc string, limitMB int64) (target, bool) {
+		k, ok := get(sc, ModeKdbridge)
+		if !ok {
+			return target{}, false
+		}
+		return target{name: fmt.Sprintf("%s peak RSS ≤ %d MB", sc, limitMB), got: megabytes(k.PeakRSS),
+			met: k.Err == "" && k.PeakRSS > 0 && k.PeakRSS <= limitMB*1e6}, true
+	}
+	if t, ok := ratio("burst", 0.7); ok {
+		k, _ := get("burst", ModeKdbridge)
+		t.name, t.met = "burst ≥ 0.7× raw and ≥ 11,000/s, nothing lost, duplicated or reordered", t.met && k.EventsPerSec >= 11000
+		ts = append(ts, t)
+	}
+	if t, ok := peak("burst", 80); ok {
+		ts = append(ts, t)
+	}
+	if t, ok := ratio("catchup", 0.5); ok {
+		t.name = "catchup ≥ 0.5× raw"
+		ts = append(ts, t)
+	}
+	if t, ok := peak("catchup", 100); ok {
+		ts = append(ts, t)
+	}
+	if t, ok := ratio("fanout", 0.6); ok {
+		t.name = "fanout ×3 ≥ 0.6× raw deliveries/s"
+		ts = append(ts, t)
+		f, _ := get("fanout", ModeKdbridge)
+		b, bok := get("burst", ModeKdbridge)
+		rf, _ := get("fanout", ModeRaw)
+		rb, rbok := get("burst", ModeRaw)
+		if bok && rbok && b.CPUPerEvent() > 0 && rb.CPUPerEvent() > 0 {
+			k := float64(f.CPUPerEvent()) / float64(b.CPUPerEvent())
+			r := float64(rf.CPUPerEvent()) / float64(rb.CPUPerEvent())
+			ts = append(ts, target{name: "fanout CPU/msg ÷ burst's ≤ raw's ratio + 10 %", got: fmt.Sprintf("%.2f×", k),
+				ceiling: fmt.Sprintf("%.2f× (+10 %%: %.2f×)", r, r*1.1), met: k <= r*1.1 && whole(f)})
+		}
+	}
+	if s, ok := get("steady", ModeKdbridge); ok {
+		raw := rawCol(get("steady", ModeRaw))
+		ts = append(ts,
+			target{"steady 1,000/s: p99 ≤ 5ms", dur(s.P99), raw(func(r summary) string { return dur(r.P99) }), s.P99 > 0 && s.P99 <= 5*time.Millisecond && whole(s)},
+			target{"steady 1,000/s: max ≤ 25ms", dur(s.Max), raw(func(r summary) string { return dur(r.Max) }), s.Max > 0 && s.Max <= 25*time.Millisecond && whole(s)})
+	}
+	if s, ok := get("scale", ModeKdbridge); ok {
+		raw := rawCol(get("scale", ModeRaw))
+		ts = append(ts,
+			target{"scale: 10,000 subscribed ≤ 0.5s", dur(s.Subscribe), raw(func(r summary) string { return dur(r.Subscribe) }), s.Err == "" && s.Subscribe > 0 && s.Subscribe <= 500*time.Millisecond},
+			target{"scale: ≤ 60 MB RSS at rest", megabytes(s.EndRSS), raw(func(r summary) string { return megabytes(r.EndRSS) }), s.Err == "" && s.EndRSS > 0 && s.EndRSS <= 60e6})
+	}
+	return ts
 }
 
 // rawCol formats a raw figure when there is one.
@@ -574,7 +651,15 @@ func mb(b int64) string {
 	if b <= 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// megabytes is b in MB of 10⁶ bytes, the unit of issue 14's memory targets.
+func megabytes(b int64) string {
+	if b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f MB", float64(b)/1e6)
 }
 
 // listDelayNote is the catch-up's description's mention of -list-delay, if any.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -132,4 +133,65 @@ func TestKeepsTheLogOfARunWithDuplicates(t *testing.T) {
 	if line := progress(dup); !strings.Contains(line, "3 duplicates") || !strings.Contains(line, dup.LogFile) {
 		t.Errorf("progress line does not point at the log: %s", line)
 	}
+}
+
+// The report judges issue 14's targets from the runs it has: ratios only against a raw
+// client of the same invocation, memory in MB of 10⁶ bytes, nothing met by a run that lost,
+// duplicated or reordered a message.
+func TestReportJudgesIssue14Targets(t *testing.T) {
+	ok := func(sc, mode string, eps float64, cpu time.Duration, peak int64) Result {
+		return Result{Scenario: sc, Mode: mode, Run: 1, Sent: 1000, Expected: 1000, Delivered: 1000,
+			EventsPerSec: eps, CPU: cpu, PeakRSS: peak, P50: time.Millisecond, P99: 4 * time.Millisecond, Max: 20 * time.Millisecond,
+			Subscribe: 400 * time.Millisecond, EndRSS: 59e6}
+	}
+	results := []Result{
+		ok("burst", ModeKdbridge, 14000, 100*time.Millisecond, 79e6), // 0.7×, 11,000/s, 79 MB: met
+		ok("burst", ModeRaw, 20000, 50*time.Millisecond, 40e6),
+		ok("catchup", ModeKdbridge, 9000, 100*time.Millisecond, 101e6), // 0.45×, 101 MB: missed
+		ok("catchup", ModeRaw, 20000, 50*time.Millisecond, 90e6),
+		ok("fanout", ModeKdbridge, 18000, 230*time.Millisecond, 110e6), // 0.6×; CPU 2.3× against raw's 2.2× (+10 %: 2.42×): met
+		ok("fanout", ModeRaw, 30000, 110*time.Millisecond, 50e6),
+		ok("steady", ModeKdbridge, 1000, time.Second, 50e6),
+		ok("scale", ModeKdbridge, 0, time.Second, 50e6),
+	}
+	dup := ok("catchup", ModeKdbridge, 30000, 100*time.Millisecond, 50e6)
+	dup.Duplicates = 1
+	var out bytes.Buffer
+	printReport(&out, Scenarios, []string{ModeKdbridge, ModeRaw}, results, SmokeSizes)
+	report := cells(out.String())
+	for _, want := range []string{
+		"burst ≥ 0.7× raw and ≥ 11,000/s, nothing lost, duplicated or reordered | 14000/s = 0.70× | 20000/s | met",
+		"burst peak RSS ≤ 80 MB | 79.0 MB",
+		"catchup ≥ 0.5× raw | 9000/s = 0.45× | 20000/s | MISSED",
+		"catchup peak RSS ≤ 100 MB | 101.0 MB | — | MISSED",
+		"fanout ×3 ≥ 0.6× raw deliveries/s | 18000/s = 0.60× | 30000/s | met",
+		"fanout CPU/msg ÷ burst's ≤ raw's ratio + 10 % | 2.30× | 2.20× (+10 %: 2.42×) | met",
+		"steady 1,000/s: p99 ≤ 5ms | 4.0ms",
+		"steady 1,000/s: max ≤ 25ms | 20.0ms",
+		"scale: 10,000 subscribed ≤ 0.5s | 400ms",
+		"scale: ≤ 60 MB RSS at rest | 59.0 MB",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Count(report[strings.Index(report, "Targets (issue 14"):], "MISSED") != 2 {
+		t.Errorf("want exactly the catch-up's two targets missed:\n%s", report)
+	}
+	// A duplicate fails a ratio however fast; without the raw client there is no ratio.
+	out.Reset()
+	printReport(&out, []string{"catchup"}, []string{ModeKdbridge, ModeRaw}, []Result{dup, ok("catchup", ModeRaw, 20000, 0, 0)}, SmokeSizes)
+	if !strings.Contains(cells(out.String()), "catchup ≥ 0.5× raw | 30000/s = 1.50× | 20000/s | MISSED") {
+		t.Errorf("a run with a duplicate met a target:\n%s", out.String())
+	}
+	out.Reset()
+	printReport(&out, []string{"burst"}, []string{ModeKdbridge}, results[:1], SmokeSizes)
+	if strings.Contains(out.String(), "0.7× raw") || !strings.Contains(out.String(), "burst peak RSS ≤ 80 MB") {
+		t.Errorf("without the raw client: a ratio judged, or the memory target not:\n%s", out.String())
+	}
+}
+
+// cells is a printed table with each column separator as " | ", whatever the padding.
+func cells(table string) string {
+	return regexp.MustCompile(` *\| *`).ReplaceAllString(table, " | ")
 }

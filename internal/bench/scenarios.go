@@ -479,7 +479,7 @@ func (r *scenarioRun) delivery(ctx context.Context, discussions, messages, targe
 	res = r.result()
 	sim, ids := newSim(discussions, 0)
 	defer sim.Close()
-	recv, err := startBenchReceiver(targets, messages)
+	recv, err := startReceiver(targets, messages)
 	if err != nil {
 		return res, err
 	}
@@ -529,7 +529,7 @@ func (r *scenarioRun) scale(ctx context.Context) (res Result, err error) {
 	res = r.result()
 	sim, ids := newSim(r.sizes.ScaleDiscussions, 0)
 	defer sim.Close()
-	recv, err := startBenchReceiver(1, 0)
+	recv, err := startReceiver(1, 0)
 	if err != nil {
 		return res, err
 	}
@@ -573,7 +573,7 @@ func (r *scenarioRun) catchup(ctx context.Context) (res Result, err error) {
 	res.ListDelay = s.ListDelay
 	sim, ids := newSim(s.CatchupDiscussions, s.ListDelay)
 	defer sim.Close()
-	recv, err := startBenchReceiver(1, s.CatchupMessages)
+	recv, err := startReceiver(1, s.CatchupMessages)
 	if err != nil {
 		return res, err
 	}

@@ -230,7 +230,7 @@ func (s *Bolt) LogAttempts(ctx context.Context, recs []bridge.AttemptRecord) err
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return recs[a].At.Compare(recs[b].At) })
-	err := s.hist.Update(func(tx *bolt.Tx) error {
+	err := s.observed(s.hist, HistoryFileName, func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 		// Keys grow with time, so pages can be filled: bbolt's default of half-full pages
 		// suits random inserts, not appends.
@@ -482,7 +482,7 @@ func (s *Bolt) PruneAttempts(ctx context.Context, before time.Time) (int, error)
 			return total, err
 		}
 		n := 0
-		err := s.hist.Update(func(tx *bolt.Tx) error {
+		err := s.observed(s.hist, HistoryFileName, func(tx *bolt.Tx) error {
 			n = 0
 			b, idx := tx.Bucket(bucketAttempts), tx.Bucket(bucketAttemptIdx)
 			type victim struct{ key, outcome []byte }

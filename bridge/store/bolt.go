@@ -134,10 +134,23 @@ type Options struct {
 	// caller decides when to prune and passes the cut-off to Prune.
 	Retention time.Duration
 
+	// ObserveCommit, when set, is told of every write transaction made durable on either
+	// file: the group commits of kdbridge.db and the attempt history's writes to history.db
+	// (the daemon's kdbridge_store_commit_duration_seconds and pages written). It runs on the
+	// writer, between two commits: it must be quick.
+	ObserveCommit func(Commit)
+
 	// doneDelay replaces the package's doneDelay when set (tests).
 	doneDelay time.Duration
 	// idsMerge and idsChunk replace recentIDsMerge and mergeChunk when set (tests).
 	idsMerge, idsChunk int
+}
+
+// Commit is a write transaction made durable (see Options.ObserveCommit).
+type Commit struct {
+	File  string        // FileName or HistoryFileName
+	Took  time.Duration // from the transaction's start until its fsync returned
+	Pages int64         // pages written: bbolt writes every page the transaction changed, then syncs
 }
 
 // Bolt is the bbolt-backed bridge.Store. It is safe for concurrent use; writes from all

@@ -153,7 +153,7 @@ func (s *Bolt) cacheInTx(seq uint64, e bridge.Event, storedAt time.Time) {
 // go again (their seqs were rolled back with it and will name other events), and so do the
 // IDs it stored (ids.go); when it commits, those IDs join the ones in memory.
 func (s *Bolt) runTx(fn func(*bolt.Tx) error) error {
-	err := s.db.Update(fn)
+	err := s.observed(s.db, FileName, fn)
 	if err != nil {
 		for _, seq := range s.txCached {
 			s.cache.remove(seq)

@@ -177,3 +177,23 @@ func (s *Bolt) commit(group []*write, dones []string) {
 		w.done <- s.runTx(w.fn)
 	}
 }
+
+// observed runs fn in a write transaction of db (file names it) and tells
+// Options.ObserveCommit about it once it is durable.
+func (s *Bolt) observed(db *bolt.DB, file string, fn func(*bolt.Tx) error) error {
+	if s.opts.ObserveCommit == nil {
+		return db.Update(fn)
+	}
+	start := time.Now()
+	var last *bolt.Tx
+	err := db.Update(func(tx *bolt.Tx) error {
+		last = tx
+		return fn(tx)
+	})
+	if err == nil && last != nil {
+		// A committed transaction's statistics stay readable; nothing else uses it.
+		st := last.Stats()
+		s.opts.ObserveCommit(Commit{File: file, Took: time.Since(start), Pages: st.GetWrite()})
+	}
+	return err
+}

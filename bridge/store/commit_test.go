@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +102,53 @@ func TestManyDonesCommitWithoutWaitingForTheDelay(t *testing.T) {
 			t.Fatal("a full Done queue was not committed within 10s")
 		}
 		time.Sleep(5 * time.Millisecond) // polling the file, not synchronisation
+	}
+}
+
+// ObserveCommit hears of every durable write transaction of either file, with the pages it
+// wrote, and of none that failed.
+func TestObserveCommit(t *testing.T) {
+	var mu sync.Mutex
+	var seen []Commit
+	s := openT(t, t.TempDir(), Options{ObserveCommit: func(c Commit) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, c)
+	}})
+	took := func() []Commit {
+		mu.Lock()
+		defer mu.Unlock()
+		out := seen
+		seen = nil
+		return out
+	}
+	took() // whatever opening wrote
+
+	before := lastTx(t, s)
+	mustAppend(t, s, rec(ev("d", 0), tgt("a"), tgt("b")))
+	cs := took()
+	if len(cs) != lastTx(t, s)-before || len(cs) == 0 {
+		t.Fatalf("%d commits observed for %d made", len(cs), lastTx(t, s)-before)
+	}
+	if c := cs[len(cs)-1]; c.File != FileName || c.Took <= 0 || c.Pages < 2 {
+		t.Errorf("the Append's commit: %+v; want %s, a duration, its event's and its deliveries' pages", c, FileName)
+	}
+
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if err := s.LogAttempts(context.Background(), []bridge.AttemptRecord{attempt("d", "e", "a", bridge.OutcomeDelivered, at)}); err != nil {
+		t.Fatal(err)
+	}
+	if cs := took(); len(cs) != 1 || cs[0].File != HistoryFileName || cs[0].Took <= 0 || cs[0].Pages < 1 {
+		t.Errorf("the history's write: %+v", cs)
+	}
+
+	// A write that fails (alone, then again on its own) is no commit.
+	before = lastTx(t, s)
+	broken := errors.New("broken")
+	if err := s.update(context.Background(), func(*bolt.Tx) error { return broken }); !errors.Is(err, broken) {
+		t.Fatalf("update: %v", err)
+	}
+	if cs := took(); len(cs) != 0 || lastTx(t, s) != before {
+		t.Errorf("a failed write was observed: %+v", cs)
 	}
 }

@@ -130,8 +130,9 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 	d.ha.replica = cfg.State.Replica
 	pg := cfg.State.Backend == backendPostgres
 	d.postgres = pg
+	d.met = newMetrics(d.currentSources, d.currentSinks, d.backlog)
 	if !pg {
-		st, err := store.Open(cfg.State.Dir, store.Options{Logger: log, Retention: cfg.State.Retention.D()})
+		st, err := store.Open(cfg.State.Dir, store.Options{Logger: log, Retention: cfg.State.Retention.D(), ObserveCommit: d.met.observeCommit})
 		if err != nil {
 			return fmt.Errorf("open state: %w", err)
 		}
@@ -142,7 +143,6 @@ func serve(ctx context.Context, cfg *Config, deps daemonDeps) error {
 			_ = st.Close()
 		}
 	}()
-	d.met = newMetrics(d.currentSources, d.currentSinks, d.backlog)
 	if pg {
 		d.met.leader.WithLabelValues(cfg.State.Replica).Set(0)
 	}

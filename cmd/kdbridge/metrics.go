@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/store"
 	"github.com/kdbridge/kdbridge/sinks/slack"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
@@ -21,6 +22,8 @@ type metrics struct {
 	latency    *prometheus.HistogramVec
 	deadTotal  *prometheus.CounterVec
 	leader     *prometheus.GaugeVec
+	commits    *prometheus.HistogramVec // the bbolt store's (store.Options.ObserveCommit)
+	pages      *prometheus.CounterVec
 	own        []prometheus.Collector // the kdbridge_ metrics (the README's table lists them all)
 }
 
@@ -45,8 +48,15 @@ func newMetrics(sources func() []bridge.Source, sinks func() []bridge.Sink, back
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kdbridge_leader", Help: "1 while this replica leads (runs the sources and deliveries), 0 while it follows; a single-node (bbolt) daemon always leads.",
 		}, []string{"replica"}),
+		commits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kdbridge_store_commit_duration_seconds", Help: "Write transactions of the embedded (bbolt) store, from their start until their fsync returned, by file (kdbridge.db: events and deliveries, group-committed; history.db: the attempt history).",
+			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1.024, 2.048, 4.096},
+		}, []string{"file"}),
+		pages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kdbridge_store_pages_written_total", Help: "Pages (4 KiB) the embedded (bbolt) store's commits wrote, by file: every page a transaction changed is written whole.",
+		}, []string{"file"}),
 	}
-	m.own = []prometheus.Collector{m.received, m.deliveries, m.latency, m.deadTotal, m.leader,
+	m.own = []prometheus.Collector{m.received, m.deliveries, m.latency, m.deadTotal, m.leader, m.commits, m.pages,
 		&sourceCollector{sources: sources}, &backlogCollector{backlog: backlog}, &slackCollector{sinks: sinks}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -77,6 +87,13 @@ func (m *metrics) observe(o bridge.Outcome) {
 	default:
 		m.deliveries.WithLabelValues(sink, "retry").Inc()
 	}
+}
+
+// observeCommit records one durable write transaction of the embedded store; the store
+// calls it (store.Options.ObserveCommit).
+func (m *metrics) observeCommit(c store.Commit) {
+	m.commits.WithLabelValues(c.File).Observe(c.Took.Seconds())
+	m.pages.WithLabelValues(c.File).Add(float64(c.Pages))
 }
 
 // countingEmitter counts events on their way from a source into the dispatcher.

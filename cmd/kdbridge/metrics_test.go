@@ -152,6 +152,16 @@ func TestMetricsBacklogCatchUpAndTokens(t *testing.T) {
 	waitFor(t, "an empty queue", 10*time.Second, func() bool {
 		return scrapeValue(t, addr, depth) == 0 && scrapeValue(t, addr, oldest) == 0
 	})
+	// The store's commits: every event and Done went through one, each writing pages; the
+	// attempt history was written too (once a second).
+	commits := `kdbridge_store_commit_duration_seconds_count{file="kdbridge.db"}`
+	pages := `kdbridge_store_pages_written_total{file="kdbridge.db"}`
+	if c, p := scrapeValue(t, addr, commits), scrapeValue(t, addr, pages); c < 1 || p < c {
+		t.Errorf("%s = %v, %s = %v: want commits, each writing a page or more", commits, c, pages, p)
+	}
+	waitFor(t, "a history commit", 5*time.Second, func() bool {
+		return scrapeValue(t, addr, `kdbridge_store_commit_duration_seconds_count{file="history.db"}`) >= 1
+	})
 	if err := d.stop(t); err != nil {
 		t.Errorf("run returned %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/bridge/store"
 	"github.com/kdbridge/kdbridge/internal/config"
 	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
@@ -60,6 +61,7 @@ func registeredMetrics(t *testing.T) map[string]string {
 		func() []bridge.SinkBacklog { return []bridge.SinkBacklog{{Sink: "hook"}} })
 	m.registerDisabled(func() map[string]int { return map[string]int{"hook": 0} })
 	m.latency.WithLabelValues("hook").Observe(0.1) // a histogram shows its type only with a series
+	m.observeCommit(store.Commit{File: store.FileName, Took: time.Millisecond, Pages: 3})
 
 	out := map[string]string{}
 	families, err := m.reg.Gather()

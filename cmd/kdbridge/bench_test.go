@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,12 @@ func benchSmoke(t *testing.T, args ...string) (map[string]bool, []bench.Result, 
 		}
 		if r.Mode == bench.ModeKdbridge && r.StoreBytes <= 0 {
 			t.Errorf("%s: no store size", name)
+		}
+		// A daemon in a child process is asked for its metrics at the end of the run: its
+		// store's commits, and the pages they wrote, are there.
+		if r.Mode == bench.ModeKdbridge && !slices.Contains(args, "-inprocess") && r.Scenario != "scale" &&
+			(r.StoreCommits <= 0 || r.PagesWritten < r.StoreCommits) {
+			t.Errorf("%s: %d store commits, %d pages written", name, r.StoreCommits, r.PagesWritten)
 		}
 		// The sampled anonymous peak is there, and within the kernel's peak, which counts it.
 		if benchFileExists("/proc/self/status") && (r.PeakAnon <= 0 || r.PeakAnon > r.PeakRSS) {

@@ -358,6 +358,8 @@ func summarize(rs []Result) summary {
 	s.StackInuse = i64(func(r Result) int64 { return r.StackInuse })
 	s.Goroutines = i64(func(r Result) int64 { return r.Goroutines })
 	s.LiveWaits = i64(func(r Result) int64 { return r.LiveWaits })
+	s.StoreCommits = i64(func(r Result) int64 { return r.StoreCommits })
+	s.PagesWritten = i64(func(r Result) int64 { return r.PagesWritten })
 	return s
 }
 
@@ -444,6 +446,16 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 	}
 	if len(waits) > 0 {
 		fmt.Fprintf(w, "  kdbridge: reading waited for the store (kdbridge_source_live_waits_total, medians): %s\n", strings.Join(waits, ", "))
+	}
+	var disk []string
+	for _, sc := range scenarios {
+		if s, ok := get(sc, ModeKdbridge); ok && s.StoreCommits > 0 && s.Sent > 0 {
+			disk = append(disk, fmt.Sprintf("%s %d commits, %d pages = %.2f a message, %.0f a commit", sc, s.StoreCommits, s.PagesWritten,
+				float64(s.PagesWritten)/float64(s.Sent), float64(s.PagesWritten)/float64(s.StoreCommits)))
+		}
+	}
+	if len(disk) > 0 {
+		fmt.Fprintf(w, "  kdbridge's store, kdbridge.db (its metrics at the end of a run, medians): %s\n", strings.Join(disk, "; "))
 	}
 	if s, ok := get("scale", ModeKdbridge); ok {
 		fmt.Fprintf(w, "  scale kdbridge: at rest (catch-ups done) %s after start; CPU to rest %.2fs", dur(s.Settle), s.CPUTotal.Seconds())

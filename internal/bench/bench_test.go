@@ -88,26 +88,31 @@ func TestParseScenarios(t *testing.T) {
 	}
 }
 
-// How often the daemon's reading waited for its store is read from its metrics, and the
-// report gives the median.
-func TestReportGivesLiveWaits(t *testing.T) {
+// How often the daemon's reading waited for its store, and its store's commits and pages
+// written, are read from its metrics, and the report gives their medians.
+func TestReportGivesTheDaemonsMetrics(t *testing.T) {
 	var out bytes.Buffer
 	printReport(&out, []string{"burst"}, []string{ModeKdbridge}, []Result{
-		{Scenario: "burst", Mode: ModeKdbridge, Run: 1, LiveWaits: 7},
-		{Scenario: "burst", Mode: ModeKdbridge, Run: 2, LiveWaits: 9},
-		{Scenario: "burst", Mode: ModeKdbridge, Run: 3, LiveWaits: 8},
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 1, LiveWaits: 7, Sent: 1000, StoreCommits: 38, PagesWritten: 1600},
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 2, LiveWaits: 9, Sent: 1000, StoreCommits: 41, PagesWritten: 1400},
+		{Scenario: "burst", Mode: ModeKdbridge, Run: 3, LiveWaits: 8, Sent: 1000, StoreCommits: 40, PagesWritten: 1500},
 	}, SmokeSizes)
 	if !strings.Contains(out.String(), "reading waited for the store (kdbridge_source_live_waits_total, medians): burst 8") {
 		t.Errorf("the report does not give the waits' median:\n%s", out.String())
 	}
+	if !strings.Contains(out.String(), "kdbridge's store, kdbridge.db (its metrics at the end of a run, medians): burst 40 commits, 1500 pages = 1.50 a message, 38 a commit") {
+		t.Errorf("the report does not give the store's commits and pages:\n%s", out.String())
+	}
 	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "# TYPE kdbridge_source_live_waits_total counter\nkdbridge_source_live_waits_total{source=\"bench\"} 5\ngo_goroutines 12\n")
+		fmt.Fprint(w, "# TYPE kdbridge_source_live_waits_total counter\nkdbridge_source_live_waits_total{source=\"bench\"} 5\ngo_goroutines 12\n"+
+			"kdbridge_store_commit_duration_seconds_count{file=\"kdbridge.db\"} 385\nkdbridge_store_commit_duration_seconds_count{file=\"history.db\"} 3\n"+
+			"kdbridge_store_pages_written_total{file=\"history.db\"} 99\nkdbridge_store_pages_written_total{file=\"kdbridge.db\"} 25545\n")
 	}))
 	defer metrics.Close()
 	var res Result
 	res.readMetrics(metrics.URL)
-	if res.LiveWaits != 5 || res.Goroutines != 12 {
-		t.Errorf("from /metrics: %d waits, %d goroutines; want 5 and 12", res.LiveWaits, res.Goroutines)
+	if res.LiveWaits != 5 || res.Goroutines != 12 || res.StoreCommits != 385 || res.PagesWritten != 25545 {
+		t.Errorf("from /metrics: %d waits, %d goroutines, %d commits, %d pages; want 5, 12, 385 and 25545", res.LiveWaits, res.Goroutines, res.StoreCommits, res.PagesWritten)
 	}
 }
 

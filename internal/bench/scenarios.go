@@ -107,6 +107,8 @@ type Result struct {
 	ListDelay    time.Duration `json:"list_delay_ns,omitempty"` // catch-up: -list-delay
 	ReadAhead    int64         `json:"read_ahead,omitempty"`    // kdbridge: -read-ahead
 	LiveWaits    int64         `json:"live_waits,omitempty"`    // kdbridge: times its reading waited for the store (kdbridge_source_live_waits_total)
+	StoreCommits int64         `json:"store_commits,omitempty"` // kdbridge on bbolt: commits of kdbridge.db (kdbridge_store_commit_duration_seconds_count)
+	PagesWritten int64         `json:"pages_written,omitempty"` // kdbridge on bbolt: pages those commits wrote (kdbridge_store_pages_written_total)
 	// kdbridge's Go memory at the end (scale: at rest), from its /metrics.
 	HeapInuse  int64  `json:"heap_inuse"`  // go_memstats_heap_inuse_bytes
 	HeapKept   int64  `json:"heap_kept"`   // idle heap not yet returned to the OS (heap_idle − heap_released)
@@ -452,6 +454,8 @@ func (res *Result) readMetrics(url string) {
 	res.StackInuse = int64(m["go_memstats_stack_inuse_bytes"])
 	res.Goroutines = int64(m["go_goroutines"])
 	res.LiveWaits = int64(m[`kdbridge_source_live_waits_total{source="bench"}`])
+	res.StoreCommits = int64(m[`kdbridge_store_commit_duration_seconds_count{file="kdbridge.db"}`])
+	res.PagesWritten = int64(m[`kdbridge_store_pages_written_total{file="kdbridge.db"}`])
 }
 
 func fetchTo(url, file string) error {

@@ -137,6 +137,11 @@ func deliveryIDs(body []byte) (discussion, message string, ok bool) {
 	if d, m, ok := scanDeliveryIDs(body); ok && m != "" {
 		return d, m, true
 	}
+	return jsonDeliveryIDs(body)
+}
+
+// jsonDeliveryIDs is deliveryIDs by encoding/json, which decides what the fast path leaves.
+func jsonDeliveryIDs(body []byte) (discussion, message string, ok bool) {
 	var env struct {
 		Data struct {
 			Discussion struct {

@@ -1,26 +1,9 @@
 package bench
 
 import (
-	"encoding/json"
 	"os"
 	"testing"
 )
-
-// jsonIDs is what the receiver read before deliveryIDs: encoding/json, which decides.
-func jsonIDs(body []byte) (discussion, message string, ok bool) {
-	var env struct {
-		Data struct {
-			Discussion struct {
-				ID string `json:"id"`
-			} `json:"discussion"`
-			Message struct {
-				ID string `json:"id"`
-			} `json:"message"`
-		} `json:"data"`
-	}
-	err := json.Unmarshal(body, &env)
-	return env.Data.Discussion.ID, env.Data.Message.ID, err == nil
-}
 
 var deliveryBodies = []string{
 	`{"data":{"discussion":{"id":"d1"},"message":{"id":"m1"}}}`,
@@ -53,7 +36,7 @@ func TestDeliveryIDs(t *testing.T) {
 	}
 	for _, b := range bodies {
 		d, m, ok := deliveryIDs([]byte(b))
-		wd, wm, wok := jsonIDs([]byte(b))
+		wd, wm, wok := jsonDeliveryIDs([]byte(b))
 		if d != wd || m != wm || ok != wok {
 			t.Errorf("%s: %q %q %v; encoding/json: %q %q %v", b, d, m, ok, wd, wm, wok)
 		}
@@ -71,7 +54,7 @@ func FuzzDeliveryIDs(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, m, ok := deliveryIDs(b)
-		wd, wm, wok := jsonIDs(b)
+		wd, wm, wok := jsonDeliveryIDs(b)
 		if d != wd || m != wm || ok != wok {
 			t.Errorf("%q: %q %q %v; encoding/json: %q %q %v", b, d, m, ok, wd, wm, wok)
 		}
@@ -94,7 +77,7 @@ func BenchmarkDeliveryIDs(b *testing.B) {
 		b.Run(f+"/encoding-json", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				jsonIDs(body)
+				jsonDeliveryIDs(body)
 			}
 		})
 	}

@@ -478,31 +478,65 @@ func fetchTo(url, file string) error {
 	return f.Close()
 }
 
+// subscribed is a scenario's simulator, receiver and system under test, the last started
+// and subscribed to every discussion.
+type subscribed struct {
+	sim     *kinetictest.Server
+	ids     []string
+	recv    *receiver
+	sut     system
+	started time.Time // when sut was started
+	stopped bool      // the scenario stopped sut itself (finish)
+}
+
+// subscribe starts a simulator with discussions, a receiver with targets (expecting messages
+// each) and the system under test, and waits until it has subscribed to every discussion;
+// res.Subscribe is how long that took from its start. The caller closes what it returns.
+func (r *scenarioRun) subscribe(ctx context.Context, res *Result, discussions, targets, messages int) (_ *subscribed, err error) {
+	env := &subscribed{}
+	defer func() {
+		if err != nil {
+			env.close()
+		}
+	}()
+	env.sim, env.ids = newSim(discussions, 0)
+	if env.recv, err = startReceiver(targets, messages); err != nil {
+		return nil, err
+	}
+	env.started = time.Now()
+	if env.sut, err = r.sys.start(ctx, r.spec(env.sim, env.ids, env.recv.URLs(), nil), r.inProcess); err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, env.sut, r.sizes.Timeout, "subscriptions", func() bool { return env.sim.Stats().Subscriptions >= int64(len(env.ids)) }); err != nil {
+		return nil, err
+	}
+	res.Subscribe = time.Since(env.started)
+	return env, nil
+}
+
+// close stops what subscribe started: the system under test (unless the scenario stopped
+// it), the receiver, the simulator.
+func (env *subscribed) close() {
+	if env.sut != nil && !env.stopped {
+		_, _ = env.sut.stop()
+	}
+	if env.recv != nil {
+		env.recv.close()
+	}
+	if env.sim != nil {
+		env.sim.Close()
+	}
+}
+
 // delivery is burst (rate 0: back to back), steady (paced at rate) and fan-out (targets > 1).
 func (r *scenarioRun) delivery(ctx context.Context, discussions, messages, targets, rate int) (res Result, err error) {
 	res = r.result()
-	sim, ids := newSim(discussions, 0)
-	defer sim.Close()
-	recv, err := startReceiver(targets, messages)
+	env, err := r.subscribe(ctx, &res, discussions, targets, messages)
 	if err != nil {
 		return res, err
 	}
-	defer recv.close()
-	start := time.Now()
-	sut, err := r.sys.start(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
-	if err != nil {
-		return res, err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_, _ = sut.stop()
-		}
-	}()
-	if err := waitFor(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
-		return res, err
-	}
-	res.Subscribe = time.Since(start)
+	defer env.close()
+	sim, ids, recv, sut := env.sim, env.ids, env.recv, env.sut
 	if err := settle(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
 		return res, err
 	}
@@ -517,7 +551,7 @@ func (r *scenarioRun) delivery(ctx context.Context, discussions, messages, targe
 	werr := waitFor(ctx, sut, r.sizes.Timeout, "deliveries", func() bool { return recv.unique() >= want })
 	res.CPU, res.HarnessCPU = sut.cpu()-cpu0, selfCPU()-self0
 	res.CPUTotal = sut.cpu()
-	stopped = true
+	env.stopped = true
 	ferr := r.finish(&res, sut)
 	res.collect(sim, ids, recv, sent)
 	res.keepLog(sut)
@@ -531,37 +565,21 @@ func (r *scenarioRun) delivery(ctx context.Context, discussions, messages, targe
 // the start-up catch-ups are over.
 func (r *scenarioRun) scale(ctx context.Context) (res Result, err error) {
 	res = r.result()
-	sim, ids := newSim(r.sizes.ScaleDiscussions, 0)
-	defer sim.Close()
-	recv, err := startReceiver(1, 0)
+	env, err := r.subscribe(ctx, &res, r.sizes.ScaleDiscussions, 1, 0)
 	if err != nil {
 		return res, err
 	}
-	defer recv.close()
-	start := time.Now()
-	sut, err := r.sys.start(ctx, r.spec(sim, ids, recv.URLs(), nil), r.inProcess)
-	if err != nil {
-		return res, err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_, _ = sut.stop()
-		}
-	}()
-	if err := waitFor(ctx, sut, r.sizes.Timeout, "subscriptions", func() bool { return sim.Stats().Subscriptions >= int64(len(ids)) }); err != nil {
-		return res, err
-	}
-	res.Subscribe = time.Since(start)
+	defer env.close()
+	sim, sut := env.sim, env.sut
 	res.Elapsed = res.Subscribe
 	res.CPU = sut.cpu()
 	if err := settle(ctx, sim, sut, r.sizes.Quiet, r.sizes.Timeout); err != nil {
 		return res, err
 	}
 	// At rest since the quiet window began.
-	res.Settle = time.Since(start) - r.sizes.Quiet
+	res.Settle = time.Since(env.started) - r.sizes.Quiet
 	res.CPUTotal = sut.cpu()
-	stopped = true
+	env.stopped = true
 	err = r.finish(&res, sut)
 	st := sim.Stats()
 	res.SlowKills, res.Connections = st.SlowConsumers, st.ConnectionsTotal

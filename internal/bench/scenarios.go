@@ -269,16 +269,7 @@ func postBurst(sim *kinetictest.Server, ids []string, total, posters, offset int
 			p := &parts[g]
 			p.at = make(map[string]time.Time, n)
 			for k := range n {
-				t := time.Now()
-				m, err := sim.PostMessage(mine[k%len(mine)], simUser, messageText(offset+k*posters+g))
-				if err != nil {
-					p.errs++
-					continue
-				}
-				p.at[m.ID] = t
-				if p.first.IsZero() {
-					p.first = t
-				}
+				p.post(sim, mine[k%len(mine)], messageText(offset+k*posters+g))
 			}
 			p.last = time.Now()
 		})
@@ -296,19 +287,24 @@ func postPaced(sim *kinetictest.Server, ids []string, total, rate int) posted {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
-		t := time.Now()
-		m, err := sim.PostMessage(ids[i%len(ids)], simUser, messageText(i))
-		if err != nil {
-			s.errs++
-			continue
-		}
-		s.at[m.ID] = t
-		if s.first.IsZero() {
-			s.first = t
-		}
+		s.post(sim, ids[i%len(ids)], messageText(i))
 	}
 	s.last = time.Now()
 	return s
+}
+
+// post posts one message as simUser and records when: just before PostMessage.
+func (p *posted) post(sim *kinetictest.Server, discussion, text string) {
+	t := time.Now()
+	m, err := sim.PostMessage(discussion, simUser, text)
+	if err != nil {
+		p.errs++
+		return
+	}
+	p.at[m.ID] = t
+	if p.first.IsZero() {
+		p.first = t
+	}
 }
 
 func mergePosted(parts []posted) posted {

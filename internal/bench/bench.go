@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,6 +73,12 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	}
 	if o.PGDSN != "" && o.Raw != "only" {
 		modes = slices.Insert(modes, 1, ModeKdbridgePG)
+	}
+	switch {
+	case o.Raw != "only" && o.Daemon == nil:
+		return errors.New("bench: no Daemon to run kdbridge with")
+	case !o.InProcess && o.Child == nil:
+		return errors.New("bench: no Child command to run a system under test in its own process")
 	}
 	sizes := fullSizes
 	if o.Smoke {

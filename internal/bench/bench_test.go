@@ -71,6 +71,20 @@ func TestRawRunsEveryScenario(t *testing.T) {
 	}
 }
 
+// Run refuses, before running anything, options it could not carry out: kdbridge's runs
+// without a Daemon, child processes without the command that starts one.
+func TestRunNeedsItsSystems(t *testing.T) {
+	for _, o := range []Options{
+		{Scenarios: []string{"burst"}, Runs: 1, Raw: "off", InProcess: true},
+		{Scenarios: []string{"burst"}, Runs: 1, Raw: "only"},
+	} {
+		var out bytes.Buffer
+		if err := Run(context.Background(), o, &out, &out); err == nil || out.Len() != 0 {
+			t.Errorf("%+v: %v, printed %q", o, err, out.String())
+		}
+	}
+}
+
 func TestParseScenarios(t *testing.T) {
 	for in, want := range map[string][]string{
 		"":                        Scenarios,

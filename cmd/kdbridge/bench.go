@@ -76,7 +76,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *listDelay < 0 {
 		return fmt.Errorf("%w: -list-delay must not be negative", errUsage)
 	}
-	if *readAhead != 0 && (*readAhead < 1024 || *readAhead > 1<<40) {
+	if *readAhead != 0 && (*readAhead < kinetic.MinReadAhead || *readAhead > kinetic.MaxReadAhead) {
 		return fmt.Errorf("%w: -read-ahead: %d bytes is out of range (1024 to 1 TiB; 0: the default)", errUsage, *readAhead)
 	}
 	secret, err := newWebhookSecret()

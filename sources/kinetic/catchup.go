@@ -115,13 +115,7 @@ func (w *worker) stop() <-chan struct{} {
 	w.stopped = true
 	// Its queued events are dropped: they no longer count against the live budget. A batch
 	// its goroutine took already is let go by deliver.
-	var held int64
-	for _, it := range w.queue {
-		if it.ev != nil {
-			held += liveCost(it.ev)
-		}
-	}
-	w.f.releaseLive(held)
+	w.f.releaseLive(queuedLiveCost(w.queue))
 	if !w.running {
 		return closedChan
 	}
@@ -171,15 +165,14 @@ func (w *worker) live(d decoded) {
 		return
 	}
 	if len(w.queue) >= w.s.t.queueCap {
+		freed := queuedLiveCost(w.queue)
 		kept := w.queue[:0]
 		dropped := 0
-		var freed int64
 		for _, it := range w.queue {
 			if it.ev == nil {
 				kept = append(kept, it)
 			} else {
 				dropped++
-				freed += liveCost(it.ev)
 			}
 		}
 		w.queue = kept
@@ -234,12 +227,10 @@ func (w *worker) release() {
 }
 
 func (w *worker) releaseLocked() {
-	var held int64
 	for i := range w.held {
 		w.queue = append(w.queue, item{ev: &w.held[i]})
-		held += liveCost(&w.held[i])
 	}
-	w.f.liveBytes.Add(held)
+	w.f.liveBytes.Add(batchLiveCost(w.held))
 	w.held, w.holding = nil, false
 }
 
@@ -366,18 +357,11 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 func (w *worker) deliver(ctx context.Context, ds []decoded) {
 	// The batch counts against the live budget (see fleet.paceLive) until it has a decoding
 	// slot: from then on it is one of the few batches the slots bound.
-	release := func() {
-		var n int64
-		for i := range ds {
-			n += liveCost(&ds[i])
-		}
-		w.f.releaseLive(n)
-	}
 	select {
 	case w.s.decodes <- struct{}{}:
-		release()
+		w.f.releaseLive(batchLiveCost(ds))
 	case <-ctx.Done():
-		release()
+		w.f.releaseLive(batchLiveCost(ds))
 		return
 	}
 	defer func() { <-w.s.decodes }()

@@ -31,6 +31,9 @@ const (
 	// what a burst of 20,000 messages over 200 discussions reads ahead (~19 MiB), so that only a
 	// burst several times that makes reading wait (see Config.ReadAhead).
 	DefaultReadAhead = 64 << 20
+	// MinReadAhead and MaxReadAhead are the range read_ahead accepts.
+	MinReadAhead = 1024
+	MaxReadAhead = 1 << 40
 )
 
 // Config is the YAML configuration of one Kinetic source (the keys of a `sources:` entry
@@ -130,7 +133,7 @@ func (c *Config) Validate() error {
 	if c.ReadLimit < 1024 || c.ReadLimit > 1<<30 {
 		add("read_limit", "%d bytes is out of range (1024 to 1 GiB)", c.ReadLimit)
 	}
-	if c.ReadAhead < 1024 || c.ReadAhead > 1<<40 {
+	if c.ReadAhead < MinReadAhead || c.ReadAhead > MaxReadAhead {
 		add("read_ahead", "%d bytes is out of range (1024 to 1 TiB)", c.ReadAhead)
 	}
 	if c.Backfill.D() < 0 {

@@ -430,6 +430,27 @@ func liveCost(d *decoded) int64 {
 	return int64(len(d.event.Raw)) + liveOverhead
 }
 
+// batchLiveCost is the live cost of a batch of events (see liveCost).
+func batchLiveCost(ds []decoded) int64 {
+	var n int64
+	for i := range ds {
+		n += liveCost(&ds[i])
+	}
+	return n
+}
+
+// queuedLiveCost is the live cost of the events in a worker's queue (its catch-up markers
+// cost nothing).
+func queuedLiveCost(q []item) int64 {
+	var n int64
+	for _, it := range q {
+		if it.ev != nil {
+			n += liveCost(it.ev)
+		}
+	}
+	return n
+}
+
 // releaseLive counts n bytes of live events off the fleet's budget.
 func (f *fleet) releaseLive(n int64) {
 	if n == 0 {

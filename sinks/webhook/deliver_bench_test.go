@@ -23,6 +23,19 @@ func BenchmarkDeliver(b *testing.B) {
 	benchDeliveries(b, newSink(b, webhook.Config{URL: srv.URL, Secret: secrets(newSecret(b, 32))}, webhook.Options{}))
 }
 
+// BenchmarkDeliverNetHTTP is BenchmarkDeliver through net/http's transport (the path a lent
+// Options.Client takes, and the sink's own before the tenth round): the baseline for the
+// sink's own client, measured in the same run. Both figures include the receiver's work.
+func BenchmarkDeliverNetHTTP(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	benchDeliveries(b, newSink(b, webhook.Config{URL: srv.URL, Secret: secrets(newSecret(b, 32))}, webhook.Options{Client: &http.Client{Transport: tr}}))
+}
+
 // BenchmarkDeliverSinkOnly is the sink's own work around one delivery — envelope, signature,
 // request, the answer's classification — with a transport that answers 204 at once: what a
 // delivery costs beyond the HTTP exchange itself.

@@ -272,7 +272,13 @@ func TestTLSIsVerified(t *testing.T) {
 	if err := deliver(t, s, messageEvent()); err == nil || isPermanent(err) {
 		t.Fatalf("err = %v, want a retryable certificate failure", err)
 	}
-	// A client that trusts it (Options.Client) is used, with its TLS settings.
+	// TLS settings that trust it (Options.TLSConfig) are used by the sink's own client.
+	trusting := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	s = newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{TLSConfig: trusting})
+	if err := deliver(t, s, messageEvent()); err != nil {
+		t.Fatal(err)
+	}
+	// So is a lent client (Options.Client: send-test's recorder), with its own.
 	s = newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{Client: srv.Client()})
 	if err := deliver(t, s, messageEvent()); err != nil {
 		t.Fatal(err)

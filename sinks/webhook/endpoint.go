@@ -13,6 +13,7 @@ import (
 // endpoint is the destination of a sink, with what may be shown of it and what must not.
 type endpoint struct {
 	url     string   // the full URL: for requests only, never for text
+	parsed  *url.URL // url, parsed: what a redirect's Location is resolved against
 	display string   // scheme://host/path, or scheme://host/… when the path may hold a token
 	hidden  []string // substrings to redact from any text: the URL, its userinfo, query, ...
 	hideAll bool     // the URL came from a file, so its path is a secret too
@@ -43,7 +44,7 @@ func parseEndpoint(raw string, hidePath bool) (endpoint, error) {
 	case u.Fragment != "" || strings.HasSuffix(raw, "#"):
 		return endpoint{}, errors.New("URL must not have a #fragment (it is never sent)")
 	}
-	ep := endpoint{url: raw, hideAll: hidePath}
+	ep := endpoint{url: raw, parsed: u, hideAll: hidePath}
 	ep.display = displayURL(u, hidePath)
 	ep.whole = []string{raw, u.String()}
 	ep.hidden = append(ep.hidden, u.RawQuery)

@@ -30,9 +30,9 @@ func TestFanOutSharesTheEnvelopeAndNotTheSignature(t *testing.T) {
 	secrets3 := []string{newSecret(t, 32), newSecret(t, 32), newSecret(t, 32)}
 	var sinks []*webhook.Sink
 	for _, sec := range secrets3 {
-		sinks = append(sinks, newSink(t, webhook.Config{URL: srv.URL, Secret: secrets(sec)}, webhook.Options{Client: srv.Client()}))
+		sinks = append(sinks, newSink(t, webhook.Config{URL: srv.URL, Secret: secrets(sec)}, webhook.Options{}))
 	}
-	templated := newSink(t, webhook.Config{URL: srv.URL, BodyTemplate: `{"text": {{json .Data.Message.Text}}}`}, webhook.Options{Client: srv.Client()})
+	templated := newSink(t, webhook.Config{URL: srv.URL, BodyTemplate: `{"text": {{json .Data.Message.Text}}}`}, webhook.Options{})
 
 	e := fannedOutEvent()
 	before := fannedOutEvent()

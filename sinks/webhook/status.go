@@ -83,8 +83,8 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // classify turns a response into the error kind the dispatcher acts on.
-func (s *Sink) classify(resp *http.Response, body []byte) error {
-	code := resp.StatusCode
+func (s *Sink) classify(a *answer) error {
+	code, body := a.code, a.body
 	if code >= 200 && code < 300 {
 		if s.gone.CompareAndSwap(true, false) {
 			s.log.Info("webhook endpoint accepts deliveries again", "url", s.c.endpoint.display)
@@ -97,7 +97,7 @@ func (s *Sink) classify(resp *http.Response, body []byte) error {
 		Response: strings.ToValidUTF8(truncateBytes(redacted, bridge.MaxAttemptResponse), "\uFFFD")}
 	switch {
 	case code >= 300 && code < 400:
-		if loc, err := resp.Location(); err == nil {
+		if loc, err := s.c.endpoint.parsed.Parse(a.location); a.location != "" && err == nil {
 			se.Location = config.Redact(displayURL(loc, s.c.endpoint.hideAll), s.hidden...)
 		}
 		return se
@@ -109,7 +109,7 @@ func (s *Sink) classify(resp *http.Response, body []byte) error {
 		return bridge.Gone(se)
 	case code == http.StatusTooManyRequests || code == http.StatusBadGateway ||
 		code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if d, ok := retryAfter(a.retryAfter, time.Now()); ok {
 			return bridge.RetryAfter(se, d)
 		}
 		return se

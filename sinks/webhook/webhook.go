@@ -6,12 +6,11 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,19 +29,24 @@ import (
 type Options struct {
 	Logger    *slog.Logger // default: discard
 	UserAgent string       // default "kdbridge"; the daemon passes "kdbridge/<version>"
-	// Client, if set, lends its transport (tests: a TLS test server's client); nothing else
-	// of it is used: the configured timeout applies and redirects are never followed.
+	// Client, if set, lends its transport, and deliveries go through it with net/http
+	// (send-test records the exchange this way); nothing else of it is used: the
+	// configured timeout applies and redirects are never followed. Without it the sink
+	// has its own HTTP/1.1 client (see fastClient).
 	Client *http.Client
+	// TLSConfig, if set, replaces the system's roots and TLS settings for the sink's own
+	// client (tests: a TLS test server's certificate). Verification stays on.
+	TLSConfig *tls.Config
 }
 
 // Sink delivers events to one webhook endpoint. It is safe for concurrent use.
 type Sink struct {
 	name    string
 	c       *compiled
-	sign    *signer           // nil without secrets
-	rt      http.RoundTripper // the sink's own transport (see newTransport)
-	timeout time.Duration     // of a whole attempt: request, answer and its body
-	limiter *rate.Limiter     // nil: unlimited
+	sign    *signer       // nil without secrets
+	client  poster        // fastClient, or lentClient for Options.Client
+	timeout time.Duration // of a whole attempt: request, answer and its body
+	limiter *rate.Limiter // nil: unlimited
 	log     *slog.Logger
 	ua      string
 	hidden  []string    // never shown in errors: secrets, URL parts, header values
@@ -72,7 +76,23 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		// drains after an outage.
 		s.limiter = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
 	}
-	s.rt, s.timeout = newTransport(opts.Client, c.cfg.MaxInFlight), c.cfg.Timeout.D()
+	s.timeout = c.cfg.Timeout.D()
+	if opts.Client != nil {
+		rt := opts.Client.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		s.client = &lentClient{rt: rt, url: c.endpoint.url}
+	} else {
+		u, err := url.Parse(c.endpoint.url) // parsed by compile already
+		if err != nil {
+			return nil, err
+		}
+		if s.client, err = newFastClient(u, opts.TLSConfig, c.cfg.MaxInFlight, s.timeout); err != nil {
+			// Only a malformed proxy variable gets here.
+			return nil, fmt.Errorf("sink %s: %w", name, err)
+		}
+	}
 	if len(c.keys) > 0 {
 		s.sign = newSigner(c.keys)
 	}
@@ -92,31 +112,6 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	return s, nil
 }
 
-// newTransport returns the sink's own transport, so that keep-alive connections to the
-// endpoint are pooled per sink and sized for its concurrency; with base set, base's.
-//
-// Deliveries call its RoundTrip, not an http.Client's Do: the client's work around the
-// exchange was a twentieth of a burst delivery's CPU (docs/performance.md, seventh round)
-// and none of it is wanted — a redirect is a failure (Standard Webhooks; following it could
-// also carry a signed body to a host the operator never configured), there are no cookies,
-// and the timeout is the attempt's context. What the client did that is wanted, deliver
-// does itself: Basic credentials from the URL's user info, and naming the URL in errors.
-func newTransport(base *http.Client, maxInFlight int) http.RoundTripper {
-	if base != nil {
-		if base.Transport != nil {
-			return base.Transport
-		}
-		return http.DefaultTransport
-	}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		t := dt.Clone()
-		t.MaxIdleConnsPerHost = maxInFlight
-		return t
-	}
-	return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxInFlight,
-		ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
-}
-
 // Name returns the sink's name from the configuration.
 func (s *Sink) Name() string { return s.name }
 
@@ -125,9 +120,7 @@ func (s *Sink) MaxInFlight() int { return s.c.cfg.MaxInFlight }
 
 // Close releases idle keep-alive connections.
 func (s *Sink) Close() error {
-	if c, ok := s.rt.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
+	s.client.closeIdle()
 	return nil
 }
 
@@ -159,60 +152,27 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 			return fmt.Errorf("webhook %s: waiting for the rate limit: %w", ep, err)
 		}
 	}
-	parent := ctx
-	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel() // after the answer's body is read: the timeout covers it
+	deadline := time.Now().Add(s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.c.endpoint.url, bytes.NewReader(body))
-	if err != nil {
-		return bridge.Permanent(fmt.Errorf("webhook %s: %w", ep, err))
-	}
-	// The fixed headers go in under their canonical names, their values in one array and
-	// the map sized once: Header.Set's canonicalizing and one allocation per value were a
-	// tenth of a delivery's allocations.
 	ts := time.Now().Unix()
-	vals := [5]string{s.ua, s.c.cfg.ContentType, e.ID, strconv.FormatInt(ts, 10)}
-	n := 4
+	r := request{body: body, custom: headers, basic: s.c.endpoint.basic, nfixed: 4,
+		fixed: [5]string{s.ua, s.c.cfg.ContentType, e.ID, strconv.FormatInt(ts, 10)}}
 	if s.sign != nil {
-		vals[4], n = s.sign.sign(e.ID, ts, body), 5
+		r.fixed[4], r.nfixed = s.sign.sign(e.ID, ts, body), 5
 	}
-	keys := [5]string{"User-Agent", "Content-Type", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
-	all := vals[:n:n]
-	req.Header = make(http.Header, n+len(headers))
-	req.Header[keys[0]] = all[0:1:1]
-	for _, h := range headers { // after User-Agent, which they may replace
-		req.Header.Set(h[0], h[1])
-	}
-	for i := 1; i < n; i++ {
-		req.Header[keys[i]] = all[i : i+1 : i+1]
-	}
-	if s.c.endpoint.basic != "" && req.Header.Get("Authorization") == "" {
-		req.Header["Authorization"] = []string{s.c.endpoint.basic}
-	}
-
-	resp, err := s.rt.RoundTrip(req)
-	if err != nil {
+	var a answer
+	if err := s.client.post(ctx, deadline, &r, &a); err != nil {
 		// Named as http.Client names it, by the URL that errors may show.
 		err = &url.Error{Op: "Post", URL: ep, Err: err}
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && parent.Err() == nil {
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
 			return fmt.Errorf("webhook %s: timed out after %s: %w", ep, s.c.cfg.Timeout, err)
 		}
 		return fmt.Errorf("webhook: %w", err)
 	}
-	var respBody []byte
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		// A success's body is not used: drain it (so the connection is reused) without
-		// keeping it. io.Discard reads into a pooled buffer, io.ReadAll allocates one per
-		// delivery even for an empty body.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-	} else {
-		respBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	}
-	resp.Body.Close()
-	return s.classify(resp, respBody)
+	return s.classify(&a)
 }
 
 // render produces the body and the configured headers for e. Without a body template the

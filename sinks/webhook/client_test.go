@@ -1,0 +1,227 @@
+package webhook_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kdbridge/kdbridge/bridge"
+	"github.com/kdbridge/kdbridge/sinks/webhook"
+)
+
+// The path and query go out as configured, byte for byte: a receiver may route or check a
+// signature on them, and its own client would not have "cleaned" them.
+func TestPathIsSentAsConfigured(t *testing.T) {
+	srv, got := receiver(t, nil)
+	var uri string
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { uri = r.RequestURI })
+	for _, path := range []string{"/a//b/../c/%2Fd?x=1&y=%20", "/hook", "/"} {
+		if err := deliver(t, newSink(t, webhook.Config{URL: srv.URL + path}, webhook.Options{}), messageEvent()); err != nil {
+			t.Fatal(err)
+		}
+		if uri != path {
+			t.Errorf("the receiver saw %q, want %q", uri, path)
+		}
+	}
+	_ = got
+}
+
+// An answer longer than what the sink reads still says what happened: a success is one, and
+// a 503 with Retry-After waits as asked.
+func TestLongAnswersAreClassifiedByTheirStatus(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	code := make(chan int, 1)
+	srv, _ := receiver(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(<-code)
+		io.WriteString(w, long)
+	})
+	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{})
+	code <- http.StatusOK
+	if err := deliver(t, s, messageEvent()); err != nil {
+		t.Fatalf("a success with a long body: %v", err)
+	}
+	code <- http.StatusServiceUnavailable
+	err := deliver(t, s, messageEvent())
+	if d, ok := bridge.RetryAfterOf(err); !ok || d != 7*time.Second {
+		t.Fatalf("err = %v (wait %v, %v), want a wait of 7s", err, d, ok)
+	}
+	var se *webhook.StatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v, want the 503", err)
+	}
+	// Short answers keep their text.
+	code <- http.StatusBadRequest
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(<-code)
+		io.WriteString(w, "missing field: text")
+	})
+	err = deliver(t, s, messageEvent())
+	if !errors.As(err, &se) || se.Response != "missing field: text" || !isPermanent(err) {
+		t.Fatalf("err = %v, want a permanent 400 with its text", err)
+	}
+}
+
+// A kept-alive connection the receiver has closed (its idle timeout is shorter than ours)
+// costs the delivery nothing: it goes again on a new connection.
+func TestAConnectionClosedWhileIdleIsNotAFailure(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	closed := make(chan struct{}, 4)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{})
+	for i := range 3 {
+		if err := deliver(t, s, messageEvent()); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+		select {
+		case <-closed: // the receiver dropped the idle connection the sink keeps
+		case <-time.After(5 * time.Second):
+			t.Fatal("the receiver never closed the idle connection")
+		}
+	}
+}
+
+// A delivery cancelled while the receiver holds it (a shutdown past its grace period) ends
+// at once with the context's error, not at the timeout.
+func TestCancelEndsAnExchangeInFlight(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	var held atomic.Bool
+	srv, _ := receiver(t, func(w http.ResponseWriter, r *http.Request) {
+		if held.Swap(true) {
+			return // only the first request is held
+		}
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{}) // timeout 15s
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Deliver(ctx, bridge.Delivery{Event: messageEvent(), Attempt: 1}) }()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never arrived")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || isPermanent(err) {
+			t.Fatalf("err = %v, want context.Canceled, retryable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delivery did not end when cancelled")
+	}
+	// The sink still delivers afterwards.
+	if err := deliver(t, s, messageEvent()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// HTTP_PROXY is honoured as net/http honours it: an endpoint's connection is tunnelled
+// through the proxy (which here leads to the loopback receiver), and a loopback endpoint
+// is reached directly.
+func TestProxyFromTheEnvironment(t *testing.T) {
+	srv, got := receiver(t, nil)
+	tunnels := make(chan string, 4)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		tunnels <- r.Host
+		up, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { io.Copy(up, buf); up.Close() }()
+		io.Copy(conn, bufio.NewReader(up))
+		conn.Close()
+	}))
+	t.Cleanup(proxy.Close)
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "")
+
+	// hook.invalid is never resolved: only the proxy is dialled.
+	if err := deliver(t, newSink(t, webhook.Config{URL: "http://hook.invalid/hook"}, webhook.Options{}), messageEvent()); err != nil {
+		t.Fatal(err)
+	}
+	if host := <-tunnels; host != "hook.invalid:80" {
+		t.Errorf("tunnelled to %q, want hook.invalid:80", host)
+	}
+	if r := next(t, got); r.URL != "/hook" {
+		t.Errorf("the receiver saw %q", r.URL)
+	}
+	if err := deliver(t, newSink(t, webhook.Config{URL: srv.URL + "/direct"}, webhook.Options{}), messageEvent()); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, got); r.URL != "/direct" {
+		t.Errorf("the receiver saw %q", r.URL)
+	}
+	select {
+	case host := <-tunnels:
+		t.Errorf("a loopback endpoint went through the proxy (to %q)", host)
+	default:
+	}
+}
+
+// One connection carries every delivery, whatever the answer (with or without a body, a
+// success or not): a connection per delivery would cost a handshake each.
+func TestConnectionsAreKeptAlive(t *testing.T) {
+	var conns atomic.Int64
+	answers := []func(w http.ResponseWriter){
+		func(w http.ResponseWriter) {},                                      // 200, empty
+		func(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }, // no body at all
+		func(w http.ResponseWriter) { io.WriteString(w, `{"ok":true}`) },
+		func(w http.ResponseWriter) { http.Error(w, "busy", http.StatusServiceUnavailable) },
+	}
+	var n atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		answers[int(n.Add(1)-1)%len(answers)](w)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{})
+	for i := range 40 {
+		err := deliver(t, s, messageEvent())
+		if (i%len(answers) == 3) != (err != nil) {
+			t.Fatalf("delivery %d: err = %v", i, err)
+		}
+	}
+	if c := conns.Load(); c != 1 {
+		t.Errorf("40 deliveries took %d connections, want 1", c)
+	}
+}

@@ -7,6 +7,7 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -55,6 +56,13 @@ func (s *Scanner) Str() (inner []byte, plain, ok bool) {
 	plain = true
 	ascii := true
 	for s.I < len(s.B) {
+		// Eight bytes at a time while none of them needs a look (most of a string).
+		for s.I+8 <= len(s.B) && !needsLook(binary.LittleEndian.Uint64(s.B[s.I:])) {
+			s.I += 8
+		}
+		if s.I >= len(s.B) {
+			break
+		}
 		c := s.B[s.I]
 		switch {
 		case c == '"':
@@ -96,6 +104,15 @@ func (s *Scanner) Str() (inner []byte, plain, ok bool) {
 		}
 	}
 	return nil, false, false
+}
+
+// needsLook reports whether any of w's eight bytes is a quote, a backslash, a control
+// character or not ASCII (the bit tricks of "Bit Twiddling Hacks", "Determine if a word has
+// a byte less than n" and "… equal to n"; exact as a yes or no for the whole word).
+func needsLook(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, b := w^(ones*'"'), w^(ones*'\\') // a quote or a backslash becomes a zero byte
+	return ((w-ones*0x20)&^w|(q-ones)&^q|(b-ones)&^b|w)&highs != 0
 }
 
 // IsHex reports whether c is a hexadecimal digit.

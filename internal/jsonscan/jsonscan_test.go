@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -84,4 +85,69 @@ func BenchmarkCompact(b *testing.B) {
 			buf = out.Bytes()
 		}
 	})
+}
+
+// needsLook against a byte-by-byte look, on words made of every kind of byte.
+func TestNeedsLook(t *testing.T) {
+	kinds := []byte{'a', 'Z', ' ', '~', 0x7f, '"', '\\', 0x00, 0x1f, 0x20, 0x80, 0xff, '!', '#', '[', ']'}
+	for i, k := range kinds {
+		for pos := range 8 {
+			for _, fill := range []byte{'a', 0x21, 0x7e, 0x5d} {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = k
+				w[(pos+i)%8] = kinds[(i*7+pos)%len(kinds)]
+				if got, want := needsLook(binary.LittleEndian.Uint64(w)), naiveNeedsLook(w); got != want {
+					t.Errorf("needsLook(%q) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+}
+
+func FuzzNeedsLook(f *testing.F) {
+	f.Add(uint64(0x6161616161616161))
+	f.Add(uint64(0x2261616161616161))
+	f.Fuzz(func(t *testing.T, w uint64) {
+		b := binary.LittleEndian.AppendUint64(nil, w)
+		if got, want := needsLook(w), naiveNeedsLook(b); got != want {
+			t.Errorf("needsLook(%q) = %v, want %v", b, got, want)
+		}
+	})
+}
+
+func naiveNeedsLook(b []byte) bool {
+	for _, c := range b {
+		if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// Str finds a string's end and says whether it is plain wherever the quote, an escape,
+// a control character or a non-ASCII byte falls relative to the eight-byte steps.
+func TestStrAtEveryOffset(t *testing.T) {
+	for n := range 24 {
+		for _, tt := range []struct {
+			mid          string
+			plain, valid bool
+		}{
+			{"", true, true}, {`\"`, false, true}, {`\n`, false, true}, {`\u00e9`, false, true},
+			{"é", true, true}, {"\xff", false, true}, {"\t", false, false}, {`\x`, false, false},
+		} {
+			in := `"` + strings.Repeat("a", n) + tt.mid + strings.Repeat("b", n%9) + `"` + `,1`
+			s := Scanner{B: []byte(in)}
+			inner, plain, ok := s.Str()
+			if ok != tt.valid {
+				t.Fatalf("Str(%q) ok = %v, want %v", in, ok, tt.valid)
+			}
+			if !ok {
+				continue
+			}
+			want := in[1 : len(in)-3]
+			if string(inner) != want || plain != tt.plain || s.I != len(in)-2 {
+				t.Errorf("Str(%q) = %q, plain %v, at %d; want %q, %v, %d", in, inner, plain, s.I, want, tt.plain, len(in)-2)
+			}
+		}
+	}
 }

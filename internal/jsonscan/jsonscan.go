@@ -55,13 +55,14 @@ func (s *Scanner) Str() (inner []byte, plain, ok bool) {
 	start := s.I
 	plain = true
 	ascii := true
+	next := s.I // where a skip of plain words is tried next
 	for s.I < len(s.B) {
-		// Eight bytes at a time while none of them needs a look (most of a string).
-		for s.I+8 <= len(s.B) && !needsLook(binary.LittleEndian.Uint64(s.B[s.I:])) {
-			s.I += 8
-		}
-		if s.I >= len(s.B) {
-			break
+		if s.I >= next {
+			s.I += plainRun(s.B[s.I:]) // most of a string
+			next = s.I + 8             // then byte by byte through the word that needs a look
+			if s.I >= len(s.B) {
+				break
+			}
 		}
 		c := s.B[s.I]
 		switch {
@@ -104,6 +105,17 @@ func (s *Scanner) Str() (inner []byte, plain, ok bool) {
 		}
 	}
 	return nil, false, false
+}
+
+// plainRun returns how many of b's first bytes, in whole words of eight, a JSON string holds
+// as they are: ASCII, and neither a quote, a backslash nor a control character. Scanning or
+// escaping a string can skip them at once and look at the rest byte by byte.
+func plainRun(b []byte) int {
+	i := 0
+	for i+8 <= len(b) && !needsLook(binary.LittleEndian.Uint64(b[i:])) {
+		i += 8
+	}
+	return i
 }
 
 // needsLook reports whether any of w's eight bytes is a quote, a backslash, a control

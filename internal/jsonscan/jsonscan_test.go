@@ -151,3 +151,19 @@ func TestStrAtEveryOffset(t *testing.T) {
 		}
 	}
 }
+
+// plainRun stops at the first word with a byte that needs a look.
+func FuzzPlainRun(f *testing.F) {
+	f.Add([]byte(kineticPayload))
+	f.Add([]byte("abcdefgh\"ijklmnop"))
+	f.Add([]byte("0123456789abcdef\xc3\xa9"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := plainRun(b)
+		if n%8 != 0 || n > len(b) || naiveNeedsLook(b[:n]) {
+			t.Fatalf("plainRun(%q) = %d", b, n)
+		}
+		if n+8 <= len(b) && !naiveNeedsLook(b[n:n+8]) {
+			t.Fatalf("plainRun(%q) = %d stopped before a plain word", b, n)
+		}
+	})
+}

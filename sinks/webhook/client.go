@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,7 @@ type fastClient struct {
 	dial      fasthttp.DialFunc
 	tlsConfig *tls.Config    // nil: plain HTTP
 	idle      chan *keptConn // at most max_in_flight connections wait for the next request
+	closed    atomic.Bool    // the sink is closed: connections are no longer kept
 }
 
 // idleTimeout is how long a connection is kept without a request (net/http's default).
@@ -218,17 +220,8 @@ func (c *fastClient) failure(ctx context.Context, err error) error {
 
 // conn returns a kept connection that has not been idle too long, or a new one.
 func (c *fastClient) conn(ctx context.Context, deadline time.Time) (kc *keptConn, reused bool, err error) {
-	for {
-		select {
-		case kc := <-c.idle:
-			if time.Since(kc.used) < idleTimeout {
-				return kc, true, nil
-			}
-			kc.Close()
-			continue
-		default:
-		}
-		break
+	if kc := c.takeIdle(); kc != nil {
+		return kc, true, nil
 	}
 	conn, err := c.dial(c.addr)
 	if err != nil {
@@ -248,9 +241,30 @@ func (c *fastClient) conn(ctx context.Context, deadline time.Time) (kc *keptConn
 	return &keptConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, false, nil
 }
 
-// keep puts kc back for the next request; past max_in_flight kept, it is closed.
+// takeIdle returns a kept connection that has not been idle for idleTimeout, or nil; the
+// others it finds are closed.
+func (c *fastClient) takeIdle() *keptConn {
+	for {
+		select {
+		case kc := <-c.idle:
+			if time.Since(kc.used) < idleTimeout {
+				return kc
+			}
+			kc.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// keep puts kc back for the next request; past max_in_flight kept, or once the sink is
+// closed, it is closed.
 func (c *fastClient) keep(kc *keptConn) {
 	kc.used = time.Now()
+	if c.closed.Load() {
+		kc.Close()
+		return
+	}
 	select {
 	case c.idle <- kc:
 	default:
@@ -258,15 +272,11 @@ func (c *fastClient) keep(kc *keptConn) {
 	}
 }
 
-// closeIdle closes the kept connections.
+// closeIdle closes the kept connections, and those in use as their requests end.
 func (c *fastClient) closeIdle() {
-	for {
-		select {
-		case kc := <-c.idle:
-			kc.Close()
-		default:
-			return
-		}
+	c.closed.Store(true)
+	for kc := c.takeIdle(); kc != nil; kc = c.takeIdle() {
+		kc.Close()
 	}
 }
 

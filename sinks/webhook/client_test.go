@@ -225,3 +225,34 @@ func TestConnectionsAreKeptAlive(t *testing.T) {
 		t.Errorf("40 deliveries took %d connections, want 1", c)
 	}
 }
+
+// A sink closed while a delivery is in flight keeps no connection once it ends.
+func TestCloseDropsConnectionsInUse(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{})
+	done := make(chan error, 1)
+	go func() { done <- deliver(t, s, messageEvent()) }()
+	<-arrived
+	s.Close()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection stayed open after Close")
+	}
+}

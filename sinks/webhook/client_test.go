@@ -256,3 +256,42 @@ func TestCloseDropsConnectionsInUse(t *testing.T) {
 		t.Fatal("the connection stayed open after Close")
 	}
 }
+
+// An interim 1xx answer before the final one is skipped (RFC 9110 §15.2: a client parses
+// them even when it did not ask for one), and the connection stays in step for the next.
+func TestInterimAnswersAreSkipped(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for range 2 {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"+
+				"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 4\r\n\r\nbusy")
+		}
+	}()
+	s := newSink(t, webhook.Config{URL: "http://" + l.Addr().String() + "/hook"}, webhook.Options{})
+	for i := range 2 {
+		err := deliver(t, s, messageEvent())
+		var se *webhook.StatusError
+		if d, ok := bridge.RetryAfterOf(err); !errors.As(err, &se) || se.StatusCode != 503 || se.Response != "busy" || !ok || d != 3*time.Second {
+			t.Fatalf("delivery %d: err = %v, want the final 503 with its Retry-After", i, err)
+		}
+	}
+	l.Close()
+	<-served
+}

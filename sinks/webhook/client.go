@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpproxy"
 	"golang.org/x/net/http/httpproxy"
 )
 
@@ -54,15 +53,14 @@ type poster interface {
 // and a reader goroutine per connection; that handing over was most of the CPU a delivery
 // took (docs/performance.md, tenth round). The client starts no goroutine of its own.
 //
-// As net/http's would: TLS is verified (against the system's roots, or tlsConfig's), the
-// proxy HTTPS_PROXY / HTTP_PROXY / NO_PROXY name for the endpoint is used (none for a
-// loopback one), redirects are not followed, a connection is kept for idleTimeout, and a
-// request that fails on a kept-alive connection the receiver had closed goes again once on
-// a new one.
+// As net/http's would: TLS is verified (against the system's roots, or tlsConfig's),
+// redirects are not followed, a connection is kept for idleTimeout, and a request that fails
+// on a kept-alive connection the receiver had closed goes again once on a new one. An
+// endpoint reached through a proxy goes through net/http instead (proxiedTransport).
 type fastClient struct {
 	uri       *fasthttp.URI // the endpoint without its user info (sent as Basic by the sink)
 	addr      string        // host:port
-	dial      fasthttp.DialFunc
+	dial      func(addr string) (net.Conn, error)
 	tlsConfig *tls.Config    // nil: plain HTTP
 	idle      chan *keptConn // at most max_in_flight connections wait for the next request
 	closed    atomic.Bool    // the sink is closed: connections are no longer kept
@@ -101,27 +99,28 @@ func newFastClient(u *url.URL, tlsConfig *tls.Config, maxInFlight int, timeout t
 		c.tlsConfig.ServerName = u.Hostname()
 		c.tlsConfig.NextProtos = []string{"http/1.1"}
 	}
-	var err error
-	if c.dial, err = proxyDial(u, isTLS, timeout); err != nil {
-		return nil, err
-	}
+	d := &net.Dialer{Timeout: timeout}
+	c.dial = func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
 	return c, nil
 }
 
-// proxyDial dials the endpoint, through the proxy net/http's ProxyFromEnvironment would
-// choose for u (none for loopback and NO_PROXY hosts), decided once: the endpoint is fixed.
-func proxyDial(u *url.URL, isTLS bool, timeout time.Duration) (fasthttp.DialFunc, error) {
-	// No DNS cache: fasthttp's would start a goroutine that never ends.
-	d := &fasthttpproxy.Dialer{TCPDialer: fasthttp.TCPDialer{DisableDNSResolution: true},
-		DialDualStack: true, Timeout: timeout, ConnectTimeout: timeout}
-	p, err := httpproxy.FromEnvironment().ProxyFunc()(u)
-	if err != nil {
-		return nil, err
+// proxyFor is the proxy net/http's ProxyFromEnvironment would choose for u (nil for
+// loopback and NO_PROXY hosts), read from the environment now: the endpoint is fixed.
+func proxyFor(u *url.URL) (*url.URL, error) {
+	return httpproxy.FromEnvironment().ProxyFunc()(u)
+}
+
+// proxiedTransport is a net/http transport for an endpoint reached through proxy: what a
+// proxy accepts varies (absolute-form requests for http, CONNECT only to some ports,
+// credentials), and net/http's proxy support is the one Go programs are known by.
+func proxiedTransport(proxy *url.URL, tlsConfig *tls.Config, maxInFlight int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = func(*http.Request) (*url.URL, error) { return proxy, nil }
+	t.MaxIdleConnsPerHost = maxInFlight
+	if tlsConfig != nil {
+		t.TLSClientConfig = tlsConfig.Clone()
 	}
-	if p != nil {
-		d.Config = httpproxy.Config{HTTPProxy: p.String(), HTTPSProxy: p.String()}
-	}
-	return d.GetDialFuncForTLS(false, isTLS)
+	return t
 }
 
 func closedConn(err error) bool {
@@ -280,8 +279,8 @@ func (c *fastClient) closeIdle() {
 	}
 }
 
-// lentClient sends through a transport lent by Options.Client (send-test records the
-// exchange this way), with net/http.
+// lentClient sends with net/http through a transport: one lent by Options.Client
+// (send-test records the exchange this way), or proxiedTransport.
 type lentClient struct {
 	rt  http.RoundTripper
 	url string

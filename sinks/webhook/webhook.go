@@ -32,7 +32,8 @@ type Options struct {
 	// Client, if set, lends its transport, and deliveries go through it with net/http
 	// (send-test records the exchange this way); nothing else of it is used: the
 	// configured timeout applies and redirects are never followed. Without it the sink
-	// has its own HTTP/1.1 client (see fastClient).
+	// has its own HTTP/1.1 client (see fastClient), or, for an endpoint reached through a
+	// proxy, a net/http transport of its own.
 	Client *http.Client
 	// TLSConfig, if set, replaces the system's roots and TLS settings for the sink's own
 	// client (tests: a TLS test server's certificate). Verification stays on.
@@ -77,19 +78,22 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		s.limiter = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
 	}
 	s.timeout = c.cfg.Timeout.D()
-	if opts.Client != nil {
+	u := c.endpoint.parsed
+	proxy, err := proxyFor(u)
+	switch {
+	case opts.Client != nil:
 		rt := opts.Client.Transport
 		if rt == nil {
 			rt = http.DefaultTransport
 		}
 		s.client = &lentClient{rt: rt, url: c.endpoint.url}
-	} else {
-		u, err := url.Parse(c.endpoint.url) // parsed by compile already
-		if err != nil {
-			return nil, err
-		}
+	case err != nil:
+		// Not err itself: it quotes the variable, credentials included.
+		return nil, fmt.Errorf("sink %s: HTTPS_PROXY or HTTP_PROXY is not a proxy URL", name)
+	case proxy != nil:
+		s.client = &lentClient{rt: proxiedTransport(proxy, opts.TLSConfig, c.cfg.MaxInFlight), url: c.endpoint.url}
+	default:
 		if s.client, err = newFastClient(u, opts.TLSConfig, c.cfg.MaxInFlight, s.timeout); err != nil {
-			// Only a malformed proxy variable gets here.
 			return nil, fmt.Errorf("sink %s: %w", name, err)
 		}
 	}

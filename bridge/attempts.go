@@ -121,9 +121,10 @@ func (a *attemptRecorder) flush() {
 
 // AttemptHistory is how the attempt history is being kept.
 type AttemptHistory struct {
-	Enabled bool   // the store keeps attempt history (it is an AttemptLog)
-	Written uint64 // records written since the dispatcher was made
-	Dropped uint64 // records lost: the buffer overflowed or a write failed
+	Enabled    bool   // the store keeps attempt history (it is an AttemptLog)
+	FailedOnly bool   // only attempts that did not deliver are kept (FailedAttemptsOnly)
+	Written    uint64 // records written since the dispatcher was made
+	Dropped    uint64 // records lost: the buffer overflowed or a write failed
 }
 
 // AttemptHistory reports how the attempt history is being kept.
@@ -131,13 +132,14 @@ func (d *Dispatcher) AttemptHistory() AttemptHistory {
 	if d.attempts == nil {
 		return AttemptHistory{}
 	}
-	return AttemptHistory{Enabled: true, Written: d.attempts.written.Load(), Dropped: d.attempts.dropped.Load()}
+	return AttemptHistory{Enabled: true, FailedOnly: d.opts.FailedAttemptsOnly,
+		Written: d.attempts.written.Load(), Dropped: d.attempts.dropped.Load()}
 }
 
 // logAttempt queues the history record of one attempt, if the store keeps history.
 func (r *sinkRunner) logAttempt(p Pending, attempt int, start time.Time, outcome string, err error, next time.Time) {
 	a := r.d.attempts
-	if a == nil {
+	if a == nil || outcome == OutcomeDelivered && r.d.opts.FailedAttemptsOnly {
 		return
 	}
 	rec := AttemptRecord{Seq: p.Seq, Queue: p.Queue, EventID: p.Event.ID, EventType: p.Event.Type, Attempt: attempt,

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,5 +81,51 @@ func TestAttemptHistoryRecordsEveryOutcome(t *testing.T) {
 	var det bridge.AttemptDetail
 	if !errors.As(bridge.Permanent(&answerError{"400", ""}), &det) {
 		t.Error("AttemptDetail not found through a PermanentError")
+	}
+}
+
+// With FailedAttemptsOnly the history keeps the tries that did not deliver — retries and
+// dead letters, with their answers — and no successful one.
+func TestAttemptHistoryFailedOnly(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	var mu sync.Mutex
+	tries := 0
+	sink := newSink("hook", func(d bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch d.Event.Message.Text {
+		case "0":
+			if tries++; tries <= 2 {
+				return bridge.RetryAfter(&answerError{"503", "busy"}, time.Millisecond)
+			}
+		case "1":
+			return bridge.Permanent(&answerError{"400", "bad"})
+		}
+		return nil
+	})
+	d, stop := runningWith(t, st, routeAll("hook"), bridge.DispatcherOptions{FailedAttemptsOnly: true},
+		bridge.SinkSpec{Sink: sink, Retry: fastRetry})
+	emitAll(t, d, []string{"a"}, 3) // 0: two retries then delivered; 1: dead letter; 2: delivered at once
+	waitUntil(t, "two deliveries and a dead letter", 10*time.Second, func() bool {
+		dls, _ := st.DeadLetters(context.Background(), bridge.DeadLetterFilter{})
+		return len(sink.delivered()) == 2 && len(dls) == 1
+	})
+	stop()
+
+	all, err := st.Attempts(context.Background(), bridge.AttemptFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, r := range all {
+		outcomes = append(outcomes, r.Outcome+":"+r.Status)
+	}
+	slices.Sort(outcomes)
+	if got := strings.Join(outcomes, " "); got != "dead_letter:400 retry:503 retry:503" {
+		t.Errorf("history = %s, want the two retries and the dead letter only", got)
+	}
+	if h := d.AttemptHistory(); !h.Enabled || !h.FailedOnly || h.Written != 3 || h.Dropped != 0 {
+		t.Errorf("AttemptHistory = %+v, want 3 written, failed tries only", h)
 	}
 }

@@ -28,6 +28,10 @@ type DispatcherOptions struct {
 	// HoldBackAt is how many deliveries a sink must have waiting before Behind tells a
 	// catch-up to hold back for it (holdback.go); default 2048.
 	HoldBackAt int
+	// FailedAttemptsOnly keeps only the attempts that did not deliver in the attempt
+	// history (state.attempts.record: failures): a healthy bridge then writes none, and
+	// the history costs neither the memory nor the disk of a record per delivery.
+	FailedAttemptsOnly bool
 }
 
 // Outcome is the result of one delivery attempt.

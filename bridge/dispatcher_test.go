@@ -96,7 +96,16 @@ func event(disc string, n int) bridge.Event {
 // running starts a dispatcher and stops it at cleanup.
 func running(t *testing.T, st bridge.Store, r *bridge.Router, specs ...bridge.SinkSpec) (*bridge.Dispatcher, func()) {
 	t.Helper()
-	d := bridge.NewDispatcher(st, r, specs, bridge.DispatcherOptions{Grace: 2 * time.Second})
+	return runningWith(t, st, r, bridge.DispatcherOptions{}, specs...)
+}
+
+// runningWith is running with options (Grace is 2s unless set).
+func runningWith(t *testing.T, st bridge.Store, r *bridge.Router, opts bridge.DispatcherOptions, specs ...bridge.SinkSpec) (*bridge.Dispatcher, func()) {
+	t.Helper()
+	if opts.Grace == 0 {
+		opts.Grace = 2 * time.Second
+	}
+	d := bridge.NewDispatcher(st, r, specs, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

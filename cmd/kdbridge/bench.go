@@ -37,6 +37,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	from := fs.String("from", "", "print the report of runs saved with -json instead of running anything")
 	stateFlag := fs.String("state", "bbolt", "bbolt, or postgres: also run the kdbridge scenarios on PostgreSQL (the database in "+bench.PGEnv+"; a schema per run), beside bbolt")
 	readAhead := fs.Int64("read-ahead", 0, "kdbridge's read_ahead (bytes of live events its Kinetic source reads ahead of the store); 0: its default")
+	attempts := fs.String("attempts", "", "kdbridge's state.attempts.record: all or failures; empty: its default")
 	listDelay := fs.Duration("list-delay", 0, "catch-up: how long the simulator takes to answer each listing of a discussion's messages, as a real Kinetic's REST latency would")
 	sut := fs.String("sut", "", "internal: bench starts itself with this to run the system under test a file describes")
 	switch err := fs.Parse(args); {
@@ -79,6 +80,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *readAhead != 0 && (*readAhead < kinetic.MinReadAhead || *readAhead > kinetic.MaxReadAhead) {
 		return fmt.Errorf("%w: -read-ahead: %d bytes is out of range (1024 to 1 TiB; 0: the default)", errUsage, *readAhead)
 	}
+	if *attempts != "" && *attempts != recordAll && *attempts != recordFailures {
+		return fmt.Errorf("%w: -attempts: %q is not all or failures", errUsage, *attempts)
+	}
 	secret, err := newWebhookSecret()
 	if err != nil {
 		return err
@@ -86,7 +90,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return bench.Run(ctx, bench.Options{
 		Scenarios: scenarios, Runs: *runs, Raw: string(raw), PGDSN: pgDSN, StateDir: *stateDir,
 		CPUProfile: *cpuProfile, MemProfile: *memProfile, InProcess: *inProcess, Smoke: *smoke,
-		JSON: *jsonOut, LogLevel: *logLevel, ListDelay: *listDelay, ReadAhead: *readAhead,
+		JSON: *jsonOut, LogLevel: *logLevel, ListDelay: *listDelay, ReadAhead: *readAhead, Attempts: *attempts,
 		Version: versionString(), Secret: secret,
 		Daemon: benchDaemon, Child: benchChild,
 	}, stdout, stderr)
@@ -153,8 +157,9 @@ func benchConfig(spec bench.Spec) (*Config, error) {
 	cfg := &Config{
 		Log: logConfig{Level: level, Format: "text"},
 		// The listener is on, as in a default deployment (metrics, health); nothing polls it.
-		HTTP:    httpConfig{Listen: "127.0.0.1:0"},
-		State:   stateConfig{Backend: backendBolt, Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour)},
+		HTTP: httpConfig{Listen: "127.0.0.1:0"},
+		State: stateConfig{Backend: backendBolt, Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour),
+			Attempts: attemptsConfig{Record: spec.Attempts}},
 		Sources: []sourceEntry{{Name: "bench", Type: "kinetic", Kinetic: kc}},
 		Routes:  []bridge.RouteConfig{{Name: "all"}},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,27 @@ func TestBenchSmoke(t *testing.T) {
 			if got := cfg.Sources[0].Kinetic.ReadAhead; got != want {
 				t.Errorf("-read-ahead %d: the daemon's read_ahead is %d, want %d", ra, got, want)
 			}
+		}
+	})
+	t.Run("attempts", func(t *testing.T) {
+		// The daemon under test keeps only failed attempts: every message still arrives once,
+		// in order, and the report and the saved runs say how it ran.
+		_, results, report := benchSmoke(t, "-scenario", "burst", "-attempts", "failures")
+		if !strings.Contains(report, "state.attempts.record set to failures") {
+			t.Errorf("the report does not say so:\n%s", report)
+		}
+		for _, r := range results {
+			if want := map[bool]string{true: "failures", false: ""}[r.Mode == bench.ModeKdbridge]; r.Attempts != want {
+				t.Errorf("%s/%s: attempts %q saved, want %q", r.Scenario, r.Mode, r.Attempts, want)
+			}
+		}
+		cfg, err := benchConfig(bench.Spec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, Attempts: "failures"})
+		if err != nil || cfg.State.Attempts.Record != "failures" {
+			t.Errorf("benchConfig: record %q, %v", cfg.State.Attempts.Record, err)
+		}
+		var stdout, stderr bytes.Buffer
+		if err := runBench(context.Background(), []string{"-attempts", "some"}, &stdout, &stderr); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), `"some" is not all or failures`) {
+			t.Errorf("-attempts some: %v", err)
 		}
 	})
 }

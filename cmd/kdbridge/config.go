@@ -61,7 +61,16 @@ type stateConfig struct {
 // attemptsConfig bounds the attempt history the console shows.
 type attemptsConfig struct {
 	Retention config.Duration `yaml:"retention"` // default 72h
+	// Record is which attempts are kept: all (the default) or failures (only those that
+	// did not deliver: a healthy bridge then writes no history at all).
+	Record string `yaml:"record"`
 }
+
+// Values of state.attempts.record.
+const (
+	recordAll      = "all"
+	recordFailures = "failures"
+)
 
 // State backends.
 const (
@@ -394,6 +403,9 @@ func (c *Config) settle(dir string, s settings) {
 	if c.State.Attempts.Retention == 0 {
 		c.State.Attempts.Retention = config.Duration(72 * time.Hour)
 	}
+	if c.State.Attempts.Record == "" {
+		c.State.Attempts.Record = recordAll
+	}
 	c.HTTP.Auth.Defaults()
 }
 
@@ -456,6 +468,9 @@ func (c *Config) validateProcess(root *yaml.Node) config.Problems {
 	ps = append(ps, config.Locate(config.Lookup(root, "http.auth"), "http.auth", c.HTTP.Auth.Validate())...)
 	if c.State.Attempts.Retention < 0 {
 		ps.Add(config.FieldLine(root, "state.attempts.retention"), "state.attempts.retention", "must not be negative")
+	}
+	if r := c.State.Attempts.Record; r != recordAll && r != recordFailures {
+		ps.Add(config.FieldLine(root, "state.attempts.record"), "state.attempts.record", "%q is not all or failures", r)
 	}
 	return ps
 }

@@ -43,8 +43,16 @@ state: {attempts: {retention: 24h}}
 	if adminToken(a) != "f00dfeedf00dfeedf00dfeed" {
 		t.Error("the dlq command would not present the admin token")
 	}
-	if def, ps := parseConfig([]byte(goodBase), lookupFrom(nil), settings{}); ps.Err() != nil || def.HTTP.Auth.Enabled() || def.State.Attempts.Retention.D() != 72*time.Hour {
-		t.Errorf("defaults: auth %+v, attempts %v, %v", def.HTTP.Auth, def.State.Attempts.Retention, ps.Err())
+	if def, ps := parseConfig([]byte(goodBase), lookupFrom(nil), settings{}); ps.Err() != nil || def.HTTP.Auth.Enabled() ||
+		def.State.Attempts.Retention.D() != 72*time.Hour || def.State.Attempts.Record != "all" {
+		t.Errorf("defaults: auth %+v, attempts %+v, %v", def.HTTP.Auth, def.State.Attempts, ps.Err())
+	}
+	if c, ps := parseConfig([]byte("state: {attempts: {record: failures}}\n"+goodBase), lookupFrom(nil), settings{}); ps.Err() != nil || c.State.Attempts.Record != "failures" {
+		t.Errorf("record: failures: %+v, %v", c.State.Attempts, ps.Err())
+	}
+	if _, ps := parseConfig([]byte("state:\n  attempts:\n    record: errors\n"+goodBase), lookupFrom(nil), settings{}); ps.Err() == nil ||
+		!strings.Contains(ps.Err().Error(), `line 3: state.attempts.record: "errors" is not all or failures`) {
+		t.Errorf("record: errors: %v", ps.Err())
 	}
 
 	bad := `http:

@@ -50,6 +50,7 @@ type Options struct {
 	LogLevel               string        // the daemon's log level
 	ListDelay              time.Duration // catch-up: the simulator's delay answering a listing of messages
 	ReadAhead              int64         // kdbridge's read_ahead; 0: its default
+	Attempts               string        // kdbridge's state.attempts.record; "": its default
 	Version                string        // kdbridge's version, for the report's header
 	Secret                 string        // the webhook sinks' signing secret
 
@@ -84,7 +85,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if o.Smoke {
 		sizes = SmokeSizes
 	}
-	sizes.ListDelay, sizes.ReadAhead = o.ListDelay, o.ReadAhead
+	sizes.ListDelay, sizes.ReadAhead, sizes.Attempts = o.ListDelay, o.ReadAhead, o.Attempts
 	base := o.StateDir
 	if base == "" {
 		var err error
@@ -220,6 +221,9 @@ func Reprint(file string, smoke bool, stdout io.Writer) error {
 	for _, r := range results {
 		sizes.ListDelay = max(sizes.ListDelay, r.ListDelay)
 		sizes.ReadAhead = max(sizes.ReadAhead, r.ReadAhead)
+		if r.Attempts != "" {
+			sizes.Attempts = r.Attempts
+		}
 	}
 	fmt.Fprintf(stdout, "kdbridge bench: the %d runs saved in %s\n\n", len(results), file)
 	printReport(stdout, scenarios, modes, results, sizes)
@@ -475,6 +479,9 @@ func printReport(w io.Writer, scenarios, modes []string, results []Result, sizes
 	}
 	if sizes.ReadAhead > 0 {
 		fmt.Fprintf(w, "  kdbridge: its Kinetic source's read_ahead set to %d bytes (-read-ahead)\n", sizes.ReadAhead)
+	}
+	if sizes.Attempts != "" {
+		fmt.Fprintf(w, "  kdbridge: state.attempts.record set to %s (-attempts)\n", sizes.Attempts)
 	}
 	var waits []string
 	for _, sc := range scenarios {

@@ -39,6 +39,8 @@ type Sizes struct {
 	ListDelay time.Duration
 	// ReadAhead is kdbridge's read_ahead (-read-ahead); zero: the default.
 	ReadAhead int64
+	// Attempts is kdbridge's state.attempts.record (-attempts); "": the default (all).
+	Attempts string
 	// Quiet is how long the simulator must see no REST call, and the system under test use
 	// almost no CPU, for it to count as at rest (its start-up catch-ups done).
 	Quiet time.Duration
@@ -106,6 +108,7 @@ type Result struct {
 	FailedTries  int64         `json:"failed_tries"`            // failed delivery attempts the system under test reported
 	ListDelay    time.Duration `json:"list_delay_ns,omitempty"` // catch-up: -list-delay
 	ReadAhead    int64         `json:"read_ahead,omitempty"`    // kdbridge: -read-ahead
+	Attempts     string        `json:"attempts,omitempty"`      // kdbridge: -attempts
 	LiveWaits    int64         `json:"live_waits,omitempty"`    // kdbridge: times its reading waited for the store (kdbridge_source_live_waits_total)
 	StoreCommits int64         `json:"store_commits,omitempty"` // kdbridge on bbolt: commits of kdbridge.db (kdbridge_store_commit_duration_seconds_count)
 	PagesWritten int64         `json:"pages_written,omitempty"` // kdbridge on bbolt: pages those commits wrote (kdbridge_store_pages_written_total)
@@ -165,7 +168,7 @@ func (r *scenarioRun) do(ctx context.Context) (Result, error) {
 func (r *scenarioRun) result() Result {
 	res := Result{Scenario: r.scenario, Mode: r.mode, Run: r.run}
 	if r.mode != ModeRaw {
-		res.ReadAhead = r.sizes.ReadAhead
+		res.ReadAhead, res.Attempts = r.sizes.ReadAhead, r.sizes.Attempts
 	}
 	return res
 }
@@ -186,7 +189,7 @@ func (r *scenarioRun) spec(sim *kinetictest.Server, ids, targets []string, cps m
 	return Spec{
 		Mode: r.mode, SimURL: sim.URL(), ClientID: "integration-user", ClientSecret: "integration-secret",
 		Discussions: ids, Targets: targets, Secret: r.secret, StateDir: r.stateDir, DSN: r.dsn, Checkpoints: cps,
-		CPUProfile: r.profile, LogLevel: r.logLevel, ReadAhead: r.sizes.ReadAhead,
+		CPUProfile: r.profile, LogLevel: r.logLevel, ReadAhead: r.sizes.ReadAhead, Attempts: r.sizes.Attempts,
 	}
 }
 

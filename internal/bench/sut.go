@@ -47,6 +47,7 @@ type Spec struct {
 	CPUProfile   string            `json:"cpu_profile,omitempty"`
 	LogLevel     string            `json:"log_level"`
 	ReadAhead    int64             `json:"read_ahead,omitempty"` // kdbridge: the source's read_ahead; 0: the default
+	Attempts     string            `json:"attempts,omitempty"`   // kdbridge: state.attempts.record; "": the default
 }
 
 // SUTReport is what a system under test reports when it stops.

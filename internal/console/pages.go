@@ -158,16 +158,23 @@ func (c *Console) enableTarget(w http.ResponseWriter, r *http.Request) error {
 
 type deliveriesData struct {
 	common
-	Filter   url.Values
-	Enabled  bool
-	Attempts []bridge.AttemptRecord
-	Older    string // link to the next page, "" at the end
-	Error    string
+	Filter     url.Values
+	Enabled    bool
+	FailedOnly bool // state.attempts.record: failures — successful tries are not kept
+	Attempts   []bridge.AttemptRecord
+	Older      string // link to the next page, "" at the end
+	Error      string
+}
+
+// failedOnly reports whether the attempt history keeps only the tries that did not deliver.
+func (c *Console) failedOnly() bool {
+	return c.deps.HistoryStats != nil && c.deps.HistoryStats().FailedOnly
 }
 
 func (c *Console) deliveries(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	d := deliveriesData{common: c.common(r, "Deliveries", "deliveries"), Filter: q, Enabled: c.deps.History != nil}
+	d := deliveriesData{common: c.common(r, "Deliveries", "deliveries"), Filter: q, Enabled: c.deps.History != nil,
+		FailedOnly: c.failedOnly()}
 	if c.deps.History == nil {
 		return c.render(w, "deliveries", d)
 	}
@@ -423,6 +430,7 @@ type discussionView struct {
 
 type discussionsData struct {
 	common
+	FailedOnly  bool // the last try shown is the last failed one
 	Query       string
 	Discussions []discussionView
 	Total       int
@@ -434,7 +442,7 @@ type discussionsData struct {
 func (c *Console) discussions(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
-	d := discussionsData{common: c.common(r, "Discussions", "discussions"), Query: q.Get("q")}
+	d := discussionsData{common: c.common(r, "Discussions", "discussions"), Query: q.Get("q"), FailedOnly: c.failedOnly()}
 	var all []discussionView
 	for _, src := range c.deps.Sources() {
 		ss, ok := src.(statusSource)

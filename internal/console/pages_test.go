@@ -23,12 +23,18 @@ type storeOps struct{ *store.Bolt }
 // pagesServer serves the console, without auth, over a real bbolt store.
 func pagesServer(t testing.TB) (*httptest.Server, *store.Bolt) {
 	t.Helper()
+	return pagesServerWith(t, nil)
+}
+
+// pagesServerWith is pagesServer with its dependencies changed by edit first.
+func pagesServerWith(t testing.TB, edit func(*Deps)) (*httptest.Server, *store.Bolt) {
+	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c, err := New(Deps{
+	deps := Deps{
 		Sources: func() []bridge.Source { return nil },
 		Backlog: func() []bridge.SinkBacklog {
 			return []bridge.SinkBacklog{{Sink: "hook", Pending: 3, OldestAt: time.Now().Add(-90 * time.Second)}}
@@ -36,7 +42,11 @@ func pagesServer(t testing.TB) (*httptest.Server, *store.Bolt) {
 		Routes:      func(string, bridge.Discussion) []bridge.Target { return nil },
 		DeadLetters: storeOps{st},
 		History:     st,
-	})
+	}
+	if edit != nil {
+		edit(&deps)
+	}
+	c, err := New(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +107,26 @@ func TestDeliveriesPages(t *testing.T) {
 	}
 	if code, body := get(t, srv.URL+"/deliveries?since=yesterday"); code != 400 || !strings.Contains(body, `since: &#34;yesterday&#34; is neither a time`) {
 		t.Errorf("bad since: %d\n%s", code, body)
+	}
+}
+
+// With state.attempts.record: failures the pages say that successful tries are not kept:
+// the overview, the deliveries page and the discussions' last-attempt column.
+func TestFailedOnlyHistoryIsSaid(t *testing.T) {
+	for _, failedOnly := range []bool{false, true} {
+		srv, _ := pagesServerWith(t, func(d *Deps) {
+			d.HistoryStats = func() bridge.AttemptHistory { return bridge.AttemptHistory{Enabled: true, FailedOnly: failedOnly} }
+		})
+		for _, page := range []struct{ path, says string }{
+			{"/", "(failed attempts only)"},
+			{"/deliveries", `id="failed-only"`},
+			{"/discussions", "Last failed attempt"},
+		} {
+			code, body := get(t, srv.URL+page.path)
+			if code != 200 || strings.Contains(body, page.says) != failedOnly {
+				t.Errorf("failed only %v, %s: %d, says %q: %v", failedOnly, page.path, code, page.says, strings.Contains(body, page.says))
+			}
+		}
 	}
 }
 

@@ -20,6 +20,26 @@ func (e *answerError) Error() string           { return "HTTP " + e.status }
 func (e *answerError) AttemptStatus() string   { return e.status }
 func (e *answerError) AttemptResponse() string { return e.body }
 
+// refusingSink answers message "0" with a 503 (and body503) twice before taking it, and
+// message "1" with a permanent 400 (body400); it takes anything else at once.
+func refusingSink(body503, body400 string) *recordingSink {
+	var mu sync.Mutex
+	tries := 0
+	return newSink("hook", func(d bridge.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch d.Event.Message.Text {
+		case "0":
+			if tries++; tries <= 2 {
+				return bridge.RetryAfter(&answerError{"503", body503}, time.Millisecond)
+			}
+		case "1":
+			return bridge.Permanent(&answerError{"400", body400})
+		}
+		return nil
+	})
+}
+
 // TestAttemptHistoryRecordsEveryOutcome runs deliveries that are retried, delivered and
 // dead-lettered against the bbolt store and reads their history back: every attempt, newest
 // first, with the status and the first KiB of the answer found through errors.As.
@@ -27,21 +47,7 @@ func TestAttemptHistoryRecordsEveryOutcome(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
 	long := strings.Repeat("é", 700) // 1400 bytes: cut at 1 KiB, not inside a character
-	var mu sync.Mutex
-	tries := 0
-	sink := newSink("hook", func(d bridge.Delivery) error {
-		mu.Lock()
-		defer mu.Unlock()
-		switch d.Event.Message.Text {
-		case "0":
-			if tries++; tries <= 2 {
-				return bridge.RetryAfter(&answerError{"503", long}, time.Millisecond)
-			}
-		case "1":
-			return bridge.Permanent(&answerError{"400", `{"error":"bad field"}`})
-		}
-		return nil
-	})
+	sink := refusingSink(long, `{"error":"bad field"}`)
 	d, stop := running(t, st, routeAll("hook"), bridge.SinkSpec{Sink: sink, Retry: fastRetry})
 	emitAll(t, d, []string{"a"}, 2)
 	waitUntil(t, "a delivery and a dead letter", 10*time.Second, func() bool {
@@ -89,21 +95,7 @@ func TestAttemptHistoryRecordsEveryOutcome(t *testing.T) {
 func TestAttemptHistoryFailedOnly(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	var mu sync.Mutex
-	tries := 0
-	sink := newSink("hook", func(d bridge.Delivery) error {
-		mu.Lock()
-		defer mu.Unlock()
-		switch d.Event.Message.Text {
-		case "0":
-			if tries++; tries <= 2 {
-				return bridge.RetryAfter(&answerError{"503", "busy"}, time.Millisecond)
-			}
-		case "1":
-			return bridge.Permanent(&answerError{"400", "bad"})
-		}
-		return nil
-	})
+	sink := refusingSink("busy", "bad")
 	d, stop := runningWith(t, st, routeAll("hook"), bridge.DispatcherOptions{FailedAttemptsOnly: true},
 		bridge.SinkSpec{Sink: sink, Retry: fastRetry})
 	emitAll(t, d, []string{"a"}, 3) // 0: two retries then delivered; 1: dead letter; 2: delivered at once

@@ -57,3 +57,14 @@ func TestAttemptsRecordFailures(t *testing.T) {
 		t.Fatalf("history = %+v, want the one 503", recs)
 	}
 }
+
+// A replica that does not lead (no dispatcher) still tells the console how the leader's
+// history is kept.
+func TestAttemptHistoryWithoutADispatcher(t *testing.T) {
+	for record, want := range map[string]bool{recordAll: false, recordFailures: true} {
+		d := &daemon{cfg: &Config{State: stateConfig{Attempts: attemptsConfig{Record: record}}}}
+		if h := d.attemptHistory(); h.FailedOnly != want || h.Enabled {
+			t.Errorf("record %s: %+v, want failed only %v and not enabled here", record, h, want)
+		}
+	}
+}

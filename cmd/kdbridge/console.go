@@ -70,12 +70,7 @@ func newConsole(d *daemon) (*console.Console, error) {
 	deps := console.Deps{
 		Sources: d.currentSources,
 		Backlog: d.backlog,
-		HistoryStats: func() bridge.AttemptHistory {
-			if disp := d.dispatcher(); disp != nil {
-				return disp.AttemptHistory()
-			}
-			return bridge.AttemptHistory{}
-		},
+		HistoryStats: d.attemptHistory,
 		Routes: func(source string, disc bridge.Discussion) []bridge.Target {
 			// Where a new user message of the discussion would go now.
 			ev := bridge.Event{Type: bridge.MessageCreated, Source: source, Discussion: disc, Message: &bridge.Message{Kind: bridge.KindUser}}
@@ -97,6 +92,18 @@ func newConsole(d *daemon) (*console.Console, error) {
 		deps.Leader = leadership{d}
 	}
 	return console.New(deps)
+}
+
+// attemptHistory is how the current term's dispatcher keeps the attempt history. A replica
+// that does not lead writes none; the leader's, which it shows, is kept as the shared
+// configuration says.
+func (d *daemon) attemptHistory() bridge.AttemptHistory {
+	if disp := d.dispatcher(); disp != nil {
+		return disp.AttemptHistory()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return bridge.AttemptHistory{FailedOnly: d.cfg.State.Attempts.Record == recordFailures}
 }
 
 // dispTargets reads the current term's dispatcher, like the functions above.

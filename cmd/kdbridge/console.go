@@ -68,8 +68,8 @@ func (l leadership) Leadership() (bool, string) {
 // term's dispatcher when a page is served; a replica that does not lead shows no backlog.
 func newConsole(d *daemon) (*console.Console, error) {
 	deps := console.Deps{
-		Sources: d.currentSources,
-		Backlog: d.backlog,
+		Sources:      d.currentSources,
+		Backlog:      d.backlog,
 		HistoryStats: d.attemptHistory,
 		Routes: func(source string, disc bridge.Discussion) []bridge.Target {
 			// Where a new user message of the discussion would go now.

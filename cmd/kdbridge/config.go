@@ -72,6 +72,9 @@ const (
 	recordFailures = "failures"
 )
 
+// failedOnly reports whether only the attempts that did not deliver are kept.
+func (c attemptsConfig) failedOnly() bool { return c.Record == recordFailures }
+
 // State backends.
 const (
 	backendBolt     = "bbolt"

@@ -103,7 +103,7 @@ func (d *daemon) attemptHistory() bridge.AttemptHistory {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return bridge.AttemptHistory{FailedOnly: d.cfg.State.Attempts.Record == recordFailures}
+	return bridge.AttemptHistory{FailedOnly: d.cfg.State.Attempts.failedOnly()}
 }
 
 // dispTargets reads the current term's dispatcher, like the functions above.

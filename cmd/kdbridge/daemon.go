@@ -320,7 +320,7 @@ func (d *daemon) startTerm(ctx context.Context, epoch int64) (*term, error) {
 		observe = func(o bridge.Outcome) { d.met.observe(o); d.console.Observe(o); d.deps.observe(o) }
 	}
 	opts := bridge.DispatcherOptions{Logger: d.log, Observer: observe,
-		FailedAttemptsOnly: cfg.State.Attempts.Record == recordFailures}
+		FailedAttemptsOnly: cfg.State.Attempts.failedOnly()}
 	if d.pg != nil {
 		// Leadership lost: stop at once. Deliveries cut short are retried by the new leader,
 		// and one that completes anyway cannot be marked done here (fenced): at least once.

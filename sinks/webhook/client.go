@@ -32,6 +32,22 @@ type request struct {
 
 var fixedHeaders = [5]string{"User-Agent", "Content-Type", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
 
+// headers sets r's headers through set, in their order: User-Agent, the configured ones
+// (which may replace it), the sink's own from Content-Type on, and the URL's Basic
+// credentials unless a configured header gave Authorization (has says what is set).
+func (r *request) headers(set func(k, v string), has func(k string) bool) {
+	set(fixedHeaders[0], r.fixed[0])
+	for _, h := range r.custom {
+		set(h[0], h[1])
+	}
+	for i := 1; i < r.nfixed; i++ {
+		set(fixedHeaders[i], r.fixed[i])
+	}
+	if r.basic != "" && !has("Authorization") {
+		set("Authorization", r.basic)
+	}
+}
+
 // answer is what the sink needs of a response.
 type answer struct {
 	code       int
@@ -138,16 +154,7 @@ func (c *fastClient) post(ctx context.Context, deadline time.Time, r *request, a
 	c.uri.CopyTo(req.URI())
 	req.URI().DisablePathNormalizing = true
 	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.Set(fixedHeaders[0], r.fixed[0])
-	for _, h := range r.custom {
-		req.Header.Set(h[0], h[1])
-	}
-	for i := 1; i < r.nfixed; i++ {
-		req.Header.Set(fixedHeaders[i], r.fixed[i])
-	}
-	if r.basic != "" && len(req.Header.Peek("Authorization")) == 0 {
-		req.Header.Set("Authorization", r.basic)
-	}
+	r.headers(req.Header.Set, func(k string) bool { return len(req.Header.Peek(k)) > 0 })
 	req.SetBodyRaw(r.body)
 
 	for retried := false; ; retried = true {
@@ -294,16 +301,7 @@ func (c *lentClient) post(ctx context.Context, deadline time.Time, r *request, a
 		return err
 	}
 	req.Header = make(http.Header, r.nfixed+len(r.custom)+1)
-	req.Header[fixedHeaders[0]] = []string{r.fixed[0]}
-	for _, h := range r.custom {
-		req.Header.Set(h[0], h[1])
-	}
-	for i := 1; i < r.nfixed; i++ {
-		req.Header[fixedHeaders[i]] = []string{r.fixed[i]}
-	}
-	if r.basic != "" && req.Header.Get("Authorization") == "" {
-		req.Header["Authorization"] = []string{r.basic}
-	}
+	r.headers(req.Header.Set, func(k string) bool { return req.Header.Get(k) != "" })
 	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/kdbridge/kdbridge/bridge"
 	bolt "go.etcd.io/bbolt"
@@ -20,26 +21,35 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 		return nil, nil
 	}
 	// Encode before queueing, so that the shared commit does not wait for it.
-	bodies := make([][]byte, len(recs))
-	events := make([]bridge.Event, len(recs)) // for the cache, not shared with the caller
-	var scratch []byte
-	for i, r := range recs {
+	for _, r := range recs {
 		if r.Event.ID == "" {
 			return nil, errors.New("store: append: event without an id")
 		}
+	}
+	bodies := make([]*[]byte, len(recs))
+	// bbolt keeps a value until its transaction ends, and no longer: the buffers go back
+	// once the commit is over, whatever its outcome.
+	defer func() {
+		for _, bp := range bodies {
+			putBodyBuf(bp)
+		}
+	}()
+	var scratch []byte
+	for i, r := range recs {
 		// The reference count goes in front; appendOne fills it in.
 		if cap(scratch) == 0 {
 			scratch = make([]byte, 0, eventSizeHint(&r.Event))
 		}
-		bodies[i], scratch = appendEventBody(make([]byte, 4), scratch, &r.Event)
-		events[i] = cloneEvent(r.Event)
+		bp := bodyBufs.Get().(*[]byte)
+		*bp, scratch = appendEventBody(append((*bp)[:0], 0, 0, 0, 0), scratch, &r.Event)
+		bodies[i] = bp
 	}
 	now := stamp(s.now())
 	var stored []bridge.Record
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		stored = stored[:0]
 		for i, r := range recs {
-			rec, ok, err := s.appendOne(tx, r, bodies[i], events[i], now)
+			rec, ok, err := s.appendOne(tx, r, *bodies[i], now)
 			if err != nil {
 				return fmt.Errorf("event %s: %w", r.Event.ID, err)
 			}
@@ -55,10 +65,10 @@ func (s *Bolt) Append(ctx context.Context, recs []bridge.Record) ([]bridge.Recor
 	return stored, nil
 }
 
-// appendOne writes one record in tx unless its event ID is known, and caches its event for
-// Head (cached is r.Event, copied). body is the event's binary form behind 4 bytes that
+// appendOne writes one record in tx unless its event ID is known, and caches a copy of its
+// event for Head if there is room. body is the event's binary form behind 4 bytes that
 // appendOne fills with the reference count.
-func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridge.Event, now []byte) (bridge.Record, bool, error) {
+func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, now []byte) (bridge.Record, bool, error) {
 	ids, events := tx.Bucket(bucketIDs), tx.Bucket(bucketEvents)
 	// These keys only grow at the end (of the bucket, or of a queue's range), so pages
 	// that split are not written to again: fill them instead of leaving them half empty.
@@ -90,7 +100,7 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 	if err := events.Put(k, body); err != nil {
 		return r, false, err
 	}
-	s.cacheInTx(seq, cached, unstamp(now))
+	s.cacheInTx(seq, &r.Event, unstamp(now))
 	pending := tx.Bucket(bucketPending)
 	pending.FillPercent = 0.9
 	for i, t := range r.Targets {
@@ -104,6 +114,17 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, cached bridg
 		}
 	}
 	return r, true, nil
+}
+
+// bodyBufs holds the buffers Append encodes event bodies into (*[]byte, so that Put does
+// not allocate): they were 7 % of the bytes a burst allocated.
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// putBodyBuf returns a body buffer to bodyBufs unless it grew for an unusually large event.
+func putBodyBuf(bp *[]byte) {
+	if bp != nil && cap(*bp) <= 64<<10 {
+		bodyBufs.Put(bp)
+	}
 }
 
 // concat returns a new slice holding a then b.

@@ -161,7 +161,7 @@ func TestFailedAppendLeavesNothingCached(t *testing.T) {
 	boom := errors.New("boom")
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		e := ev("d", 0)
-		if _, _, err := s.appendOne(tx, rec(e, tgt("a")), appendEventBinary(make([]byte, 4), &e), e, stamp(s.now())); err != nil {
+		if _, _, err := s.appendOne(tx, rec(e, tgt("a")), appendEventBinary(make([]byte, 4), &e), stamp(s.now())); err != nil {
 			return err
 		}
 		return boom

@@ -130,7 +130,7 @@ func TestIDsOfAFailedTransactionAreNotKept(t *testing.T) {
 	e := ev("d", 0)
 	boom := errors.New("boom")
 	err := s.update(context.Background(), func(tx *bolt.Tx) error {
-		if _, _, err := s.appendOne(tx, rec(e, tgt("a")), make([]byte, 4), e, stamp(time.Now())); err != nil {
+		if _, _, err := s.appendOne(tx, rec(e, tgt("a")), make([]byte, 4), stamp(time.Now())); err != nil {
 			return err
 		}
 		return boom

@@ -75,7 +75,8 @@ func (s *Bolt) appendOne(tx *bolt.Tx, r bridge.Record, body []byte, now []byte) 
 	// (FillPercent is per transaction; ids, merged in later, keep the default.)
 	events.FillPercent = 0.9
 	tx.Bucket(bucketStored).FillPercent = 0.9
-	id := []byte(r.Event.ID)
+	var idBuf [80]byte // event IDs are short hashes: their bytes on the stack, as Get does not keep them
+	id := append(idBuf[:0], r.Event.ID...)
 	if _, ok := s.recent.find(ids, id); ok {
 		return r, false, nil
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -54,7 +55,14 @@ func (s *Bolt) Backlog(ctx context.Context) ([]bridge.QueueBacklog, error) {
 // storedAt is when the event with eventSeq was stored, from the age index (kept while the
 // event has pending deliveries or dead letters); zero if it is missing.
 func storedAt(tx *bolt.Tx, eventSeq uint64) time.Time {
-	v := tx.Bucket(bucketStored).Get(seqKey(eventSeq))
+	return storedIn(tx.Bucket(bucketStored), eventSeq)
+}
+
+// storedIn is storedAt with the stored bucket open already.
+func storedIn(stored *bolt.Bucket, eventSeq uint64) time.Time {
+	var k [8]byte // a key that Get does not keep: on the stack
+	binary.BigEndian.PutUint64(k[:], eventSeq)
+	v := stored.Get(k[:])
 	if len(v) < 8 {
 		return time.Time{}
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/kdbridge/kdbridge/bridge"
@@ -36,7 +37,8 @@ func (s *Bolt) Done(ctx context.Context, p bridge.Pending) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: done: %w", err)
 	}
-	key := string(pendingKey(p.Queue, p.Seq))
+	var buf [128]byte // on the stack: the key is allocated once, as a string
+	key := string(binary.BigEndian.AppendUint64(appendQueuePrefix(buf[:0], p.Queue), p.Seq))
 	s.doneMu.Lock()
 	for len(s.doneQ) >= maxQueuedDones && !s.closed {
 		s.doneRoom.Wait()

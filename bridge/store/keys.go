@@ -17,13 +17,21 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 // no queue's prefix is the beginning of another queue's key, whatever bytes route, sink,
 // channel or discussion names contain, so a Seek on the prefix finds only this queue.
 func queuePrefix(q bridge.Queue) []byte {
-	tk := q.Target.Key()
-	b := make([]byte, 0, len(tk)+len(q.Discussion)+2*binary.MaxVarintLen64+8)
-	b = binary.AppendUvarint(b, uint64(len(tk)))
-	b = append(b, tk...)
+	t := &q.Target
+	return appendQueuePrefix(make([]byte, 0, len(t.Route)+len(t.Sink)+len(t.Channel)+2+len(q.Discussion)+2*binary.MaxVarintLen64+8), q)
+}
+
+// appendQueuePrefix appends queuePrefix(q) to b. The target key is written in place, as
+// Target.Key spells it, rather than built as a string first: queue keys are made for every
+// Append, Peek and Done.
+func appendQueuePrefix(b []byte, q bridge.Queue) []byte {
+	t := &q.Target
+	b = binary.AppendUvarint(b, uint64(len(t.Route)+len(t.Sink)+len(t.Channel)+2))
+	b = append(append(b, t.Route...), 0)
+	b = append(append(b, t.Sink...), 0)
+	b = append(b, t.Channel...)
 	b = binary.AppendUvarint(b, uint64(len(q.Discussion)))
-	b = append(b, q.Discussion...)
-	return b
+	return append(b, q.Discussion...)
 }
 
 // pendingKey is the queue prefix followed by the delivery's sequence number.

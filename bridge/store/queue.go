@@ -75,6 +75,7 @@ func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pen
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		c := tx.Bucket(bucketPending).Cursor()
+		var events, stored *bolt.Bucket // opened at the first event not cached
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, v = c.Next() {
 			if s.doneQueued(k) {
 				continue // delivered; its removal is in the next commit
@@ -89,11 +90,14 @@ func (s *Bolt) peek(ctx context.Context, q bridge.Queue, n int, buf []bridge.Pen
 			}
 			ce, cached := s.cache.get(eventSeq)
 			if !cached {
-				e, err := loadEvent(tx.Bucket(bucketEvents), eventSeq)
+				if events == nil {
+					events, stored = tx.Bucket(bucketEvents), tx.Bucket(bucketStored)
+				}
+				e, err := loadEvent(events, eventSeq)
 				if err != nil {
 					return err
 				}
-				ce = s.cache.addDecoded(eventSeq, e, storedAt(tx, eventSeq))
+				ce = s.cache.addDecoded(eventSeq, e, storedIn(stored, eventSeq))
 			}
 			out = append(out, bridge.Pending{
 				Seq: seq, Queue: q, Event: ce.event, Shared: ce.shared,

@@ -72,7 +72,9 @@ type dead struct {
 
 // loadEvent decodes the body of the event with seq.
 func loadEvent(events *bolt.Bucket, eventSeq uint64) (bridge.Event, error) {
-	v := events.Get(seqKey(eventSeq))
+	var k [8]byte // a key that Get does not keep: on the stack
+	binary.BigEndian.PutUint64(k[:], eventSeq)
+	v := events.Get(k[:])
 	if len(v) < 4 {
 		return bridge.Event{}, fmt.Errorf("event %d is missing", eventSeq)
 	}

@@ -91,8 +91,12 @@ func runSendTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var sink bridge.Sink
 	switch entry.Type {
 	case "webhook":
-		rec.ShowPath = entry.Webhook.URLFile == "" // a url_file's path may be the secret
-		s, err := webhook.New(entry.Name, *entry.Webhook, webhook.Options{Logger: log, UserAgent: "kdbridge/" + version, Client: client})
+		// Through the sink's own client, as the daemon sends: the sink tells of each
+		// exchange, with the URL in its display form (no path when it comes from url_file).
+		observe := func(x webhook.Exchange) {
+			rec.Record(sinkprobe.Answer{Method: x.Method, Endpoint: x.Endpoint, Status: x.Status, Body: string(x.Body), Elapsed: x.Elapsed, Err: x.Err})
+		}
+		s, err := webhook.New(entry.Name, *entry.Webhook, webhook.Options{Logger: log, UserAgent: "kdbridge/" + version, Observe: observe})
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", entry.Name, err)
 		}

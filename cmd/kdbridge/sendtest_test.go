@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +39,10 @@ func TestSendTestWebhook(t *testing.T) {
 	var got []delivery
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		// The daemon's own client sends it, not net/http's (which would ask for gzip).
+		if r.Proto != "HTTP/1.1" || r.Header.Get("Accept-Encoding") != "" || !strings.HasPrefix(r.UserAgent(), "kdbridge/") {
+			t.Errorf("sent as %s with Accept-Encoding %q, User-Agent %q: not the daemon's client", r.Proto, r.Header.Get("Accept-Encoding"), r.UserAgent())
+		}
 		if err := wh.Verify(body, r.Header); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprintf(w, "bad signature: %v", err)
@@ -67,11 +73,12 @@ routes:
 		t.Fatalf("send-test: %v\n%s", err, out)
 	}
 	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 1 {
-		t.Fatalf("the receiver got %d deliveries, want 1\n%s", len(got), out)
+	gotNow := got
+	mu.Unlock()
+	if len(gotNow) != 1 {
+		t.Fatalf("the receiver got %d deliveries, want 1\n%s", len(gotNow), out)
 	}
-	e := got[0].envelope
+	e := gotNow[0].envelope
 	if e.Type != "message.created" || e.Data.Discussion.Title != sinkprobe.Marker || !strings.Contains(e.Data.Message.Text, sinkprobe.Marker) {
 		t.Errorf("delivered %s, discussion %q, text %q: not a marked test event", e.Type, e.Data.Discussion.Title, e.Data.Message.Text)
 	}
@@ -88,6 +95,26 @@ routes:
 		if strings.Contains(out, secret) {
 			t.Errorf("output shows the secret %q:\n%s", secret, out)
 		}
+	}
+
+	// A URL read from url_file may carry its token in the path: the path is not shown.
+	urlFile := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(urlFile, []byte(recv.URL+"/in/tok-5ecret-path\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = writeConfig(t, fmt.Sprintf(`
+state: {dir: %q}
+sinks:
+  - {name: hook, type: webhook, url_file: %q, secret: %q}
+routes:
+  - {name: all, to: [hook]}
+`, t.TempDir(), urlFile, testSecret))
+	out, err = sendTest(t, "-config", cfg, "-sink", "hook")
+	if err != nil {
+		t.Fatalf("send-test (url_file): %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "POST "+recv.URL+"/…: 202 Accepted") || strings.Contains(out, "5ecret") {
+		t.Errorf("url_file: the answer is not shown by the URL without its path:\n%s", out)
 	}
 }
 

@@ -117,6 +117,16 @@ func (r *Recorder) endpoint(u *url.URL) string {
 	return e
 }
 
+// Record keeps an answer that came another way than through RoundTrip: a sink with an
+// HTTP client of its own tells of its exchanges (the webhook sink's Options.Observe). Its
+// Body is cut to BodyLimit bytes, as RoundTrip keeps it.
+func (r *Recorder) Record(a Answer) {
+	if len(a.Body) > BodyLimit {
+		a.Body = a.Body[:BodyLimit]
+	}
+	r.add(a)
+}
+
 func (r *Recorder) add(a Answer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

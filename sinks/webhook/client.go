@@ -53,7 +53,8 @@ type answer struct {
 	code       int
 	retryAfter string
 	location   string // the Location header as sent
-	body       []byte // up to maxBody of it (a copy) when it was not a success
+	body       []byte // up to maxBody of it (a copy) when it was not a success, or keepBody
+	keepBody   bool   // set by the caller: keep a success's body too (Options.Observe)
 }
 
 // poster sends an attempt and reads the answer. deadline bounds the whole exchange; ctx's
@@ -184,7 +185,7 @@ func (c *fastClient) post(ctx context.Context, deadline time.Time, r *request, a
 	a.retryAfter = string(resp.Header.Peek("Retry-After"))
 	a.location = string(resp.Header.Peek("Location"))
 	a.body = nil
-	if a.code < 200 || a.code >= 300 {
+	if a.keepBody || a.code < 200 || a.code >= 300 {
 		a.body = append(a.body, resp.Body()...)
 	}
 	return nil
@@ -311,7 +312,7 @@ func (c *lentClient) post(ctx context.Context, deadline time.Time, r *request, a
 	a.retryAfter = resp.Header.Get("Retry-After")
 	a.location = resp.Header.Get("Location")
 	a.body = nil
-	if a.code >= 200 && a.code < 300 {
+	if a.code >= 200 && a.code < 300 && !a.keepBody {
 		// A success's body is not used: drained (so the connection is reused), not kept.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 		return nil

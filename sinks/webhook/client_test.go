@@ -293,3 +293,43 @@ func TestInterimAnswersAreSkipped(t *testing.T) {
 	l.Close()
 	<-served
 }
+
+// Options.Observe is told of each attempt's exchange, made by the sink's own client: a
+// success with its body, a refusal with its body, and a transport failure with an error
+// that shows no secret of the URL.
+func TestObserveTellsOfEachExchange(t *testing.T) {
+	answers := []struct {
+		code int
+		body string
+	}{{http.StatusOK, `{"ok":true}`}, {http.StatusBadRequest, "bad envelope"}}
+	var n atomic.Int32
+	srv, got := receiver(t, func(w http.ResponseWriter, r *http.Request) {
+		a := answers[n.Add(1)-1]
+		w.WriteHeader(a.code)
+		io.WriteString(w, a.body)
+	})
+	var seen []webhook.Exchange
+	s := newSink(t, webhook.Config{URL: srv.URL + "/in?token=s3cret-token"}, webhook.Options{Observe: func(x webhook.Exchange) { seen = append(seen, x) }})
+	for i, a := range answers {
+		deliver(t, s, messageEvent())
+		if r := next(t, got); r.Header.Get("Accept-Encoding") != "" {
+			t.Errorf("exchange %d: sent with Accept-Encoding %q: not the sink's own client", i, r.Header.Get("Accept-Encoding"))
+		}
+		if len(seen) != i+1 {
+			t.Fatalf("after %d deliveries Observe was told of %d exchanges", i+1, len(seen))
+		}
+		x := seen[i]
+		if x.Method != http.MethodPost || x.Endpoint != srv.URL+"/in" || x.Status != a.code || string(x.Body) != a.body || x.Err != nil || x.Elapsed <= 0 {
+			t.Errorf("exchange %d: %+v, want POST %s/in answered %d %q", i, x, srv.URL, a.code, a.body)
+		}
+	}
+
+	srv.Close()
+	deliver(t, s, messageEvent())
+	if len(seen) != 3 {
+		t.Fatalf("Observe was told of %d exchanges, want 3", len(seen))
+	}
+	if x := seen[2]; x.Err == nil || x.Status != 0 || strings.Contains(x.Err.Error(), "s3cret") {
+		t.Errorf("a refused connection: %+v (error %v), want an error without the token", x, x.Err)
+	}
+}

@@ -38,6 +38,22 @@ type Options struct {
 	// TLSConfig, if set, replaces the system's roots and TLS settings for the sink's own
 	// client (tests: a TLS test server's certificate). Verification stays on.
 	TLSConfig *tls.Config
+	// Observe, if set, is told of every attempt's HTTP exchange once it has ended, with the
+	// answer's body also after a success (send-test shows it): the exchange is the one the
+	// daemon makes, through the same client, unlike one lent by Client.
+	Observe func(Exchange)
+}
+
+// Exchange is one attempt's HTTP exchange, as Options.Observe is told of it. Nothing in it
+// shows a secret: Endpoint is the URL's display form, and Err is redacted as Deliver's
+// errors are.
+type Exchange struct {
+	Method   string
+	Endpoint string        // scheme://host/path, or scheme://host/… when the path may hold a token
+	Status   int           // 0 when no answer came (Err says why)
+	Body     []byte        // the answer's body, up to 64 KiB
+	Elapsed  time.Duration // from sending the request to the end of the answer
+	Err      error         // a transport error: refused, timed out, TLS…
 }
 
 // Sink delivers events to one webhook endpoint. It is safe for concurrent use.
@@ -52,6 +68,7 @@ type Sink struct {
 	ua      string
 	hidden  []string    // never shown in errors: secrets, URL parts, header values
 	gone    atomic.Bool // the endpoint answered 410 and nothing since succeeded
+	observe func(Exchange)
 }
 
 var _ bridge.Sink = (*Sink)(nil)
@@ -63,7 +80,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{name: name, c: c, ua: opts.UserAgent}
+	s := &Sink{name: name, c: c, ua: opts.UserAgent, observe: opts.Observe}
 	if s.ua == "" {
 		s.ua = "kdbridge"
 	}
@@ -166,8 +183,21 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 	if s.sign != nil {
 		r.fixed[4], r.nfixed = s.sign.sign(e.ID, ts, body), 5
 	}
-	var a answer
-	if err := s.client.post(ctx, deadline, &r, &a); err != nil {
+	a := answer{keepBody: s.observe != nil}
+	var start time.Time
+	if s.observe != nil {
+		start = time.Now()
+	}
+	err = s.client.post(ctx, deadline, &r, &a)
+	if s.observe != nil {
+		x := Exchange{Method: http.MethodPost, Endpoint: ep, Status: a.code, Body: a.body, Elapsed: time.Since(start)}
+		if err != nil {
+			x.Status, x.Body = 0, nil
+			x.Err = &redactedError{err: &url.Error{Op: "Post", URL: ep, Err: err}, ep: &s.c.endpoint, hidden: s.hidden}
+		}
+		s.observe(x)
+	}
+	if err != nil {
 		// Named as http.Client names it, by the URL that errors may show.
 		err = &url.Error{Op: "Post", URL: ep, Err: err}
 		var ne net.Error

@@ -29,9 +29,10 @@ import (
 type Options struct {
 	Logger    *slog.Logger // default: discard
 	UserAgent string       // default "kdbridge"; the daemon passes "kdbridge/<version>"
-	// Client, if set, lends its transport, and deliveries go through it with net/http
-	// (send-test records the exchange this way); nothing else of it is used: the
-	// configured timeout applies and redirects are never followed. Without it the sink
+	// Client, if set, lends its transport, and deliveries go through it with net/http (a
+	// test's TLS server client, or a transport that answers in memory for a benchmark);
+	// nothing else of it is used: the configured timeout applies and redirects are never
+	// followed. Without it the sink
 	// has its own HTTP/1.1 client (see fastClient), or, for an endpoint reached through a
 	// proxy, a net/http transport of its own.
 	Client *http.Client

@@ -278,7 +278,7 @@ func TestTLSIsVerified(t *testing.T) {
 	if err := deliver(t, s, messageEvent()); err != nil {
 		t.Fatal(err)
 	}
-	// So is a lent client (Options.Client: send-test's recorder), with its own.
+	// So is a lent client (Options.Client), with its own.
 	s = newSink(t, webhook.Config{URL: srv.URL}, webhook.Options{Client: srv.Client()})
 	if err := deliver(t, s, messageEvent()); err != nil {
 		t.Fatal(err)

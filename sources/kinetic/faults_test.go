@@ -120,6 +120,32 @@ func TestRestartCatchesUpExactlyMissed(t *testing.T) {
 	}
 }
 
+// A long catch-up is handed over in batches of at most catchUpBatch messages (each stays
+// decoded in memory until the store has it), all of them, in order.
+func TestCatchUpHandsOverInBoundedBatches(t *testing.T) {
+	srv := newSim(t, kinetictest.Options{})
+	d := srv.CreateDiscussion(kinetictest.DiscussionSpec{Title: "x"})
+	cps := &MemoryCheckpoints{}
+	withCPs := func(c *Config, o *Options, tm *timing) { o.Checkpoints = cps; c.PageSize = 100 }
+
+	h1 := start(t, srv, []string{d.ID}, withCPs)
+	h1.waitReady()
+	post(t, srv, d.ID, "before", 1)
+	h1.waitMessages(d.ID, 1)
+	h1.stop()
+
+	missed := post(t, srv, d.ID, "missed", 3*catchUpBatch+5)
+	h2 := start(t, srv, []string{d.ID}, withCPs)
+	h2.waitReady()
+	got := h2.waitMessages(d.ID, len(missed))
+	if ids := messageIDs(got); !slices.Equal(ids, missed) {
+		t.Fatalf("caught up %d messages, not the %d missed in order", len(ids), len(missed))
+	}
+	if n := h2.rec.largestEmit(); n > catchUpBatch || n == 0 {
+		t.Errorf("the largest Emit carried %d events, want 1 to %d", n, catchUpBatch)
+	}
+}
+
 // An edit made while the source was down becomes message.updated after the restart.
 func TestRestartCatchesUpEdits(t *testing.T) {
 	srv := newSim(t, kinetictest.Options{})

@@ -93,9 +93,10 @@ func (l *logBuffer) lines(parts ...string) []string {
 
 // recorder is an Emitter that keeps what it accepts; reject, if set, can refuse events.
 type recorder struct {
-	mu     sync.Mutex
-	events []bridge.Event
-	reject func(e bridge.Event) error
+	mu      sync.Mutex
+	events  []bridge.Event
+	reject  func(e bridge.Event) error
+	largest int // the most events one Emit call carried
 }
 
 // setReject sets reject while the source may be emitting.
@@ -117,7 +118,15 @@ func (r *recorder) Emit(ctx context.Context, evs ...bridge.Event) error {
 		}
 	}
 	r.events = append(r.events, evs...)
+	r.largest = max(r.largest, len(evs))
 	return nil
+}
+
+// largestEmit is the most events one accepted or refused Emit call carried.
+func (r *recorder) largestEmit() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.largest
 }
 
 func (r *recorder) all() []bridge.Event {

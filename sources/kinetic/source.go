@@ -122,10 +122,11 @@ func defaultTiming() timing {
 		// without them). A slow server's subscribes take minutes: a catch-up waits at most
 		// this long for them, so its discussion's live events are not held up for minutes.
 		catchUpYield: time.Second,
-		// Each Emit carries up to maxBatch events, and all of it is in memory until the
-		// store has made it durable. Without a bound, a burst over 200 discussions put the
-		// whole burst in the store's commit queue at once, decoded; eight keep a group
-		// commit full (up to 2,048 events) while the rest wait undecoded in their queues.
+		// Each Emit carries up to maxBatch events (catchUpBatch from a catch-up), and all of
+		// it is in memory until the store has made it durable. Without a bound, a burst over
+		// 200 discussions put the whole burst in the store's commit queue at once, decoded;
+		// eight keep a group commit full (up to 2,048 events) while the rest wait undecoded
+		// in their queues.
 		emits:       8,
 		liveWaitMax: 100 * time.Millisecond,
 	}

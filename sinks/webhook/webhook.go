@@ -32,9 +32,8 @@ type Options struct {
 	// Client, if set, lends its transport, and deliveries go through it with net/http (a
 	// test's TLS server client, or a transport that answers in memory for a benchmark);
 	// nothing else of it is used: the configured timeout applies and redirects are never
-	// followed. Without it the sink
-	// has its own HTTP/1.1 client (see fastClient), or, for an endpoint reached through a
-	// proxy, a net/http transport of its own.
+	// followed. Without it the sink has its own HTTP/1.1 client (see fastClient), or, for
+	// an endpoint reached through a proxy, a net/http transport of its own.
 	Client *http.Client
 	// TLSConfig, if set, replaces the system's roots and TLS settings for the sink's own
 	// client (tests: a TLS test server's certificate). Verification stays on.

@@ -122,7 +122,7 @@ func (r *recorder) Emit(ctx context.Context, evs ...bridge.Event) error {
 	return nil
 }
 
-// largestEmit is the most events one accepted or refused Emit call carried.
+// largestEmit is the most events one accepted Emit call carried.
 func (r *recorder) largestEmit() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

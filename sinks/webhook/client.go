@@ -287,8 +287,8 @@ func (c *fastClient) closeIdle() {
 	}
 }
 
-// lentClient sends with net/http through a transport: one lent by Options.Client
-// (send-test records the exchange this way), or proxiedTransport.
+// lentClient sends with net/http through a transport: one lent by Options.Client, or
+// proxiedTransport.
 type lentClient struct {
 	rt  http.RoundTripper
 	url string

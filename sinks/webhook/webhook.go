@@ -188,18 +188,19 @@ func (s *Sink) deliver(ctx context.Context, e bridge.Event, shared *bridge.Share
 	if s.observe != nil {
 		start = time.Now()
 	}
-	err = s.client.post(ctx, deadline, &r, &a)
+	if err = s.client.post(ctx, deadline, &r, &a); err != nil {
+		// Named as http.Client names it, by the URL that errors may show.
+		err = &url.Error{Op: "Post", URL: ep, Err: err}
+	}
 	if s.observe != nil {
 		x := Exchange{Method: http.MethodPost, Endpoint: ep, Status: a.code, Body: a.body, Elapsed: time.Since(start)}
 		if err != nil {
 			x.Status, x.Body = 0, nil
-			x.Err = &redactedError{err: &url.Error{Op: "Post", URL: ep, Err: err}, ep: &s.c.endpoint, hidden: s.hidden}
+			x.Err = &redactedError{err: err, ep: &s.c.endpoint, hidden: s.hidden}
 		}
 		s.observe(x)
 	}
 	if err != nil {
-		// Named as http.Client names it, by the URL that errors may show.
-		err = &url.Error{Op: "Post", URL: ep, Err: err}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
 			return fmt.Errorf("webhook %s: timed out after %s: %w", ep, s.c.cfg.Timeout, err)

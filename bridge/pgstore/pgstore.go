@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,7 @@ type Store struct {
 	leasePool *pgxpool.Pool
 	log       *slog.Logger
 	opts      Options
-	secret    string // the DSN's password, scrubbed from every error
+	secrets   []string // the DSN's password as spelt (dsnSecrets), scrubbed from every error
 
 	fence atomic.Pointer[fence] // nil: no elector, writes are not fenced
 
@@ -101,35 +102,35 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
 	}
-	secret := dsnPassword(dsn)
+	secrets := dsnSecrets(dsn)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, scrub(fmt.Errorf("pgstore: parse DSN %s: %w", RedactDSN(dsn), err), secret)
+		return nil, scrub(fmt.Errorf("pgstore: parse DSN %s: %w", RedactDSN(dsn), err), secrets)
 	}
 	cfg.MaxConns = o.MaxConns
 	cfg.MinConns = 1
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secrets)
 	}
 	lcfg := cfg.Copy()
 	lcfg.MaxConns, lcfg.MinConns = 2, 0
 	leasePool, err := pgxpool.NewWithConfig(ctx, lcfg)
 	if err != nil {
 		pool.Close()
-		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secrets)
 	}
-	s := &Store{pool: pool, leasePool: leasePool, log: o.Logger, opts: o, secret: secret,
+	s := &Store{pool: pool, leasePool: leasePool, log: o.Logger, opts: o, secrets: secrets,
 		appends: make(chan *appendReq), dones: newDones(), kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		leasePool.Close()
-		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+		return nil, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secrets)
 	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		leasePool.Close()
-		return nil, scrub(err, secret)
+		return nil, scrub(err, secrets)
 	}
 	s.wg.Add(1)
 	go s.committer()
@@ -160,21 +161,21 @@ func (s *Store) Close() error {
 // empty). The error says what is wrong: the connection, a schema newer than this binary
 // (ErrSchemaTooNew), or privileges missing to create, migrate or use the schema.
 func Probe(ctx context.Context, dsn string) (version int, err error) {
-	secret := dsnPassword(dsn)
+	secrets := dsnSecrets(dsn)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secret)
+		return 0, scrub(fmt.Errorf("pgstore: connect to %s: %w", RedactDSN(dsn), err), secrets)
 	}
 	defer conn.Close(context.Background())
 	v, err := schemaVersion(ctx, conn)
 	if err != nil {
-		return 0, scrub(err, secret)
+		return 0, scrub(err, secrets)
 	}
 	if v > SchemaVersion {
 		return v, tooNew(v)
 	}
 	if err := checkPrivileges(ctx, conn, v); err != nil {
-		return v, scrub(err, secret)
+		return v, scrub(err, secrets)
 	}
 	return v, nil
 }
@@ -203,35 +204,54 @@ func RedactDSN(dsn string) string {
 
 // ScrubDSN removes the DSN's password from a message; a parse error may quote part of the
 // DSN.
-func ScrubDSN(msg, dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+func ScrubDSN(msg, dsn string) string { return scrubText(msg, dsnSecrets(dsn)) }
+
+// dsnSecrets lists the spellings of dsn's password, to scrub from messages: the URL's user
+// info and password parameter, a key=value password, and the one pgx would use (which may
+// come from PGPASSWORD or a passfile). A DSN that does not parse still gives what it shows.
+func dsnSecrets(dsn string) []string {
+	var out []string
+	add := func(pw string) {
+		if pw != "" && !slices.Contains(out, pw) {
+			out = append(out, pw)
 		}
 	}
-	for _, f := range strings.Fields(dsn) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
-			msg = strings.ReplaceAll(msg, v, "xxxxx")
+	if u, err := url.Parse(dsn); err == nil {
+		if u.User != nil {
+			pw, _ := u.User.Password()
+			add(pw)
 		}
+		add(u.Query().Get("password"))
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == "password" {
+			add(strings.Trim(v, "'"))
+		}
+	}
+	if cfg, err := pgx.ParseConfig(dsn); err == nil {
+		add(cfg.Password)
+	}
+	return out
+}
+
+// scrubText replaces every secret in msg with "xxxxx".
+func scrubText(msg string, secrets []string) string {
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
 	}
 	return msg
 }
 
-// dsnPassword extracts the password of dsn, to scrub it from errors.
-func dsnPassword(dsn string) string {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil || cfg.Password == "" {
-		return ""
+// scrub makes sure err's message contains none of secrets (dsnSecrets), keeping its chain.
+func scrub(err error, secrets []string) error {
+	if err == nil {
+		return nil
 	}
-	return cfg.Password
-}
-
-// scrub makes sure err's message does not contain secret.
-func scrub(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+	msg := scrubText(err.Error(), secrets)
+	if msg == err.Error() {
 		return err
 	}
-	return &scrubbed{msg: strings.ReplaceAll(err.Error(), secret, "xxxxx"), err: err}
+	return &scrubbed{msg: msg, err: err}
 }
 
 type scrubbed struct {

@@ -166,3 +166,23 @@ func TestRedactDSN(t *testing.T) {
 		}
 	}
 }
+
+// Messages and errors lose the DSN's password however it is spelt, also when the DSN does
+// not parse (its parse error may quote it).
+func TestScrubDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:s3cretpw@h:5432/db",
+		"postgres://u@h/db?password=s3cretpw",
+		"host=h user=u password=s3cretpw dbname=db",
+		"host=h password='s3cretpw' dbname=db",
+		"postgres://u:s3cretpw@h:5432/db?connect_timeout=soon", // does not parse
+	} {
+		if got := ScrubDSN("failed: "+dsn, dsn); strings.Contains(got, "s3cretpw") {
+			t.Errorf("ScrubDSN kept the password of %q: %s", dsn, got)
+		}
+	}
+	_, err := Open(context.Background(), "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=soon", Options{})
+	if err == nil || strings.Contains(err.Error(), "s3cretpw") {
+		t.Errorf("Open with a DSN that does not parse: %v, want an error without the password", err)
+	}
+}

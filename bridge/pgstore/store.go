@@ -250,7 +250,7 @@ func decodeEvent(body []byte, e *bridge.Event) error { return json.Unmarshal(bod
 
 // fail wraps an error of operation op, keeping ErrFenced and ErrClosed recognisable.
 func (s *Store) fail(op string, err error) error {
-	return scrub(privilegeHint(fmt.Errorf("pgstore: %s: %w", op, err)), s.secret)
+	return scrub(privilegeHint(fmt.Errorf("pgstore: %s: %w", op, err)), s.secrets)
 }
 
 // notDone leaves out the pending deliveries (alias p) whose Done is queued, given as the

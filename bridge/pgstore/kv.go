@@ -39,6 +39,10 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte) er
 		value = []byte{}
 	}
 	// A value put later and not yet written would overwrite this one: this call is newer.
+	// Under commitMu, so that a commit cannot have taken that value already and write it
+	// after this one (Forget only drops a value still waiting).
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	s.later.Forget(namespace, key)
 	b, err := s.newBatch(true)
 	if err == nil {

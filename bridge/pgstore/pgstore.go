@@ -73,7 +73,7 @@ type Store struct {
 
 	appends  chan *appendReq // Append calls for the appender
 	dones    *dones
-	commitMu sync.Mutex    // serialises commits of dones and values put later
+	commitMu sync.Mutex    // serialises commits of dones and values put later, and Put
 	kick     chan struct{} // tells the committer that Done calls or values put later wait
 	quit     chan struct{}
 	wg       sync.WaitGroup

@@ -62,6 +62,28 @@ func (g *gate) reopen() {
 	close(g.open)
 }
 
+// waitSettled waits, after start-up, until the source has handed over what start-up brought
+// (catch-ups, and the live events that subscribing causes, which may come after the source
+// is ready): nothing queued or counted, and nothing emitted for 200 ms. A test that then
+// shuts its emitter sees only its own messages take the emit slots.
+func waitSettled(t *testing.T, h *harness) {
+	t.Helper()
+	last, since := uint64(0), time.Now()
+	eventually(t, "start-up's events handed over", func() bool {
+		st := h.src.Status()
+		for _, d := range st.Discussions {
+			if d.Queued > 0 {
+				return false
+			}
+		}
+		if st.Emitted != last || liveHeld(h) != 0 {
+			last, since = st.Emitted, time.Now()
+			return false
+		}
+		return time.Since(since) >= 200*time.Millisecond
+	})
+}
+
 // liveHeld is the live budget's count of the current Run (see fleet.liveBytes).
 func liveHeld(h *harness) int64 {
 	ws := h.src.workers.Load()
@@ -95,6 +117,7 @@ func TestLiveBudgetPacesReading(t *testing.T) {
 	h.emit = g
 	h.run()
 	h.waitReady()
+	waitSettled(t, h)
 	g.shut()
 	before := len(h.rec.all())
 
@@ -162,6 +185,7 @@ func TestLiveBudgetAfterOverflow(t *testing.T) {
 	h.emit = g
 	h.run()
 	h.waitReady()
+	waitSettled(t, h)
 	g.shut()
 	want := post(t, srv, id, "first", 1)
 	eventually(t, "the emit slot to be taken", func() bool { return g.waiting() == 1 })

@@ -56,7 +56,7 @@ type worker struct {
 	mu           sync.Mutex
 	queue        []item
 	holding      bool               // a subscribe is in flight: live events wait in held until its ack
-	held         []decoded          // live events that arrived on the connection before the subscribe's ack
+	held         []lazyEvent        // live events that arrived on the connection before the subscribe's ack
 	subscribedAt time.Time          // when the first subscribe was sent
 	running      bool               // a goroutine is handing over the queue
 	starting     bool               // waiting in the fleet's starter for a catch-up slot (see startLocked)
@@ -75,10 +75,14 @@ type worker struct {
 	versions ring                 // message id → versionId handed over
 }
 
-// item is a queued live event, or (ev nil) a catch-up to run.
+// item is a queued live event, not decoded yet (see decoder.deferEvents), or a catch-up to
+// run (ev empty). Items are values: a queued live event allocates nothing but its payload.
 type item struct {
-	ev *decoded
+	ev lazyEvent
 }
+
+// isCatchUp reports whether the item is a catch-up to run.
+func (it *item) isCatchUp() bool { return it.ev.payload == nil }
 
 func (s *Source) newWorker(f *fleet, id string) *worker {
 	return &worker{
@@ -105,7 +109,7 @@ func (w *worker) startLocked() {
 	if w.running || w.starting || w.stopped || len(w.queue) == 0 || w.f.ctx.Err() != nil {
 		return
 	}
-	if w.queue[0].ev == nil && !w.slot {
+	if w.queue[0].isCatchUp() && !w.slot {
 		w.starting = true
 		w.f.queueStart(w)
 		return
@@ -154,7 +158,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // live queues a live event. It never blocks. When the queue is full the live events in it
 // are dropped and replaced by a catch-up: the messages among them come back from the REST
 // API; other events (participants, invitations…) are lost and counted in Status.Dropped.
-func (w *worker) live(d decoded) {
+func (w *worker) live(l lazyEvent) {
 	w.mu.Lock()
 	if w.holding {
 		// The catch-up that the subscribe's ack starts may end before this event: emitting it
@@ -162,7 +166,7 @@ func (w *worker) live(d decoded) {
 		// the queue's bound the event is dropped: a message among them is caught up anyway.
 		full := len(w.held) >= w.s.t.queueCap
 		if !full {
-			w.held = append(w.held, d)
+			w.held = append(w.held, l)
 		}
 		w.mu.Unlock()
 		if full {
@@ -177,7 +181,7 @@ func (w *worker) live(d decoded) {
 		kept := w.queue[:0]
 		dropped := 0
 		for _, it := range w.queue {
-			if it.ev == nil {
+			if it.isCatchUp() {
 				kept = append(kept, it)
 			} else {
 				dropped++
@@ -195,8 +199,8 @@ func (w *worker) live(d decoded) {
 			"discussion", w.id, "dropped", dropped)
 		return
 	}
-	w.queue = append(w.queue, item{ev: &d})
-	w.f.liveBytes.Add(liveCost(&d))
+	w.queue = append(w.queue, item{ev: l})
+	w.f.liveBytes.Add(liveCost(&l))
 	w.startLocked()
 	w.mu.Unlock()
 }
@@ -235,8 +239,8 @@ func (w *worker) release() {
 }
 
 func (w *worker) releaseLocked() {
-	for i := range w.held {
-		w.queue = append(w.queue, item{ev: &w.held[i]})
+	for _, l := range w.held {
+		w.queue = append(w.queue, item{ev: l})
 	}
 	w.f.liveBytes.Add(batchLiveCost(w.held))
 	w.held, w.holding = nil, false
@@ -244,7 +248,7 @@ func (w *worker) releaseLocked() {
 
 func (w *worker) queueCatchUpLocked() {
 	// Two catch-ups in a row are one: the second would find nothing new.
-	if n := len(w.queue); n > 0 && w.queue[n-1].ev == nil {
+	if n := len(w.queue); n > 0 && w.queue[n-1].isCatchUp() {
 		return
 	}
 	w.queue = append(w.queue, item{})
@@ -253,23 +257,25 @@ func (w *worker) queueCatchUpLocked() {
 // next takes the next work: a catch-up, or a run of consecutive live events (at most
 // maxBatch), which go to the emitter together. When the queue is empty, or ctx is done, the
 // goroutine ends (ok false): a later event starts another.
-func (w *worker) next(ctx context.Context) (catchUp bool, evs []decoded, ok bool) {
+func (w *worker) next(ctx context.Context) (catchUp bool, evs []lazyEvent, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 || ctx.Err() != nil {
 		w.exitLocked()
 		return false, nil, false
 	}
-	if w.queue[0].ev == nil {
-		w.queue[0] = item{}
+	if w.queue[0].isCatchUp() {
 		w.queue = w.queue[1:]
 		return true, nil, true
 	}
 	n := 0
-	for n < len(w.queue) && n < maxBatch && w.queue[n].ev != nil {
-		evs = append(evs, *w.queue[n].ev)
-		w.queue[n] = item{}
+	for n < len(w.queue) && n < maxBatch && !w.queue[n].isCatchUp() {
 		n++
+	}
+	evs = make([]lazyEvent, n)
+	for i := range n {
+		evs[i] = w.queue[i].ev
+		w.queue[i] = item{}
 	}
 	w.queue = w.queue[n:]
 	if len(w.queue) == 0 {
@@ -283,8 +289,8 @@ func (w *worker) queued() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
-	for _, it := range w.queue {
-		if it.ev != nil {
+	for i := range w.queue {
+		if !w.queue[i].isCatchUp() {
 			n++
 		}
 	}
@@ -295,7 +301,7 @@ func (w *worker) queued() int {
 func (w *worker) pendingCatchUp() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return slices.ContainsFunc(w.queue, func(it item) bool { return it.ev == nil })
+	return slices.ContainsFunc(w.queue, func(it item) bool { return it.isCatchUp() })
 }
 
 // run hands over the queue until it is empty or ctx is done.
@@ -362,21 +368,21 @@ func (w *worker) loadCheckpoint(ctx context.Context) bool {
 // several times that, and in a burst every discussion has a batch ready — all decoded at
 // once, they would wait for an emit slot in memory. Twice as many keep the next emits
 // decoded and ready when a commit ends.
-func (w *worker) deliver(ctx context.Context, ds []decoded) {
+func (w *worker) deliver(ctx context.Context, ls []lazyEvent) {
 	// The batch counts against the live budget (see fleet.paceLive) until it has a decoding
 	// slot: from then on it is one of the few batches the slots bound.
 	select {
 	case w.s.decodes <- struct{}{}:
-		w.f.releaseLive(batchLiveCost(ds))
+		w.f.releaseLive(batchLiveCost(ls))
 	case <-ctx.Done():
-		w.f.releaseLive(batchLiveCost(ds))
+		w.f.releaseLive(batchLiveCost(ls))
 		return
 	}
 	defer func() { <-w.s.decodes }()
-	evs := make([]bridge.Event, 0, len(ds))
-	batch := make(map[string]bool, len(ds))
-	for _, d := range ds {
-		d, err := w.s.dec.resolve(w.id, d)
+	evs := make([]bridge.Event, 0, len(ls))
+	batch := make(map[string]bool, len(ls))
+	for i := range ls {
+		d, err := w.s.dec.resolveLazy(w.id, ls[i])
 		if err != nil {
 			w.s.bad.badInput(badKind(err), err, "discussion", w.id)
 			continue

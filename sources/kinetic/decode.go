@@ -627,13 +627,18 @@ type decoded struct {
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
 
-	// lazy, when set, is an event not decoded yet (event is empty): see
+	// lazy, when deferred, is an event not decoded yet (event is empty): see
 	// decoder.deferEvents.
-	lazy *lazyEvent
+	lazy lazyEvent
 }
 
+// deferred reports whether d is an event left undecoded (see decoder.deferEvents).
+func (d *decoded) deferred() bool { return d.lazy.payload != nil }
+
 // lazyEvent is a live event as it waits in its discussion's queue: its payload (the frame's
-// own copy) is a third of the decoded event's size.
+// own copy) is a third of the decoded event's size. It is kept by value (64 bytes), in the
+// queue and in the batch taken from it, so that a queued live event allocates nothing but
+// its payload until it is decoded.
 type lazyEvent struct {
 	name     string // as Kinetic spells it
 	payload  json.RawMessage
@@ -643,11 +648,16 @@ type lazyEvent struct {
 // resolve decodes a lazily classified event. An error is bad input, as classify would have
 // reported it.
 func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
-	if x.lazy == nil {
+	if !x.deferred() {
 		return x, nil
 	}
+	return d.resolveLazy(discussion, x.lazy)
+}
+
+// resolveLazy decodes an event that classify left undecoded (see resolve).
+func (d decoder) resolveLazy(discussion string, l lazyEvent) (decoded, error) {
 	d.deferEvents = false
-	return d.event(discussion, x.lazy.name, x.lazy.payload, x.lazy.received)
+	return d.event(discussion, l.name, l.payload, l.received)
 }
 
 // event decodes the payload of a per-topic event (name as Kinetic spells it) in discussion,
@@ -663,7 +673,7 @@ func (d decoder) event(discussion, name string, payload json.RawMessage, receive
 		return decoded{}, bad(badPayload, "%s: payload is not an object", name)
 	}
 	if d.deferEvents {
-		return decoded{lazy: &lazyEvent{name: name, payload: payload, received: received}}, nil
+		return decoded{lazy: lazyEvent{name: name, payload: payload, received: received}}, nil
 	}
 	out := decoded{}
 	switch typ {

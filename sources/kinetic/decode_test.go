@@ -246,7 +246,7 @@ func TestDeferredEventsResolveAlike(t *testing.T) {
 		want, werr := fixtureDecoder.classify(f, received)
 		got, gerr := lazy.classify(f, received)
 		if gerr == nil && got.kind == frameEvent {
-			if got.decoded.lazy == nil {
+			if !got.decoded.deferred() {
 				t.Errorf("%s: an event was decoded by classify", filepath.Base(file))
 				continue
 			}

@@ -772,7 +772,7 @@ func (ss *session) handle(in inbound) {
 		return
 	}
 	ss.fleet.paceLive()
-	w.live(hf.decoded)
+	w.live(hf.decoded.lazy) // the source's decoder defers every event (see decoder.deferEvents)
 }
 
 // subscribed handles the ack of the subscribe tagged tag.

@@ -416,25 +416,22 @@ func (ss *session) unsubscribeAcked(id string, f frame) {
 	ss.s.log.Info("kinetic: unsubscribe answered with an error", "discussion", id, "answer", payloadText(f.Payload))
 }
 
-// liveOverhead is what a queued live event costs besides its payload: its decoded and
-// lazyEvent structures and its slot in the queue (~300 bytes), rounded up for the
-// allocator's size classes and the queue's spare capacity.
-const liveOverhead = 512
+// liveOverhead is what a queued live event costs besides its payload: its slot in the queue
+// (64 bytes, and up to as much again of the queue's spare capacity) and its copy in the
+// batch taken from the queue (64), rounded up for the allocator's size classes.
+const liveOverhead = 256
 
 // liveCost estimates the memory a live event costs while the source holds it. It depends
-// only on d, so that the cost added when the event is queued is the cost released later.
-func liveCost(d *decoded) int64 {
-	if d.lazy != nil {
-		return int64(len(d.lazy.payload)) + liveOverhead
-	}
-	return int64(len(d.event.Raw)) + liveOverhead
+// only on l, so that the cost added when the event is queued is the cost released later.
+func liveCost(l *lazyEvent) int64 {
+	return int64(len(l.payload)) + liveOverhead
 }
 
 // batchLiveCost is the live cost of a batch of events (see liveCost).
-func batchLiveCost(ds []decoded) int64 {
+func batchLiveCost(ls []lazyEvent) int64 {
 	var n int64
-	for i := range ds {
-		n += liveCost(&ds[i])
+	for i := range ls {
+		n += liveCost(&ls[i])
 	}
 	return n
 }
@@ -443,9 +440,9 @@ func batchLiveCost(ds []decoded) int64 {
 // cost nothing).
 func queuedLiveCost(q []item) int64 {
 	var n int64
-	for _, it := range q {
-		if it.ev != nil {
-			n += liveCost(it.ev)
+	for i := range q {
+		if !q[i].isCatchUp() {
+			n += liveCost(&q[i].ev)
 		}
 	}
 	return n

@@ -144,8 +144,15 @@ func benchDaemon(ctx context.Context, spec bench.Spec, logw io.Writer, ready fun
 // Kinetic source, one webhook sink per target, one route to all of them, the durable store in
 // the scenario's state directory (fsync on, as always).
 func benchConfig(spec bench.Spec) (*Config, error) {
+	backend := backendBolt
+	if spec.DSN != "" {
+		backend = backendPostgres
+	}
 	kc := &kinetic.Config{URL: spec.SimURL, ClientID: spec.ClientID, ClientSecret: config.Secret(spec.ClientSecret), Discussions: spec.Discussions,
 		ReadAhead: spec.ReadAhead}
+	if kc.ReadAhead == 0 {
+		kc.ReadAhead = readAheadFor(backend) // as the daemon's configuration would have it
+	}
 	kc.Defaults()
 	if err := kc.Validate(); err != nil {
 		return nil, err
@@ -158,13 +165,13 @@ func benchConfig(spec bench.Spec) (*Config, error) {
 		Log: logConfig{Level: level, Format: "text"},
 		// The listener is on, as in a default deployment (metrics, health); nothing polls it.
 		HTTP: httpConfig{Listen: "127.0.0.1:0"},
-		State: stateConfig{Backend: backendBolt, Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour),
+		State: stateConfig{Backend: backend, Dir: spec.StateDir, Retention: config.Duration(7 * 24 * time.Hour),
 			Attempts: attemptsConfig{Record: spec.Attempts}},
 		Sources: []sourceEntry{{Name: "bench", Type: "kinetic", Kinetic: kc}},
 		Routes:  []bridge.RouteConfig{{Name: "all"}},
 	}
-	if spec.DSN != "" {
-		cfg.State.Backend, cfg.State.DSN, cfg.State.Replica = backendPostgres, config.Secret(spec.DSN), "bench"
+	if backend == backendPostgres {
+		cfg.State.DSN, cfg.State.Replica = config.Secret(spec.DSN), "bench"
 	}
 	for i, u := range spec.Targets {
 		wc := &webhook.Config{URL: u, Secret: config.Secrets{config.Secret(spec.Secret)}}

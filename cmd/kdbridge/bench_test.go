@@ -72,13 +72,20 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("%s/%s: read_ahead %d saved, want %d", r.Scenario, r.Mode, r.ReadAhead, want)
 			}
 		}
-		for ra, want := range map[int64]int64{0: kinetic.DefaultReadAhead, 1024: 1024} {
-			cfg, err := benchConfig(bench.Spec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: ra})
+		for _, tc := range []struct {
+			ra   int64
+			dsn  string
+			want int64
+		}{{0, "", kinetic.DefaultReadAhead}, {1024, "", 1024}, {0, "postgres://u@127.0.0.1:1/db", postgresReadAhead}, {1024, "postgres://u@127.0.0.1:1/db", 1024}} {
+			cfg, err := benchConfig(bench.Spec{SimURL: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s", Discussions: []string{"9fa2b330-fa5e-11e8-88ef-7bbe80231820"}, ReadAhead: tc.ra, DSN: tc.dsn})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Sources[0].Kinetic.ReadAhead; got != want {
-				t.Errorf("-read-ahead %d: the daemon's read_ahead is %d, want %d", ra, got, want)
+			if got := cfg.Sources[0].Kinetic.ReadAhead; got != tc.want {
+				t.Errorf("-read-ahead %d (dsn %q): the daemon's read_ahead is %d, want %d", tc.ra, tc.dsn, got, tc.want)
+			}
+			if wantBackend := map[bool]string{true: backendPostgres, false: backendBolt}[tc.dsn != ""]; cfg.State.Backend != wantBackend {
+				t.Errorf("dsn %q: backend %q, want %q", tc.dsn, cfg.State.Backend, wantBackend)
 			}
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kdbridge/kdbridge/internal/pgtest"
+	"github.com/kdbridge/kdbridge/sources/kinetic"
 )
 
 const pgPassword = "pw-Never-Shown-42"
@@ -97,5 +98,38 @@ func TestCheckOnlinePostgres(t *testing.T) {
 	err = run(context.Background(), []string{"check", "-online", "-config", cfgFor(u.String())}, &out, &out)
 	if !errors.Is(err, errOnline) || exitCode(err) != 1 || !strings.Contains(out.String(), "online: state: postgres") || strings.Contains(out.String(), pgPassword) {
 		t.Errorf("bad database: %v\n%s", err, out.String())
+	}
+}
+
+// A Kinetic source that sets no read_ahead reads 4 MiB ahead of an embedded store and 64 MiB
+// ahead of PostgreSQL (whose commits want longer batches), whichever way the backend was
+// chosen; a read_ahead in the file is kept on either.
+func TestReadAheadDefaultFollowsTheBackend(t *testing.T) {
+	dsn := "postgres://kdbridge:" + pgPassword + "@db.internal:5432/kdbridge?sslmode=disable"
+	withReadAhead := strings.Replace(goodBase, "    discussions:", "    read_ahead: 1048576\n    discussions:", 1)
+	if withReadAhead == goodBase {
+		t.Fatal("the base configuration changed: no discussions line to put read_ahead before")
+	}
+	for _, tc := range []struct {
+		name string
+		file string
+		over settings
+		want int64
+	}{
+		{"bbolt by default", goodBase, settings{}, kinetic.DefaultReadAhead},
+		{"postgres in the file", goodBase + "state: {backend: postgres, dsn: '" + dsn + "'}\n", settings{}, postgresReadAhead},
+		{"postgres from the environment", goodBase, settings{Backend: "postgres", DSN: dsn, Replica: "pod-1"}, postgresReadAhead},
+		{"set, on bbolt", withReadAhead, settings{}, 1 << 20},
+		{"set, on postgres", withReadAhead, settings{Backend: "postgres", DSN: dsn, Replica: "pod-1"}, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, ps := parseConfig([]byte(tc.file), lookupFrom(nil), tc.over)
+			if err := ps.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources[0].Kinetic.ReadAhead; got != tc.want {
+				t.Errorf("read_ahead %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

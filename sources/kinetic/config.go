@@ -27,10 +27,11 @@ const (
 	// opens only while acks come back well within ack_timeout (see subscribeWindow); this is
 	// its ceiling.
 	DefaultSubscribesInFlight = 512
-	// DefaultReadAhead bounds the live events a source reads ahead of the store: far above
-	// what a burst of 20,000 messages over 200 discussions reads ahead (~19 MiB), so that only a
-	// burst several times that makes reading wait (see Config.ReadAhead).
-	DefaultReadAhead = 64 << 20
+	// DefaultReadAhead bounds the live events a source reads ahead of the store (see
+	// Config.ReadAhead). A burst of 20,000 messages over 200 discussions reads ~19 MiB ahead
+	// when nothing bounds it; with 4 MiB it peaks at ~71 MB RSS instead of ~91, for a
+	// throughput within the bench's noise (docs/performance.md, "Twelfth round").
+	DefaultReadAhead = 4 << 20
 	// MinReadAhead and MaxReadAhead are the range read_ahead accepts.
 	MinReadAhead = 1024
 	MaxReadAhead = 1 << 40
@@ -55,7 +56,8 @@ type Config struct {
 	SubscribesInFlight int `yaml:"subscribes_in_flight"`
 	// ReadAhead bounds, in bytes, the live events held beyond the batches being handed to
 	// the store: while the source holds more and the store is busy with a batch in every
-	// emit slot, reading the websocket waits for the store; default 64 MiB.
+	// emit slot, reading the websocket waits for the store; default 4 MiB (the daemon gives a
+	// source whose state is on PostgreSQL 64 MiB when its configuration sets none).
 	ReadAhead int64 `yaml:"read_ahead"`
 }
 

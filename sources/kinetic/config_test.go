@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.URL != "https://acme.kinops.io" || c.Heartbeat.D() != 30*time.Second || c.ReadLimit != 1<<20 ||
-		c.AckTimeout.D() != 10*time.Second || c.PageSize != 100 || c.Backfill != 0 || c.SubscribesInFlight != 512 || c.ReadAhead != 64<<20 {
+		c.AckTimeout.D() != 10*time.Second || c.PageSize != 100 || c.Backfill != 0 || c.SubscribesInFlight != 512 || c.ReadAhead != 4<<20 {
 		t.Errorf("defaults: %+v", c)
 	}
 }

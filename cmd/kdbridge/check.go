@@ -142,7 +142,7 @@ func summary(cfg *Config) string {
 	fmt.Fprintf(&b, "configuration OK\n\nsources (%d):\n", len(cfg.Sources))
 	for _, s := range cfg.Sources {
 		if k := s.Kinetic; k != nil {
-			fmt.Fprintf(&b, "  %-16s kinetic  %s as %s, %d discussion(s)\n", s.Name, k.URL, k.ClientID, len(k.Discussions))
+			fmt.Fprintf(&b, "  %-16s kinetic  %s as %s, %d discussion(s), read_ahead %s\n", s.Name, k.URL, k.ClientID, len(k.Discussions), byteCount(k.ReadAhead))
 		}
 		if r := s.Replies; r != nil {
 			fmt.Fprintf(&b, "  %-16s slack    replies from slack sink %s over Socket Mode, two-way route(s): %s\n", s.Name, r.Sink, strings.Join(r.Routes, ", "))
@@ -199,4 +199,16 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// byteCount spells a byte count as a setting would be thought of: in MiB or KiB when it is
+// a whole number of them.
+func byteCount(n int64) string {
+	switch {
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -130,6 +130,15 @@ func TestReadAheadDefaultFollowsTheBackend(t *testing.T) {
 			if got := cfg.Sources[0].Kinetic.ReadAhead; got != tc.want {
 				t.Errorf("read_ahead %d, want %d", got, tc.want)
 			}
+			// check says which it is.
+			if want := "discussion(s), read_ahead " + byteCount(tc.want) + "\n"; !strings.Contains(summary(cfg), want) {
+				t.Errorf("check's summary lacks %q:\n%s", want, summary(cfg))
+			}
 		})
+	}
+	for n, want := range map[int64]string{4 << 20: "4 MiB", 64 << 20: "64 MiB", 1024: "1 KiB", 1536 << 10: "1536 KiB", 1500: "1500 bytes"} {
+		if got := byteCount(n); got != want {
+			t.Errorf("byteCount(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

@@ -382,7 +382,7 @@ func (w *worker) deliver(ctx context.Context, ls []lazyEvent) {
 	evs := make([]bridge.Event, 0, len(ls))
 	batch := make(map[string]bool, len(ls))
 	for i := range ls {
-		d, err := w.s.dec.resolveLazy(w.id, ls[i])
+		d, err := w.s.dec.resolve(w.id, ls[i])
 		if err != nil {
 			w.s.bad.badInput(badKind(err), err, "discussion", w.id)
 			continue

@@ -627,13 +627,10 @@ type decoded struct {
 	title   string              // discussion events: the title in the payload
 	related *bridge.RelatedItem // relatedItem events: the item
 
-	// lazy, when deferred, is an event not decoded yet (event is empty): see
+	// lazy, when its payload is set, is an event not decoded yet (event is empty): see
 	// decoder.deferEvents.
 	lazy lazyEvent
 }
-
-// deferred reports whether d is an event left undecoded (see decoder.deferEvents).
-func (d *decoded) deferred() bool { return d.lazy.payload != nil }
 
 // lazyEvent is a live event as it waits in its discussion's queue: its payload (the frame's
 // own copy) is a third of the decoded event's size. It is kept by value (64 bytes), in the
@@ -645,17 +642,9 @@ type lazyEvent struct {
 	received time.Time
 }
 
-// resolve decodes a lazily classified event. An error is bad input, as classify would have
-// reported it.
-func (d decoder) resolve(discussion string, x decoded) (decoded, error) {
-	if !x.deferred() {
-		return x, nil
-	}
-	return d.resolveLazy(discussion, x.lazy)
-}
-
-// resolveLazy decodes an event that classify left undecoded (see resolve).
-func (d decoder) resolveLazy(discussion string, l lazyEvent) (decoded, error) {
+// resolve decodes an event that classify left undecoded. An error is bad input, as classify
+// would have reported it.
+func (d decoder) resolve(discussion string, l lazyEvent) (decoded, error) {
 	d.deferEvents = false
 	return d.event(discussion, l.name, l.payload, l.received)
 }

@@ -246,12 +246,12 @@ func TestDeferredEventsResolveAlike(t *testing.T) {
 		want, werr := fixtureDecoder.classify(f, received)
 		got, gerr := lazy.classify(f, received)
 		if gerr == nil && got.kind == frameEvent {
-			if !got.decoded.deferred() {
+			if got.decoded.lazy.payload == nil {
 				t.Errorf("%s: an event was decoded by classify", filepath.Base(file))
 				continue
 			}
 			deferred++
-			got.decoded, gerr = lazy.resolve(got.discussion, got.decoded)
+			got.decoded, gerr = lazy.resolve(got.discussion, got.decoded.lazy)
 		}
 		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
 			t.Errorf("%s: error %v, deferred %v", filepath.Base(file), werr, gerr)
